@@ -1,0 +1,78 @@
+// Errors carry a stable code, where it happened (field path, record position, config location) and a hint.
+
+export type ErrorCode =
+  | 'CONFIG' // invalid configuration
+  | 'DECODE' // a payload could not be decoded by its format
+  | 'SCHEMA' // a decoded row does not fit the declared schema
+  | 'CONNECT' // a remote system could not be reached
+  | 'AUTH' // a remote system refused the credentials
+  | 'SINK' // a sink rejected a write
+  | 'INTERNAL';
+
+export class SluiceError extends Error {
+  readonly code: ErrorCode;
+  readonly hint?: string;
+  /** Retrying the same operation may succeed (a refused connection), as opposed to a permanent error (bad data). */
+  readonly retriable: boolean;
+  constructor(code: ErrorCode, message: string, opts: { hint?: string; retriable?: boolean; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'SluiceError';
+    this.code = code;
+    this.hint = opts.hint;
+    this.retriable = opts.retriable ?? false;
+  }
+}
+
+/** A record that failed decoding or schema validation; `field` is a dotted path such as `trade.price` or `[3]`. */
+export class RecordError extends SluiceError {
+  readonly field?: string;
+  constructor(code: 'DECODE' | 'SCHEMA', message: string, field?: string) {
+    super(code, field ? `field '${field}': ${message}` : message);
+    this.name = 'RecordError';
+    this.field = field;
+  }
+}
+
+export interface SourceLocation {
+  file: string;
+  line: number;
+  col: number;
+}
+
+export interface ConfigIssue {
+  /** Path inside the document, e.g. ['pipelines', 0, 'source', 'config', 'url']. */
+  path: (string | number)[];
+  message: string;
+  loc?: SourceLocation;
+}
+
+/** One or more configuration problems, each printable as `file:line:col: message`. */
+export class ConfigError extends SluiceError {
+  readonly issues: ConfigIssue[];
+  constructor(issues: ConfigIssue[]) {
+    super('CONFIG', issues.map(formatIssue).join('\n'));
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+export function formatIssue(i: ConfigIssue): string {
+  const where = i.loc ? `${i.loc.file}:${i.loc.line}:${i.loc.col}: ` : '';
+  const path = i.path.length ? `${formatPath(i.path)}: ` : '';
+  return `${where}${path}${i.message}`;
+}
+
+export function formatPath(path: readonly (string | number | symbol)[]): string {
+  let s = '';
+  for (const p of path) {
+    if (typeof p === 'number') s += `[${p}]`;
+    else s += s ? `.${String(p)}` : String(p);
+  }
+  return s;
+}
+
+/** Short message of any thrown value, without stack. */
+export function errorMessage(e: unknown): string {
+  if (e instanceof Error) return e.message || e.name;
+  return String(e);
+}

@@ -1,0 +1,182 @@
+// The contracts every connector, format and config surface is written against.
+// Nothing in src/core knows a connector by name.
+
+import type { Logger } from 'pino';
+
+/** One event moving through a pipeline. */
+export interface SluiceRecord {
+  /** Decoded row (plain object), or the raw payload (string | Uint8Array) before decoding. */
+  value: unknown;
+  key?: string | Uint8Array | null;
+  headers?: Record<string, string | Uint8Array>;
+  /** Event time in milliseconds since the epoch. */
+  timestamp?: number;
+  /** Connector metadata, selectable as fields `_partition`, `_offset`, `_topic`, ... */
+  meta?: Record<string, unknown>;
+  /** The original payload; kept for the dead-letter queue and byte pass-through. */
+  raw?: string | Uint8Array;
+}
+
+/** What a source hands to the runtime. */
+export interface SourceBatch {
+  /** With `decoded` unset, each value is a raw payload (string | Uint8Array) that the pipeline's format decodes. */
+  records: SluiceRecord[];
+  /** The values are rows already (generator, memory, SQL) or the source decoded them itself. */
+  decoded?: boolean;
+  /** Opaque position returned to `Source.commit` once this batch and every batch before it reached the sink. */
+  ack?: unknown;
+  /** Per-partition order is kept; different partitions may be interleaved. */
+  partition?: string;
+}
+
+/** A record the source itself could not decode (the runtime applies the `bad_data` policy). */
+export interface BadRecord {
+  raw: string | Uint8Array;
+  error: Error;
+  meta?: Record<string, unknown>;
+}
+
+export interface Counter {
+  inc(n?: number): void;
+}
+export interface Gauge {
+  set(v: number): void;
+}
+
+/** Per-connector metrics the runtime exposes (status line, logs, /metrics later). */
+export interface ConnectorMetrics {
+  counter(name: string, help?: string): Counter;
+  gauge(name: string, help?: string): Gauge;
+}
+
+/** Positions and small state for one source or sink, persisted in the state store. */
+export interface StateScope {
+  get<T = unknown>(key: string): Promise<T | undefined>;
+  set(key: string, value: unknown): Promise<void>;
+  delete(key: string): Promise<void>;
+  /** Every key under this scope. */
+  entries(): Promise<Array<[string, unknown]>>;
+}
+
+export interface ConnectorContext {
+  /** Pipeline name, unique within a process. */
+  pipeline: string;
+  /** `source`, `sink` or `dlq`. */
+  role: 'source' | 'sink' | 'dlq';
+  log: Logger;
+  state: StateScope;
+  metrics: ConnectorMetrics;
+  /** Aborted when the pipeline stops. */
+  signal: AbortSignal;
+  /** Directory for connector files (durable buffers); created on demand. */
+  dataDir: string;
+}
+
+export interface SourceContext extends ConnectorContext {
+  /**
+   * Hand a batch to the pipeline. Returns undefined when there is room for more, or a promise that resolves once
+   * there is (backpressure): push sources pause their socket until it resolves, pull sources await it.
+   */
+  emit(batch: SourceBatch): Promise<void> | undefined;
+  /** Report records the source could not decode itself. */
+  bad(records: BadRecord[]): void;
+  /** A fresh decoder for the pipeline's format (for sources that frame and decode, such as files with CSV headers). */
+  decoder(): Decoder;
+}
+
+export interface Source {
+  /** Read until exhausted (finite sources) or until ctx.signal aborts; resolve once no more batches will be emitted. */
+  run(ctx: SourceContext): Promise<void>;
+  /** Called in emit order with the ack tokens of batches whose records all reached the sink (or DLQ). */
+  commit?(acks: unknown[]): Promise<void> | void;
+  close?(): Promise<void>;
+}
+
+export interface SinkContext extends ConnectorContext {
+  encoder: Encoder;
+}
+
+export interface Sink {
+  /** Connect, create files, etc. Called once before the first write; keep `ctx` for the encoder, log and state. */
+  open(ctx: SinkContext): Promise<void>;
+  /** Resolve only once the batch is durable or the remote system acknowledged it. Reject to trigger retry/failure. */
+  write(records: SluiceRecord[]): Promise<void>;
+  /** Flush and release; called once after the last write. */
+  close?(): Promise<void>;
+}
+
+// ---- formats -------------------------------------------------------------------------------------------------
+
+export interface Decoder {
+  /**
+   * Decode one payload into zero or more rows appended to `out`. A payload may hold several rows (a JSON array,
+   * newline-delimited JSON, a chunk of CSV lines). A row that cannot be decoded is reported through `onError` with its
+   * own raw text and the rest go on; `decode` throws only when a `fail` decision is needed for the whole payload.
+   */
+  decode(payload: string | Uint8Array, out: unknown[], onError: (err: Error, raw: string | Uint8Array) => void): void;
+}
+
+export interface Encoder {
+  /** One row as one message (Kafka value, MQTT payload, WebSocket frame). */
+  encode(value: unknown): string | Uint8Array;
+  /**
+   * Rows as a piece of a byte stream (a file, an NDJSON body). `first` is true for the first piece of a new
+   * file or stream, for formats with a header (CSV).
+   */
+  encodeStream(values: unknown[], first: boolean): string | Uint8Array;
+  /** File extension without dot (jsonl, csv, txt, bin). */
+  readonly extension: string;
+}
+
+export interface Format {
+  readonly name: string;
+  decoder(): Decoder;
+  encoder(): Encoder;
+}
+
+// ---- schemas -------------------------------------------------------------------------------------------------
+
+export type FieldType =
+  | 'string'
+  | 'int32'
+  | 'int64'
+  | 'float32'
+  | 'float64'
+  | 'decimal'
+  | 'boolean'
+  | 'timestamp'
+  | 'date'
+  | 'json'
+  | 'bytes'
+  | 'array'
+  | 'object';
+
+export interface FieldSpec {
+  name: string;
+  type: FieldType;
+  nullable?: boolean;
+  default?: unknown;
+  /** timestamp: `iso` (default), `epoch`, or a pattern such as `YYYY-MM-DD HH:mm:ss`. */
+  format?: string;
+  /** timestamp given as an epoch number: its unit. */
+  unit?: 's' | 'ms' | 'us' | 'ns';
+  /** decimal */
+  precision?: number;
+  scale?: number;
+  /** array element type */
+  items?: Omit<FieldSpec, 'name'>;
+  /** object fields */
+  fields?: FieldSpec[];
+  /** Read from a connector metadata field (`_offset`, `_key`, ...) instead of the payload. */
+  metadata?: string;
+}
+
+export interface SchemaSpec {
+  fields: FieldSpec[];
+  primary_key?: string[];
+  /** What to do with payload fields the schema does not list. */
+  unknown_fields?: 'keep' | 'drop' | 'error';
+}
+
+/** What to do with a record that cannot be decoded or does not fit the schema. */
+export type BadDataPolicy = 'fail' | 'drop' | 'dlq';
