@@ -117,6 +117,8 @@ export interface ConnectorSpec {
   name: string;
   /** Other names the connector answers to (`log` and `console` for `stdout`). */
   aliases?: string[];
+  /** Options implied by an alias name, e.g. `impulse` -> { template: 'impulse' } for the generator. */
+  aliasDefaults?: Record<string, Record<string, unknown>>;
   title: string;
   description: string;
   source?: SourceFactory<any>;

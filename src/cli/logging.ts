@@ -1,0 +1,34 @@
+// pino to stderr: JSON for machines, pretty for people; secrets are redacted by key name wherever they appear.
+
+import pino, { type Logger } from 'pino';
+import pretty from 'pino-pretty';
+import type { StatusLine } from './status.js';
+
+export type LogFormat = 'json' | 'pretty';
+
+/** Keys whose values never reach a log line, whatever object they are in. */
+export const SECRET_KEYS = ['password', 'passwd', 'token', 'secret', 'api_key', 'apikey', 'api_secret', 'authorization', 'sasl_password', 'private_key', 'key_password'];
+
+export function createLogger(o: { format?: LogFormat; level: string; status?: StatusLine }): { log: Logger; flush(): Promise<void> } {
+  const format = o.format ?? (process.stderr.isTTY ? 'pretty' : 'json');
+  const status = o.status;
+  // The status line is cleared before a log line and redrawn after it, so the two never interleave.
+  const dest = {
+    write(s: string) {
+      status?.clear();
+      process.stderr.write(s);
+      status?.redraw();
+      return true;
+    },
+  };
+  const stream = format === 'pretty' ? pretty({ destination: dest as unknown as NodeJS.WritableStream, colorize: !!process.stderr.isTTY, sync: true, ignore: 'pid,hostname' }) : dest;
+  const log = pino(
+    {
+      level: o.level,
+      base: undefined,
+      redact: { paths: SECRET_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`]), censor: '[redacted]' },
+    },
+    stream as pino.DestinationStream,
+  );
+  return { log, flush: async () => undefined };
+}

@@ -1,0 +1,25 @@
+// Every connector, by name. Adding a connector = a folder with an `index.ts` exporting `spec`, plus one line here.
+
+import type { ConnectorSpec } from '../core/spec.js';
+import { spec as blackhole } from './blackhole/index.js';
+import { spec as file } from './file/index.js';
+import { spec as generator } from './generator/index.js';
+import { spec as memory } from './memory/index.js';
+import { spec as stdout } from './stdout/index.js';
+
+export const CONNECTORS: readonly ConnectorSpec[] = [blackhole, file, generator, memory, stdout];
+
+const byName = new Map<string, ConnectorSpec>();
+for (const c of CONNECTORS) {
+  byName.set(c.name.toLowerCase(), c);
+  for (const a of c.aliases ?? []) byName.set(a.toLowerCase(), c);
+}
+
+/** A connector by its name or an alias (case-insensitive). */
+export function findConnector(name: string): ConnectorSpec | undefined {
+  return byName.get(name.toLowerCase());
+}
+
+export function connectorNames(): string[] {
+  return [...byName.keys()];
+}

@@ -1,0 +1,61 @@
+// The pipeline definition every config surface (YAML, SQL, REST, console) compiles to.
+
+import type { BadDataPolicy, SchemaSpec } from './types.js';
+
+export interface FormatSpec {
+  name: string;
+  options: Record<string, unknown>;
+}
+
+export interface EndpointDef {
+  /** Canonical connector name. */
+  connector: string;
+  /** The connector options as validated by its spec (durations in ms, sizes in bytes, defaults applied). */
+  options: Record<string, unknown>;
+  /** The options as written (canonical keys, after profile merge), for display, export and redaction. */
+  config: Record<string, unknown>;
+  format: FormatSpec;
+  schema?: SchemaSpec;
+  /** Source only. */
+  bad_data: BadDataPolicy;
+  /** Connector metadata selected as row fields: field name -> metadata name (`offset` <- `_offset`). */
+  metadata_fields: Record<string, string>;
+  /** Connection profile this endpoint used, by name. */
+  profile?: string;
+  /** Table this endpoint came from, by name. */
+  table?: string;
+}
+
+export interface BatchPolicy {
+  /** Most records per sink write. */
+  max_records: number;
+  /** Most payload bytes per sink write (approximate: raw payload sizes). */
+  max_bytes: number;
+  /** How long a partial batch may wait for more records. */
+  linger_ms: number;
+}
+
+export interface RetryPolicy {
+  max_attempts: number;
+  initial_backoff_ms: number;
+  max_backoff_ms: number;
+}
+
+export interface PipelineDef {
+  name: string;
+  description?: string;
+  source: EndpointDef;
+  sink: EndpointDef;
+  /** Where records go under `bad_data: dlq`. */
+  dlq?: EndpointDef;
+  /** Stateless SQL-like transform (`SELECT ... WHERE ...`), compiled by the SQL layer. */
+  transform?: string;
+  batch: BatchPolicy;
+  /** Bound of the queue between source and sink, in records and bytes. */
+  buffer: { max_records: number; max_bytes: number };
+  retry: RetryPolicy;
+}
+
+export const DEFAULT_BATCH: BatchPolicy = { max_records: 1000, max_bytes: 4 * 1024 * 1024, linger_ms: 5 };
+export const DEFAULT_BUFFER = { max_records: 20_000, max_bytes: 64 * 1024 * 1024 };
+export const DEFAULT_RETRY: RetryPolicy = { max_attempts: 10, initial_backoff_ms: 100, max_backoff_ms: 10_000 };

@@ -1,0 +1,591 @@
+// The pipeline runtime: source -> decode -> schema -> (transform) -> encode -> sink, on batches, with a bounded queue,
+// backpressure that reaches the source, and end-to-end acknowledgement (a source position is committed only after
+// every record up to it was accepted by the sink or the dead-letter sink).
+
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { ConnectorSpec } from './spec.js';
+import type { BadRecord, Decoder, SluiceRecord, Sink, SinkContext, Source, SourceBatch, SourceContext } from './types.js';
+import type { EndpointDef, PipelineDef } from './model.js';
+import type { StateStore } from './state.js';
+import { MetricSet, newStats, type PipelineStats } from './metrics.js';
+import { RecordError, SluiceError, errorMessage } from './errors.js';
+import { createFormat } from '../formats/index.js';
+import { compileSchema } from './schema.js';
+
+export interface RuntimeEnv {
+  log: Logger;
+  state: StateStore;
+  dataDir: string;
+  connector(name: string): ConnectorSpec;
+}
+
+export type PipelineStatus = 'starting' | 'running' | 'draining' | 'completed' | 'stopped' | 'failed';
+
+export interface PipelineResult {
+  status: 'completed' | 'stopped' | 'failed';
+  error?: Error;
+  stats: PipelineStats;
+}
+
+export interface RunOptions {
+  /** Read without writing: records go to `onRecords` instead of the sink, and no position is committed. */
+  preview?: { limit: number; onRecords(records: SluiceRecord[]): void };
+  /** Rewrites each batch after schema validation (the SQL layer plugs in here). */
+  transform?: (records: SluiceRecord[]) => SluiceRecord[];
+  /** How long a graceful stop may take to drain before giving up. */
+  drainTimeoutMs?: number;
+}
+
+export interface PipelineHandle {
+  readonly name: string;
+  readonly def: PipelineDef;
+  readonly stats: PipelineStats;
+  readonly metrics: { source: MetricSet; sink: MetricSet; dlq?: MetricSet };
+  status(): PipelineStatus;
+  lastError(): Error | undefined;
+  /** Resolves when the pipeline ended by itself, was stopped, or failed. */
+  readonly done: Promise<PipelineResult>;
+  /** Stop reading, drain in-flight records to the sink, commit positions, close. */
+  stop(): Promise<PipelineResult>;
+}
+
+/** One source batch's share of the acknowledgement: committed once nothing of it is still queued or in flight. */
+interface Token {
+  ack: unknown;
+  pending: number;
+}
+
+interface Entry {
+  records: SluiceRecord[];
+  /** Records before this index were written already (an entry larger than a batch is written in slices). */
+  offset: number;
+  bytes: number;
+  token: Token;
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+  });
+
+/** A queue plus the loop that writes it to one sink in order, with batching and retries. */
+class Writer {
+  private queue: Entry[] = [];
+  private head = 0;
+  queuedRecords = 0;
+  queuedBytes = 0;
+  private wake?: () => void;
+  private closing = false;
+  private readonly done: Promise<void>;
+  private readonly abort = new AbortController();
+
+  constructor(
+    private readonly label: string,
+    private readonly sink: Sink,
+    private readonly def: PipelineDef,
+    private readonly log: Logger,
+    private readonly onWritten: (n: number, tokens: Token[]) => void,
+    private readonly onRetry: () => void,
+  ) {
+    this.done = this.loop();
+  }
+
+  push(records: SluiceRecord[], bytes: number, token: Token) {
+    token.pending++;
+    this.queue.push({ records, offset: 0, bytes, token });
+    this.queuedRecords += records.length;
+    this.queuedBytes += bytes;
+    if (this.wake && (this.queuedRecords >= this.def.batch.max_records || this.def.batch.linger_ms === 0 || this.closing)) this.signal();
+    else if (this.wake && this.lingerTimer === undefined) this.armLinger();
+  }
+
+  private lingerTimer?: NodeJS.Timeout;
+  private armLinger() {
+    this.lingerTimer = setTimeout(() => {
+      this.lingerTimer = undefined;
+      this.signal();
+    }, this.def.batch.linger_ms);
+  }
+
+  private signal() {
+    if (this.lingerTimer) clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  /** Write everything queued, then resolve. */
+  async drain(): Promise<void> {
+    this.closing = true;
+    this.signal();
+    await this.done;
+  }
+
+  /** Stop at once; queued records stay unacknowledged (the source replays them, where it can). */
+  async kill(): Promise<void> {
+    this.closing = true;
+    this.queue.length = 0;
+    this.head = 0;
+    this.abort.abort();
+    this.signal();
+    await this.done.catch(() => undefined);
+  }
+
+  get failure(): Promise<void> {
+    return this.done;
+  }
+
+  private async loop(): Promise<void> {
+    const { max_records, max_bytes } = this.def.batch;
+    for (;;) {
+      if (this.abort.signal.aborted) return;
+      if (this.head >= this.queue.length) {
+        if (this.closing) return;
+        await new Promise<void>((r) => (this.wake = r));
+        continue;
+      }
+      if (this.queuedRecords < max_records && !this.closing && this.def.batch.linger_ms > 0 && this.queuedBytes < max_bytes) {
+        // A partial batch waits up to linger_ms for company; push() wakes us early when the batch fills.
+        await new Promise<void>((r) => {
+          this.wake = r;
+          if (this.lingerTimer === undefined) this.armLinger();
+        });
+        if (this.head >= this.queue.length) continue;
+      }
+      // Take whole entries while they fit; split an entry only when it alone exceeds the batch.
+      const parts: Array<[SluiceRecord[], number, number]> = [];
+      let count = 0;
+      let bytes = 0;
+      const finished: Token[] = [];
+      while (this.head < this.queue.length && count < max_records && bytes < max_bytes) {
+        const e = this.queue[this.head]!;
+        const take = Math.min(e.records.length - e.offset, max_records - count);
+        parts.push([e.records, e.offset, e.offset + take]);
+        count += take;
+        e.offset += take;
+        if (e.offset === e.records.length) {
+          bytes += e.bytes;
+          finished.push(e.token);
+          this.queue[this.head++] = undefined as never;
+        }
+      }
+      let batch: SluiceRecord[];
+      const [first, from, to] = parts[0]!;
+      if (parts.length === 1 && from === 0 && to === first.length) batch = first;
+      else {
+        batch = new Array<SluiceRecord>(count);
+        let k = 0;
+        for (const [recs, a, b] of parts) for (let i = a; i < b; i++) batch[k++] = recs[i]!;
+      }
+      if (this.head > 1024 && this.head * 2 > this.queue.length) {
+        this.queue = this.queue.slice(this.head);
+        this.head = 0;
+      }
+      await this.write(batch);
+      this.queuedRecords -= count;
+      this.queuedBytes -= bytes;
+      this.onWritten(count, finished);
+    }
+  }
+
+  private async write(batch: SluiceRecord[]): Promise<void> {
+    const { max_attempts, initial_backoff_ms, max_backoff_ms } = this.def.retry;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.sink.write(batch);
+        return;
+      } catch (e) {
+        if (this.abort.signal.aborted) throw e;
+        const retriable = !(e instanceof SluiceError) || e.retriable || e.code === 'SINK' || e.code === 'CONNECT';
+        if (!retriable || attempt >= max_attempts) {
+          throw new SluiceError('SINK', `${this.label} write failed after ${attempt} attempt(s): ${errorMessage(e)}`, { cause: e });
+        }
+        const backoff = Math.min(max_backoff_ms, initial_backoff_ms * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
+        this.log.warn({ attempt, backoff_ms: Math.round(backoff), err: errorMessage(e) }, `${this.label} write failed; retrying`);
+        this.onRetry();
+        await sleep(backoff, this.abort.signal);
+      }
+    }
+  }
+}
+
+function describeRecordPosition(meta: Record<string, unknown> | undefined, index: number): string {
+  if (meta) {
+    if (meta._path !== undefined && meta._line !== undefined) return `${String(meta._path)}:${String(meta._line)}`;
+    if (meta._offset !== undefined) return `${meta._partition !== undefined ? `partition ${String(meta._partition)} ` : ''}offset ${String(meta._offset)}`;
+  }
+  return `#${index}`;
+}
+
+function rawText(raw: string | Uint8Array | undefined): { raw: string; raw_encoding: 'utf8' | 'base64' } {
+  if (raw === undefined) return { raw: '', raw_encoding: 'utf8' };
+  if (typeof raw === 'string') return { raw, raw_encoding: 'utf8' };
+  try {
+    return { raw: new TextDecoder('utf-8', { fatal: true }).decode(raw), raw_encoding: 'utf8' };
+  } catch {
+    return { raw: Buffer.from(raw).toString('base64'), raw_encoding: 'base64' };
+  }
+}
+
+function metaValue(rec: SluiceRecord, name: string): unknown {
+  switch (name) {
+    case '_timestamp':
+      return rec.timestamp === undefined ? null : new Date(rec.timestamp);
+    case '_key':
+      return rec.key == null ? null : typeof rec.key === 'string' ? rec.key : Buffer.from(rec.key).toString('utf8');
+    case '_headers':
+      return rec.headers ?? null;
+    default:
+      return rec.meta?.[name] ?? null;
+  }
+}
+
+/** Start one pipeline. The caller owns the state store and logger. */
+export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOptions = {}): PipelineHandle {
+  const log = env.log.child({ pipeline: def.name });
+  const stats = newStats();
+  const metrics = { source: new MetricSet(), sink: new MetricSet(), dlq: def.dlq ? new MetricSet() : undefined };
+  let status: PipelineStatus = 'starting';
+  let lastError: Error | undefined;
+  const sourceAbort = new AbortController();
+  const pipelineAbort = new AbortController();
+  const dataDir = join(env.dataDir, 'pipelines', def.name.replace(/[^\w.-]/g, '_'));
+
+  const sourceSpec = env.connector(def.source.connector);
+  const sinkSpec = opts.preview ? undefined : env.connector(def.sink.connector);
+  if (!sourceSpec.source) throw new SluiceError('CONFIG', `connector '${def.source.connector}' cannot be a source`);
+  if (sinkSpec && !sinkSpec.sink) throw new SluiceError('CONFIG', `connector '${def.sink.connector}' cannot be a sink`);
+
+  const source: Source = sourceSpec.source.create(def.source.options, { format: def.source.format.name, schema: def.source.schema });
+  const sourceFormat = createFormat(def.source.format, def.source.schema);
+  const coerce = def.source.schema ? compileSchema(def.source.schema) : undefined;
+  const metaFields = Object.entries(def.source.metadata_fields);
+  for (const f of def.source.schema?.fields ?? []) if (f.metadata) metaFields.push([f.name, f.metadata]);
+
+  const previewSink: Sink | undefined = opts.preview && {
+    open: async () => undefined,
+    write: async (records) => {
+      opts.preview!.onRecords(records);
+    },
+  };
+  const sink: Sink = previewSink ?? sinkSpec!.sink!.create(def.sink.options, { format: def.sink.format.name, schema: def.sink.schema });
+  const dlqSpec = def.dlq && !opts.preview ? env.connector(def.dlq.connector) : undefined;
+  const dlqSink: Sink | undefined = dlqSpec?.sink?.create(def.dlq!.options, { format: def.dlq!.format.name, schema: def.dlq!.schema });
+
+  const baseCtx = (role: 'source' | 'sink' | 'dlq', connector: string, m: MetricSet) => ({
+    pipeline: def.name,
+    role,
+    log: log.child({ role, connector }),
+    state: env.state.scope(def.name, role),
+    metrics: m,
+    signal: role === 'source' ? sourceAbort.signal : pipelineAbort.signal,
+    dataDir,
+  });
+  const sinkCtx = (e: EndpointDef, role: 'sink' | 'dlq', m: MetricSet): SinkContext => ({
+    ...baseCtx(role, e.connector, m),
+    encoder: createFormat(e.format, e.schema).encoder(),
+  });
+
+  // ---- acknowledgement ----
+  const tokens: Token[] = [];
+  let tokenHead = 0;
+  let commitChain: Promise<void> = Promise.resolve();
+  const release = () => {
+    let acks: unknown[] | undefined;
+    while (tokenHead < tokens.length && tokens[tokenHead]!.pending === 0) {
+      const t = tokens[tokenHead]!;
+      tokens[tokenHead++] = undefined as never;
+      if (t.ack !== undefined) (acks ??= []).push(t.ack);
+    }
+    if (tokenHead > 1024 && tokenHead * 2 > tokens.length) {
+      tokens.splice(0, tokenHead);
+      tokenHead = 0;
+    }
+    if (acks && source.commit && !opts.preview) {
+      const a = acks;
+      commitChain = commitChain
+        .then(() => source.commit!(a))
+        .catch((e) => fail(new SluiceError('INTERNAL', `committing source positions failed: ${errorMessage(e)}`, { cause: e }), true));
+    }
+  };
+
+  // ---- backpressure ----
+  let spaceWaiter: { promise: Promise<void>; resolve: () => void } | undefined;
+  const { max_records: bufRecords, max_bytes: bufBytes } = def.buffer;
+  const full = () => main.queuedRecords >= bufRecords || main.queuedBytes >= bufBytes;
+  const onWritten = (n: number, finished: Token[], isDlq: boolean) => {
+    if (isDlq) stats.dlq += n;
+    else stats.records_out += n;
+    for (const t of finished) t.pending--;
+    release();
+    if (opts.preview && stats.records_out >= opts.preview.limit) void handle.stop();
+    stats.queued = main.queuedRecords;
+    if (spaceWaiter && main.queuedRecords <= bufRecords / 2 && main.queuedBytes <= bufBytes / 2) {
+      const w = spaceWaiter;
+      spaceWaiter = undefined;
+      w.resolve();
+    }
+  };
+  const onRetry = () => void stats.sink_retries++;
+  const main = new Writer(`sink '${def.sink.connector}'`, sink, def, log, (n, f) => onWritten(n, f, false), onRetry);
+  const dlq = dlqSink && new Writer(`dead-letter sink '${def.dlq!.connector}'`, dlqSink, def, log, (n, f) => onWritten(n, f, true), onRetry);
+
+  // ---- bad data ----
+  let lastDropLog = 0;
+  let dropsSinceLog = 0;
+  /** Applies the bad_data policy; true when the pipeline must stop (the batch is then never acknowledged). */
+  const handleBad = (bad: BadRecord[], token: Token): boolean => {
+    stats.errors += bad.length;
+    switch (def.source.bad_data) {
+      case 'fail': {
+        const b = bad[0]!;
+        token.pending++; // never released: the bad record's position must not be committed
+        fail(
+          new SluiceError('DECODE', `bad record at ${describeRecordPosition(b.meta, 0)}: ${errorMessage(b.error)}`, {
+            hint: "set the source's bad_data to 'drop' or 'dlq' to keep going past bad records",
+          }),
+          true,
+        );
+        return true;
+      }
+      case 'drop': {
+        stats.dropped += bad.length;
+        dropsSinceLog += bad.length;
+        const now = Date.now();
+        if (now - lastDropLog >= 5000) {
+          const b = bad[0]!;
+          log.warn({ dropped: dropsSinceLog, sample_error: errorMessage(b.error), at: describeRecordPosition(b.meta, 0), sample: rawText(b.raw).raw.slice(0, 200) }, 'dropped bad records');
+          lastDropLog = now;
+          dropsSinceLog = 0;
+        }
+        return false;
+      }
+      case 'dlq': {
+        const now = Date.now();
+        const records: SluiceRecord[] = bad.map((b) => ({
+          value: {
+            error: errorMessage(b.error),
+            error_class: b.error instanceof SluiceError ? b.error.code : 'DECODE',
+            field: b.error instanceof RecordError ? (b.error.field ?? null) : null,
+            ...rawText(b.raw),
+            pipeline: def.name,
+            source: def.source.connector,
+            metadata: b.meta ?? {},
+            attempts: 1,
+            failed_at: new Date(now).toISOString(),
+          },
+          raw: b.raw,
+          timestamp: now,
+          meta: b.meta,
+        }));
+        dlq!.push(records, 0, token);
+        return false;
+      }
+    }
+  };
+
+  // ---- decode + validate, synchronously inside emit ----
+  let decoder: Decoder | undefined;
+  let badBuf: BadRecord[] = [];
+  let current: SluiceRecord | undefined;
+  const onDecodeError = (err: Error, raw: string | Uint8Array) => {
+    badBuf.push({ raw, error: err, meta: current?.meta });
+  };
+  const rows: unknown[] = [];
+
+  const process = (batch: SourceBatch): { records: SluiceRecord[]; bytes: number } => {
+    let records = batch.records;
+    let bytes = 0;
+    if (!batch.decoded) {
+      const dec = (decoder ??= sourceFormat.decoder());
+      const out: SluiceRecord[] = [];
+      for (let i = 0; i < records.length; i++) {
+        const r = records[i]!;
+        const payload = r.value as string | Uint8Array;
+        bytes += payload.length;
+        current = r;
+        rows.length = 0;
+        try {
+          dec.decode(payload, rows, onDecodeError);
+        } catch (e) {
+          badBuf.push({ raw: payload, error: e as Error, meta: r.meta });
+          continue;
+        }
+        if (rows.length === 1) {
+          r.raw = payload;
+          r.value = rows[0];
+          out.push(r);
+        } else {
+          for (const row of rows) out.push({ value: row, key: r.key, headers: r.headers, timestamp: r.timestamp, meta: r.meta });
+        }
+      }
+      current = undefined;
+      records = out;
+    } else {
+      for (let i = 0; i < records.length; i++) {
+        const raw = records[i]!.raw;
+        if (raw !== undefined) bytes += raw.length;
+      }
+    }
+    if (metaFields.length) {
+      for (const r of records) {
+        const row = r.value as Record<string, unknown>;
+        if (row && typeof row === 'object') for (const [field, m] of metaFields) row[field] = metaValue(r, m);
+      }
+    }
+    if (coerce) {
+      let bad = 0;
+      for (let i = 0; i < records.length; i++) {
+        const r = records[i]!;
+        try {
+          r.value = coerce(r.value);
+        } catch (e) {
+          badBuf.push({ raw: r.raw ?? JSON.stringify(r.value), error: e as Error, meta: r.meta });
+          records[i] = undefined as never;
+          bad++;
+        }
+      }
+      if (bad) records = records.filter((r) => r !== undefined);
+    }
+    stats.records_in += records.length + badBuf.length;
+    if (opts.transform && records.length) records = opts.transform(records);
+    return { records, bytes };
+  };
+
+  let accepting = true;
+  const emit = (batch: SourceBatch): Promise<void> | undefined => {
+    if (!accepting) return undefined; // after a hard failure; unacknowledged, so replayable sources resend
+    const token: Token = { ack: batch.ack, pending: 0 };
+    tokens.push(token);
+    const { records, bytes } = process(batch);
+    stats.bytes_in += bytes;
+    if (badBuf.length) {
+      const b = badBuf;
+      badBuf = [];
+      if (handleBad(b, token)) return undefined;
+    }
+    if (records.length) main.push(records, bytes, token);
+    if (token.pending === 0) release();
+    stats.queued = main.queuedRecords;
+    if (!full()) return undefined;
+    if (!spaceWaiter) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      spaceWaiter = { promise, resolve };
+    }
+    return spaceWaiter.promise;
+  };
+
+  const sourceCtx: SourceContext = {
+    ...baseCtx('source', def.source.connector, metrics.source),
+    emit,
+    bad(records) {
+      if (!accepting || !records.length) return;
+      const token: Token = { ack: undefined, pending: 0 };
+      tokens.push(token);
+      stats.records_in += records.length;
+      handleBad(records, token);
+      if (token.pending === 0) release();
+    },
+    decoder: () => sourceFormat.decoder(),
+  };
+
+  // ---- lifecycle ----
+  let stopping: Promise<PipelineResult> | undefined;
+  let resolveDone!: (r: PipelineResult) => void;
+  const done = new Promise<PipelineResult>((r) => (resolveDone = r));
+  let sourceRun: Promise<void> = Promise.resolve();
+
+  /**
+   * `drain`: what was accepted before the failure is still written and committed (a bad record, a source error);
+   * without it (the sink gave up) queued records are abandoned unacknowledged.
+   */
+  function fail(err: Error, drain: boolean) {
+    if (lastError) return;
+    lastError = err;
+    log.error({ err: errorMessage(err) }, 'pipeline failed');
+    accepting = false;
+    void finish('failed', drain);
+  }
+
+  function finish(kind: 'completed' | 'stopped' | 'failed', drain = true): Promise<PipelineResult> {
+    if (stopping) return stopping;
+    stopping = (async () => {
+      status = kind === 'failed' ? 'failed' : 'draining';
+      sourceAbort.abort();
+      spaceWaiter?.resolve();
+      const drainTimeout = opts.drainTimeoutMs ?? 30_000;
+      // The source stops first; what it still emits while stopping is accepted and drained.
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), drainTimeout)));
+      await Promise.race([sourceRun.catch(() => undefined), deadline]);
+      const writers = drain ? Promise.all([main.drain(), dlq?.drain()]) : Promise.all([main.kill(), dlq?.kill()]);
+      const outcome = await Promise.race([writers.then(() => 'ok' as const, (e: Error) => e), deadline]);
+      clearTimeout(timer);
+      if (outcome === 'timeout') {
+        lastError ??= new SluiceError('SINK', `drain did not finish within ${drainTimeout} ms; ${main.queuedRecords} queued records were not written`);
+        await Promise.all([main.kill(), dlq?.kill()]);
+      } else if (outcome instanceof Error) {
+        lastError ??= outcome;
+      }
+      await commitChain;
+      pipelineAbort.abort();
+      for (const c of [sink, dlqSink, source]) {
+        try {
+          await c?.close?.();
+        } catch (e) {
+          log.warn({ err: errorMessage(e) }, 'close failed');
+        }
+      }
+      const final = lastError ? 'failed' : kind;
+      status = final;
+      const result: PipelineResult = { status: final, error: lastError, stats };
+      if (final !== 'failed') log.info({ status: final, records_in: stats.records_in, records_out: stats.records_out }, 'pipeline finished');
+      resolveDone(result);
+      return result;
+    })();
+    return stopping;
+  }
+
+  const handle: PipelineHandle = {
+    name: def.name,
+    def,
+    stats,
+    metrics,
+    status: () => status,
+    lastError: () => lastError,
+    done,
+    stop: () => finish('stopped'),
+  };
+
+  // Writer loops that die (sink gave up) fail the pipeline.
+  main.failure.catch((e) => fail(e as Error, false));
+  dlq?.failure.catch((e) => fail(e as Error, false));
+
+  void (async () => {
+    try {
+      mkdirSync(dataDir, { recursive: true });
+      await sink.open(sinkCtx(def.sink, 'sink', metrics.sink));
+      if (dlqSink) await dlqSink.open(sinkCtx(def.dlq!, 'dlq', metrics.dlq!));
+    } catch (e) {
+      fail(e instanceof SluiceError ? e : new SluiceError('CONNECT', `opening sink '${def.sink.connector}' failed: ${errorMessage(e)}`, { cause: e }), false);
+      return;
+    }
+    if (stopping) return;
+    status = 'running';
+    log.info({ source: def.source.connector, sink: opts.preview ? 'preview' : def.sink.connector }, 'pipeline started');
+    sourceRun = source.run(sourceCtx);
+    try {
+      await sourceRun;
+      if (!stopping) void finish('completed');
+    } catch (e) {
+      fail(e instanceof Error ? e : new Error(String(e)), true);
+    }
+  })();
+
+  return handle;
+}
