@@ -103,7 +103,7 @@ async function cmdRun(files: string[], o: { dataDir: string; drainTimeout: strin
     }
   });
   const s = results.reduce((a, r) => ({ in: a.in + r.stats.records_in, out: a.out + r.stats.records_out }), { in: 0, out: 0 });
-  log.info({ records_in: s.in, records_out: s.out }, 'done');
+  log.info({ records_in: s.in, records_out: s.out, peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024) }, 'done');
   await flush();
   return code;
 }

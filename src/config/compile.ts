@@ -2,7 +2,7 @@
 // collected as an issue with its path in the document; the caller maps paths to file:line:col.
 
 import { z } from 'zod';
-import { parseOptions, bool, duration, size, num } from '../core/spec.js';
+import { parseOptions, bool, duration, size, num, shapeOf } from '../core/spec.js';
 import type { ConnectorSpec } from '../core/spec.js';
 import type { ConfigIssue } from '../core/errors.js';
 import type { BadDataPolicy } from '../core/types.js';
@@ -268,7 +268,7 @@ export function compileEndpoint(
     }
   }
   // Laminar tables say `type: source|sink` inside config; Timeplus puts `data_type` among the connector options.
-  const optionShape = (factory.options as unknown as { shape?: Record<string, unknown> }).shape ?? {};
+  const optionShape = shapeOf(factory.options) ?? {};
   if ('type' in merged && !('type' in optionShape)) {
     if (merged.type !== role) issues.push({ path: [...(origin.get('type') ?? path), 'type'], message: `this table is a ${String(merged.type)}, used here as a ${role}` });
     delete merged.type;

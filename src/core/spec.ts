@@ -63,7 +63,7 @@ export function bool(meta: OptionMeta & { default?: boolean } = {}) {
     (v) => (v === 'true' ? true : v === 'false' ? false : v),
     z.boolean(),
   );
-  return meta.default === undefined ? base.meta(meta) : base.default(meta.default).meta(meta);
+  return meta.default === undefined ? base.meta(meta) : base.prefault(meta.default).meta(meta);
 }
 
 /** A number that also accepts numeric strings. */
@@ -74,7 +74,7 @@ export function num(meta: OptionMeta & { default?: number; int?: boolean; min?: 
   if (meta.max !== undefined) inner = inner.max(meta.max);
   const base = z.preprocess((v) => (typeof v === 'string' && v.trim() !== '' && !isNaN(Number(v)) ? Number(v) : v), inner);
   const { int: _i, min: _a, max: _b, ...m } = meta;
-  return meta.default === undefined ? base.meta(m) : base.default(meta.default).meta(m);
+  return meta.default === undefined ? base.meta(m) : base.prefault(meta.default).meta(m);
 }
 
 /** A list that also accepts a comma-separated string. */

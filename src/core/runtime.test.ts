@@ -1,0 +1,247 @@
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { startPipeline, type RuntimeEnv } from './runtime.js';
+import { memoryStateStore } from './state.js';
+import { silentLog } from '../testing/harness.js';
+import { DEFAULT_BATCH, DEFAULT_BUFFER, DEFAULT_RETRY, type EndpointDef, type PipelineDef } from './model.js';
+import type { ConnectorSpec } from './spec.js';
+import type { SluiceRecord, SourceBatch, SourceContext } from './types.js';
+import { SluiceError } from './errors.js';
+
+/** A source that emits the given batches (awaiting backpressure) and records what was committed. */
+function scriptedSource(batches: SourceBatch[], log: { committed: unknown[]; emitReturnedPromise: number }) {
+  return {
+    async run(ctx: SourceContext) {
+      for (const b of batches) {
+        if (ctx.signal.aborted) return;
+        const p = ctx.emit(b);
+        if (p) {
+          log.emitReturnedPromise++;
+          await p;
+        }
+      }
+    },
+    commit(acks: unknown[]) {
+      log.committed.push(...acks);
+    },
+  };
+}
+
+interface SinkLog {
+  written: SluiceRecord[][];
+  failuresLeft: number;
+  delayMs: number;
+  error?: Error;
+}
+
+function env(batches: SourceBatch[], src: { committed: unknown[]; emitReturnedPromise: number }, sink: SinkLog, dlq?: SinkLog): RuntimeEnv {
+  const connectors: Record<string, ConnectorSpec> = {
+    scripted: { name: 'scripted', title: '', description: '', source: { options: z.object({}), create: () => scriptedSource(batches, src) } },
+    rec: {
+      name: 'rec',
+      title: '',
+      description: '',
+      sink: {
+        options: z.object({ which: z.string().optional() }),
+        create: (o: { which?: string }) => {
+          const log = o.which === 'dlq' ? dlq! : sink;
+          return {
+            async open() {},
+            async write(records: SluiceRecord[]) {
+              if (log.delayMs) await new Promise((r) => setTimeout(r, log.delayMs));
+              if (log.failuresLeft > 0) {
+                log.failuresLeft--;
+                throw log.error ?? new SluiceError('SINK', 'temporarily down', { retriable: true });
+              }
+              log.written.push(records.slice());
+            },
+          };
+        },
+      },
+    },
+  };
+  return { log: silentLog, state: memoryStateStore(), dataDir: '/tmp/sluice-runtime-test', connector: (n) => connectors[n]! };
+}
+
+const ep = (connector: string, over: Partial<EndpointDef> = {}): EndpointDef => ({
+  connector,
+  options: {},
+  config: {},
+  format: { name: 'json', options: {} },
+  bad_data: 'fail',
+  metadata_fields: {},
+  ...over,
+});
+
+function def(over: Partial<PipelineDef> = {}): PipelineDef {
+  return {
+    name: 't',
+    source: ep('scripted'),
+    sink: ep('rec'),
+    batch: { ...DEFAULT_BATCH, linger_ms: 0 },
+    buffer: { ...DEFAULT_BUFFER },
+    retry: { ...DEFAULT_RETRY, initial_backoff_ms: 1, max_backoff_ms: 2 },
+    ...over,
+  };
+}
+
+const rows = (from: number, n: number): SluiceRecord[] => Array.from({ length: n }, (_, i) => ({ value: { id: from + i } }));
+const raw = (...payloads: string[]): SluiceRecord[] => payloads.map((p, i) => ({ value: p, meta: { _offset: i } }));
+const ids = (w: SluiceRecord[][]) => w.flat().map((r) => (r.value as { id: number }).id);
+
+describe('runtime', () => {
+  it('delivers every record in order and commits each position once the sink accepted it', async () => {
+    const batches = Array.from({ length: 10 }, (_, i) => ({ records: rows(i * 100, 100), decoded: true, ack: i }));
+    const src = { committed: [] as unknown[], emitReturnedPromise: 0 };
+    const sink: SinkLog = { written: [], failuresLeft: 0, delayMs: 0 };
+    const h = startPipeline(def({ batch: { max_records: 250, max_bytes: 1e9, linger_ms: 0 } }), env(batches, src, sink));
+    const r = await h.done;
+    expect(r.status).toBe('completed');
+    expect(ids(sink.written)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+    expect(sink.written.every((b) => b.length <= 250)).toBe(true);
+    expect(src.committed).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(r.stats.records_in).toBe(1000);
+    expect(r.stats.records_out).toBe(1000);
+  });
+
+  it('decodes raw payloads with the source format and validates them against the schema', async () => {
+    const batches = [{ records: raw('{"id":"1","name":"a"}', '[{"id":2},{"id":3}]'), ack: 'x' }];
+    const src = { committed: [] as unknown[], emitReturnedPromise: 0 };
+    const sink: SinkLog = { written: [], failuresLeft: 0, delayMs: 0 };
+    const schema = { fields: [{ name: 'id', type: 'int64' as const }, { name: 'name', type: 'string' as const }] };
+    const h = startPipeline(def({ source: ep('scripted', { schema }) }), env(batches, src, sink));
+    const r = await h.done;
+    expect(r.status).toBe('completed');
+    expect(sink.written.flat().map((x) => x.value)).toEqual([
+      { id: 1, name: 'a' },
+      { id: 2, name: null },
+      { id: 3, name: null },
+    ]);
+  });
+
+  it('pushes back on the source when the queue is full, so memory stays bounded', async () => {
+    const batches = Array.from({ length: 50 }, (_, i) => ({ records: rows(i * 100, 100), decoded: true, ack: i }));
+    const src = { committed: [] as unknown[], emitReturnedPromise: 0 };
+    const sink: SinkLog = { written: [], failuresLeft: 0, delayMs: 2 };
+    let maxQueued = 0;
+    const h = startPipeline(def({ buffer: { max_records: 300, max_bytes: 1e9 }, batch: { max_records: 100, max_bytes: 1e9, linger_ms: 0 } }), env(batches, src, sink));
+    const t = setInterval(() => (maxQueued = Math.max(maxQueued, h.stats.queued)), 1);
+    await h.done;
+    clearInterval(t);
+    expect(src.emitReturnedPromise).toBeGreaterThan(0);
+    // One batch may overshoot the bound (it is accepted before the source is told to wait).
+    expect(maxQueued).toBeLessThanOrEqual(400);
+    expect(ids(sink.written)).toHaveLength(5000);
+  });
+
+  it('retries a failing sink and commits nothing until the write succeeds', async () => {
+    const batches = [{ records: rows(0, 3), decoded: true, ack: 'a' }];
+    const src = { committed: [] as unknown[], emitReturnedPromise: 0 };
+    const sink: SinkLog = { written: [], failuresLeft: 3, delayMs: 0 };
+    const h = startPipeline(def(), env(batches, src, sink));
+    const r = await h.done;
+    expect(r.status).toBe('completed');
+    expect(r.stats.sink_retries).toBe(3);
+    expect(ids(sink.written)).toEqual([0, 1, 2]);
+    expect(src.committed).toEqual(['a']);
+  });
+
+  it('fails after max_attempts and never commits the unwritten batch', async () => {
+    const batches = [
+      { records: rows(0, 2), decoded: true, ack: 'first' },
+      { records: rows(2, 2), decoded: true, ack: 'second' },
+    ];
+    const src = { committed: [] as unknown[], emitReturnedPromise: 0 };
+    const sink: SinkLog = { written: [], failuresLeft: 100, delayMs: 0 };
+    const h = startPipeline(def({ retry: { max_attempts: 3, initial_backoff_ms: 1, max_backoff_ms: 1 } }), env(batches, src, sink));
+    const r = await h.done;
+    expect(r.status).toBe('failed');
+    expect(r.error?.message).toMatch(/sink 'rec' write failed after 3 attempt\(s\): temporarily down/);
+    expect(src.committed).toEqual([]);
+  });
+
+  it("bad_data 'fail' stops with the record's position and commits only what came before it", async () => {
+    const batches = [
+      { records: raw('{"id":1}'), ack: 1 },
+      { records: raw('{"id":2}', '{oops'), ack: 2 },
+      { records: raw('{"id":4}'), ack: 3 },
+    ];
+    const src = { committed: [] as unknown[], emitReturnedPromise: 0 };
+    const sink: SinkLog = { written: [], failuresLeft: 0, delayMs: 0 };
+    const h = startPipeline(def(), env(batches, src, sink));
+    const r = await h.done;
+    expect(r.status).toBe('failed');
+    expect(r.error?.message).toMatch(/bad record at offset 1/);
+    expect(src.committed).toEqual([1]);
+    expect(ids(sink.written)).not.toContain(4);
+  });
+
+  it("bad_data 'drop' counts bad records and keeps going", async () => {
+    const batches = [{ records: raw('{"id":1}', 'nope', '{"id":3}'), ack: 1 }];
+    const src = { committed: [] as unknown[], emitReturnedPromise: 0 };
+    const sink: SinkLog = { written: [], failuresLeft: 0, delayMs: 0 };
+    const h = startPipeline(def({ source: ep('scripted', { bad_data: 'drop' }) }), env(batches, src, sink));
+    const r = await h.done;
+    expect(r.status).toBe('completed');
+    expect(ids(sink.written)).toEqual([1, 3]);
+    expect(r.stats.dropped).toBe(1);
+    expect(r.stats.errors).toBe(1);
+    expect(src.committed).toEqual([1]);
+  });
+
+  it("bad_data 'dlq' sends the original bytes with the error and field to the dead-letter sink before committing", async () => {
+    const batches = [{ records: raw('{"id":1}', '{"id":"x"}'), ack: 7 }];
+    const src = { committed: [] as unknown[], emitReturnedPromise: 0 };
+    const sink: SinkLog = { written: [], failuresLeft: 0, delayMs: 0 };
+    const dlq: SinkLog = { written: [], failuresLeft: 0, delayMs: 0 };
+    const schema = { fields: [{ name: 'id', type: 'int64' as const }] };
+    const h = startPipeline(
+      def({ source: ep('scripted', { bad_data: 'dlq', schema }), dlq: ep('rec', { options: { which: 'dlq' } }) }),
+      env(batches, src, sink, dlq),
+    );
+    const r = await h.done;
+    expect(r.status).toBe('completed');
+    expect(ids(sink.written)).toEqual([1]);
+    const entry = dlq.written.flat()[0]!.value as Record<string, unknown>;
+    expect(entry).toMatchObject({ raw: '{"id":"x"}', field: 'id', error_class: 'SCHEMA', pipeline: 't', metadata: { _offset: 1 } });
+    expect(String(entry.error)).toMatch(/id/);
+    expect(r.stats.dlq).toBe(1);
+    expect(src.committed).toEqual([7]);
+  });
+
+  it('a graceful stop drains what was accepted and commits it', async () => {
+    const src = { committed: [] as unknown[], emitReturnedPromise: 0 };
+    const sink: SinkLog = { written: [], failuresLeft: 0, delayMs: 5 };
+    let emitted = 0;
+    const e = env([], src, sink);
+    const connectors: Record<string, ConnectorSpec> = {
+      endless: {
+        name: 'endless',
+        title: '',
+        description: '',
+        source: {
+          options: z.object({}),
+          create: () => ({
+            async run(ctx: SourceContext) {
+              for (let i = 0; !ctx.signal.aborted; i++) {
+                emitted += 10;
+                const p = ctx.emit({ records: rows(i * 10, 10), decoded: true, ack: i });
+                if (p) await p;
+                await new Promise((r) => setImmediate(r));
+              }
+            },
+            commit(acks: unknown[]) {
+              src.committed.push(...acks);
+            },
+          }),
+        },
+      },
+    };
+    const h = startPipeline(def({ source: ep('endless') }), { ...e, connector: (n) => connectors[n] ?? e.connector(n) });
+    while (h.stats.records_out < 200) await new Promise((r) => setTimeout(r, 5));
+    const r = await h.stop();
+    expect(r.status).toBe('stopped');
+    expect(ids(sink.written)).toEqual(Array.from({ length: emitted }, (_, i) => i));
+    expect(src.committed).toHaveLength(emitted / 10);
+  });
+});
