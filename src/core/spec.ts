@@ -352,10 +352,12 @@ export function parseOptions<T>(
   const r = schema.safeParse(n.value);
   const issues = [...n.issues];
   if (!r.success) {
+    const secrets = secretKeys(schema);
     for (const zi of r.error.issues) {
       const p = zi.path.filter((x): x is string | number => typeof x !== 'symbol');
       if (zi.code === 'unrecognized_keys') continue; // reported by normalisation with a suggestion
-      issues.push({ path: mapPath(n.origin, p, basePath), message: zodMessage(zi, p) });
+      const secret = p.some((k) => typeof k === 'string' && secrets.has(k));
+      issues.push({ path: mapPath(n.origin, p, basePath), message: zodMessage(zi, p, secret) });
     }
   }
   if (issues.length) return { ok: false, issues };
@@ -370,12 +372,13 @@ function mapPath(origin: Map<string, (string | number)[]>, p: (string | number)[
   return [...basePath, ...p];
 }
 
-function zodMessage(zi: z.core.$ZodIssue, path: (string | number)[]): string {
+function zodMessage(zi: z.core.$ZodIssue, path: (string | number)[], secret: boolean): string {
   const field = path.length ? String(path[path.length - 1]) : 'value';
   switch (zi.code) {
     case 'invalid_type':
       if ((zi as any).input === undefined) return `missing required option '${field}'`;
-      return `expected ${zi.expected}, got ${describeValue((zi as any).input)}`;
+      // A secret's value never appears in a message, even when it has the wrong type.
+      return `expected ${zi.expected}, got ${secret ? typeof (zi as any).input : describeValue((zi as any).input)}`;
     case 'invalid_value':
       return `must be one of ${(zi as any).values.map((v: unknown) => JSON.stringify(v)).join(', ')}`;
     case 'invalid_union':
