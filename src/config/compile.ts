@@ -137,6 +137,11 @@ export function compilePipeline(input: unknown, path: Path, scope: Scope, issues
   const r = parseOptions(pipelineSchema, input, path);
   if (!r.ok) {
     issues.push(...r.issues);
+    // Still check the endpoints, so one run reports every problem in the file.
+    const raw = (input && typeof input === 'object' ? input : {}) as Record<string, unknown>;
+    for (const role of ['source', 'sink', 'dlq'] as const) {
+      if (raw[role] !== undefined) compileEndpoint(raw[role], [...path, role], role === 'source' ? 'source' : 'sink', scope, issues, raw.dlq !== undefined);
+    }
     return undefined;
   }
   const p = r.value;

@@ -91,7 +91,7 @@ sink: { connector: blackhole }
       'e.yaml',
       { env: { DIR: '/data' } },
     );
-    expect(d.pipelines[0]!.source.options.path).toEqual(['/data/in.jsonl']);
+    expect(d.pipelines[0]!.source.options.path).toEqual('/data/in.jsonl');
     expect(d.pipelines[0]!.sink.options.path).toBe('out.jsonl');
     const e = errors('source: { connector: file, config: { path: "${NOPE}" } }\nsink: { connector: blackhole }\n');
     expect(e[0]).toMatch(/^p\.yaml:1:\d+: environment variable 'NOPE' is not set/);
