@@ -1,0 +1,198 @@
+// File sink: one file descriptor per open file, one write per batch, fdatasync before the batch is acknowledged.
+
+import { constants } from 'node:fs';
+import { access, mkdir, open, stat, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, extname, join } from 'node:path';
+import { SluiceError, errorMessage } from '../../core/errors.js';
+import type { SinkContext, Sink, SluiceRecord } from '../../core/types.js';
+import { displayPath } from './paths.js';
+
+export interface FileSinkOptions {
+  path: string;
+  rotate_size?: number;
+  rotate_interval?: number;
+  append: boolean;
+  fsync: boolean;
+}
+
+const PLACEHOLDER = /\{([^{}]*)\}/g;
+export const SINK_PLACEHOLDERS = ['date', 'hour', 'n'];
+
+/** Placeholders in a sink path other than {date}, {hour} and {n}. */
+export function unknownPlaceholders(path: string): string[] {
+  return [...path.matchAll(PLACEHOLDER)].map((m) => m[1]!).filter((p) => !SINK_PLACEHOLDERS.includes(p));
+}
+
+/** {date} and {hour} filled in (UTC); {n} is left for `withSequence`. */
+export function fillTime(template: string, now: number): string {
+  const iso = new Date(now).toISOString();
+  return template.replaceAll('{date}', iso.slice(0, 10)).replaceAll('{hour}', iso.slice(11, 13));
+}
+
+/** The n-th file of a series: `{n}` replaced, or `.n` before the extension (`out.jsonl` -> `out.2.jsonl`) for n >= 1. */
+export function withSequence(path: string, n: number): string {
+  if (path.includes('{n}')) return path.replaceAll('{n}', String(n));
+  if (n === 0) return path;
+  const base = basename(path);
+  const ext = extname(base);
+  return join(dirname(path), `${ext ? base.slice(0, -ext.length) : base}.${n}${ext}`);
+}
+
+export class FileSink implements Sink {
+  private ctx!: SinkContext;
+  private fh?: FileHandle;
+  private current = '';
+  /** The path with its time placeholders filled, for the file currently in use; a new hour or day changes it. */
+  private bucket?: string;
+  private n = 0;
+  private size = 0;
+  private openedAt = 0;
+  private chain: Promise<void> = Promise.resolve();
+  private readonly numbered: boolean;
+
+  constructor(private readonly o: FileSinkOptions) {
+    this.numbered = o.path.includes('{n}') || o.rotate_size !== undefined || o.rotate_interval !== undefined;
+  }
+
+  async open(ctx: SinkContext): Promise<void> {
+    this.ctx = ctx;
+    // Opened now rather than at the first write, so a path that cannot be written fails at startup.
+    await this.openFile(Date.now());
+  }
+
+  write(records: SluiceRecord[]): Promise<void> {
+    // Batches are written strictly one after another even if the caller does not wait: one fd, one position.
+    const p = this.chain.then(() => this.writeBatch(records));
+    this.chain = p.catch(() => {});
+    return p;
+  }
+
+  async close(): Promise<void> {
+    await this.chain;
+    await this.closeFile();
+  }
+
+  private async writeBatch(records: SluiceRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    const now = Date.now();
+    if (this.fh && fillTime(this.o.path, now) !== this.bucket) await this.closeFile();
+    if (this.fh && this.o.rotate_interval !== undefined && this.size > 0 && now - this.openedAt >= this.o.rotate_interval) {
+      await this.closeFile();
+      this.n++;
+    }
+    if (!this.fh) await this.openFile(now);
+    const values = new Array<unknown>(records.length);
+    for (let i = 0; i < records.length; i++) values[i] = records[i]!.value;
+    const out = this.ctx.encoder.encodeStream(values, this.size === 0);
+    const data = typeof out === 'string' ? Buffer.from(out, 'utf8') : out;
+    if (data.length > 0) await this.append(data);
+    // Rotating right after the file passed its limit closes a finished file promptly.
+    if (this.o.rotate_size !== undefined && this.size >= this.o.rotate_size) {
+      await this.closeFile();
+      this.n++;
+    }
+  }
+
+  private async append(data: Uint8Array): Promise<void> {
+    const fh = this.fh!;
+    const before = this.size;
+    let done = 0;
+    try {
+      // Positional writes: correct for a truncated file too, and in append mode the kernel appends anyway.
+      while (done < data.length) {
+        const { bytesWritten } = await fh.write(data, done, data.length - done, before + done);
+        done += bytesWritten;
+      }
+      if (this.o.fsync) await fh.datasync();
+    } catch (e) {
+      // A half-written batch would be duplicated by the retry; cut it off (only we write this file).
+      if (done > 0) await fh.truncate(before).catch(() => {});
+      throw new SluiceError('SINK', `cannot write '${displayPath(this.current)}': ${errorMessage(e)}`, { cause: e, retriable: true });
+    }
+    this.size = before + data.length;
+  }
+
+  private async openFile(now: number): Promise<void> {
+    const bucket = fillTime(this.o.path, now);
+    if (bucket !== this.bucket) {
+      this.bucket = bucket;
+      this.n = this.o.append && this.numbered ? await lastExisting(bucket) : 0;
+    }
+    for (;;) {
+      const path = withSequence(bucket, this.n);
+      const dir = dirname(path);
+      try {
+        await mkdir(dir, { recursive: true });
+        const existed = await stat(path).then(
+          () => true,
+          () => false,
+        );
+        const fh = await open(path, this.o.append ? 'a' : 'w');
+        this.fh = fh;
+        this.current = path;
+        this.size = (await fh.stat()).size;
+        this.openedAt = now;
+        // A new file's directory entry must be durable too, or a crash can lose the acknowledged file as a whole.
+        if (this.o.fsync && !existed) await syncDir(dir);
+      } catch (e) {
+        await this.closeFile();
+        throw new SluiceError('SINK', `cannot open '${displayPath(path)}' for writing: ${errorMessage(e)}`, {
+          cause: e,
+          retriable: !['EACCES', 'EPERM', 'EISDIR', 'ENOTDIR', 'EROFS'].includes((e as NodeJS.ErrnoException).code ?? ''),
+        });
+      }
+      this.ctx.log.debug({ path: this.current, size: this.size }, 'file sink: opened');
+      if (this.o.rotate_size === undefined || this.size < this.o.rotate_size) return;
+      // Appending after a restart to a file that is already full: go on with the next one.
+      await this.closeFile();
+      this.n++;
+    }
+  }
+
+  private async closeFile(): Promise<void> {
+    const fh = this.fh;
+    this.fh = undefined;
+    if (!fh) return;
+    try {
+      if (this.o.fsync) await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+  }
+}
+
+/** Appending after a restart continues the newest file of the series. */
+async function lastExisting(bucket: string): Promise<number> {
+  let n = 0;
+  while (
+    await stat(withSequence(bucket, n + 1)).then(
+      () => true,
+      () => false,
+    )
+  )
+    n++;
+  return n;
+}
+
+async function syncDir(dir: string): Promise<void> {
+  // Not every platform can open a directory for fsync (Windows); the file's own data is synced regardless.
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(dir, 'r');
+    await fh.sync();
+  } catch {
+    // best effort
+  } finally {
+    await fh?.close().catch(() => {});
+  }
+}
+
+/** Where the sink would write now, whether that directory can be created and written. */
+export async function checkWritable(o: FileSinkOptions): Promise<{ path: string; dir: string; existing?: number }> {
+  const path = withSequence(fillTime(o.path, Date.now()), 0);
+  const dir = dirname(path);
+  await mkdir(dir, { recursive: true });
+  await access(dir, constants.W_OK);
+  const st = await stat(path).catch(() => undefined);
+  return { path, dir, existing: st?.size };
+}
