@@ -294,7 +294,8 @@ export function compileEndpoint(
       issues.push(from ? { ...i, path: [...from, ...i.path.slice(path.length + 1)] } : i);
     }
   }
-  const fmt = parseFormatConfig(formatInput ?? factory.defaultFormat ?? 'json');
+  const fallback = typeof factory.defaultFormat === 'function' ? (opts.ok ? factory.defaultFormat(opts.value) : 'json') : factory.defaultFormat;
+  const fmt = parseFormatConfig(formatInput ?? fallback ?? 'json');
   if (!fmt.ok) issues.push(...fmt.issues.map((i) => ({ ...i, path: [...epPath, 'format', ...i.path] })));
   let schema: EndpointDef['schema'];
   if (ep.schema !== undefined) {

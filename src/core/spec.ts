@@ -96,8 +96,8 @@ export interface EndpointInfo {
 export interface SourceFactory<O> {
   options: z.ZodType<O, any>;
   create(options: O, info: EndpointInfo): Source;
-  /** The format the source produces when the user names none. */
-  defaultFormat?: string;
+  /** The format used when the user names none; a function can choose by the options (a file's extension). */
+  defaultFormat?: string | ((options: O) => string);
   /** The metadata fields this source can expose (`_offset`, `_partition`, ...). */
   metadata?: Record<string, string>;
   /** Whether a restart resumes from committed positions. */
@@ -107,7 +107,7 @@ export interface SourceFactory<O> {
 export interface SinkFactory<O> {
   options: z.ZodType<O, any>;
   create(options: O, info: EndpointInfo): Sink;
-  defaultFormat?: string;
+  defaultFormat?: string | ((options: O) => string);
 }
 
 /** `test()` reports each step as it happens, in words a user understands. */

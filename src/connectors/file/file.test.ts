@@ -316,7 +316,7 @@ describe('file source, read mode', () => {
         { id: '8', a: '9', b: '10', c: '11' },
       ]);
       expect(csv.bad).toHaveLength(1);
-      expect(csv.bad[0]!.error.message).toBe('orders.csv:3: row has 3 fields, header has 4');
+      expect(csv.bad[0]!.error.message).toBe('row has 3 fields, header has 4');
       expect(csv.bad[0]!.error).toBeInstanceOf(RecordError);
       expect(csv.bad[0]!.raw).toBe('5,6,7');
       expect(csv.bad[0]!.meta).toEqual({ _path: join(dir, 'orders.csv'), _offset: 17, _line: 3 });
@@ -324,7 +324,8 @@ describe('file source, read mode', () => {
       const json = start(source({ path: 'bad.jsonl' }), { state });
       await json.done;
       expect(values(json.records)).toEqual([{ n: 1 }, { n: 3 }]);
-      expect(json.bad[0]!.error.message).toMatch(/^bad\.jsonl:2: invalid JSON/);
+      expect(json.bad[0]!.error.message).toMatch(/invalid JSON/);
+      expect(json.bad[0]!.meta).toMatchObject({ _line: 2 });
       expect((await state.get<FileCheckpoint>(join(dir, 'bad.jsonl')))!.offset).toBe(22);
     } finally {
       process.chdir(cwd);
@@ -345,7 +346,8 @@ describe('file source, read mode', () => {
     const out = await collectSource(source({ path: f, max_line_bytes: 100, read_chunk_size: 64 }), { decoder: jsonDecoder });
     expect(values(out.records)).toEqual([{ n: 1 }, { n: 2 }]);
     expect(out.bad).toHaveLength(1);
-    expect(out.bad[0]!.error.message).toMatch(/long\.jsonl:2: line of 508 bytes exceeds max_line_bytes \(100\)/);
+    expect(out.bad[0]!.error.message).toMatch(/line of 508 bytes exceeds max_line_bytes \(100\)/);
+    expect(out.bad[0]!.meta).toMatchObject({ _line: 2, _path: f });
   });
 
   it('a batch that holds only bad lines or a header still carries the checkpoint', async () => {
@@ -671,7 +673,6 @@ describe('file connector with the real csv and json formats', () => {
     const out = await collectSource(source({ path: f }), { decoder: () => json.decoder() });
     expect(values(out.records)).toEqual([{ a: 1 }, { a: 3 }]);
     expect(out.bad).toHaveLength(1);
-    expect(out.bad[0]!.error.message).toMatch(/events\.jsonl:2: /);
-    expect(out.bad[0]!.meta).toMatchObject({ _line: 2, _path: f });
+        expect(out.bad[0]!.meta).toMatchObject({ _line: 2, _path: f });
   });
 });

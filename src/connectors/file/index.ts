@@ -9,6 +9,25 @@ export { FileSource, FileSink };
 export type { FileAck, FileCheckpoint, FileSourceOptions } from './source.js';
 export type { FileSinkOptions } from './sink.js';
 
+/** The format a file's extension implies, when the pipeline names none. */
+export function formatForPath(path: string, fallback = 'text'): string {
+  const m = /\.([A-Za-z0-9]+)$/.exec(path.replace(/\{[^}]*\}/g, ''));
+  switch (m?.[1]?.toLowerCase()) {
+    case 'csv':
+    case 'tsv':
+      return 'csv';
+    case 'json':
+    case 'jsonl':
+    case 'ndjson':
+      return 'json';
+    case 'txt':
+    case 'log':
+      return 'text';
+    default:
+      return fallback;
+  }
+}
+
 const sourceOptions = z.strictObject({
   path: opt(z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]), {
     description:
@@ -80,7 +99,7 @@ export const spec = defineConnector({
     'Reads local files (once, or following them like `tail -F` through rotation) with exact resume after a restart, and writes files with size- and time-based rotation, flushed to disk before a batch is acknowledged.',
   source: {
     options: sourceOptions,
-    defaultFormat: 'text',
+    defaultFormat: (o: { path: string | string[] }) => formatForPath(Array.isArray(o.path) ? o.path[0]! : o.path),
     replayable: true,
     metadata: {
       _path: 'absolute path of the file the record was read from',
@@ -93,7 +112,7 @@ export const spec = defineConnector({
   },
   sink: {
     options: sinkOptions,
-    defaultFormat: 'json',
+    defaultFormat: (o: { path: string }) => formatForPath(o.path, 'json'),
     create(o: z.output<typeof sinkOptions>) {
       return new FileSink(o);
     },

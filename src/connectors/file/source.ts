@@ -364,7 +364,7 @@ export class FileSource implements Source {
       };
       cur.onError = (err, raw) => {
         const p = cur.current!;
-        cur.bad.push({ raw, error: located(cur.display, p.line, err), meta: { _path: cur.abs, _offset: p.start, _line: p.line } });
+        cur.bad.push({ raw, error: err, meta: { _path: cur.abs, _offset: p.start, _line: p.line } });
       };
       if (offset > 0) this.ctx.log.debug({ path: display, offset, line }, 'file source: resuming');
       return cur;
@@ -427,26 +427,38 @@ export class FileSource implements Source {
     return true;
   }
 
-  /** Decode pieces into the pending batch, emitting whenever it is full. */
+  /**
+   * Decode pieces into the pending batch, emitting whenever it is full. Bad records must reach the pipeline in file
+   * order with the good ones (so `bad_data: fail` names the first bad line): pending good records are handed over
+   * before a bad record is queued, which keeps every queued bad record ahead of every queued good one.
+   */
   private async handle(cur: Cursor, pieces: Piece[]): Promise<void> {
     const include = this.o.include_path;
     for (const p of pieces) {
       if (this.ctx.signal.aborted) return;
+      const meta = { _path: cur.abs, _offset: p.start, _line: p.line };
       if (p.error) {
-        cur.bad.push({ raw: p.text, error: located(cur.display, p.line, p.error), meta: { _path: cur.abs, _offset: p.start, _line: p.line } });
+        if (cur.records.length) await this.emit(cur);
+        cur.bad.push({ raw: p.text, error: p.error, meta });
       } else {
         const rows: unknown[] = [];
+        const badBefore = cur.bad.length;
         cur.current = p;
         try {
           cur.decoder.decode(p.text, rows, cur.onError);
         } catch (e) {
           rows.length = 0;
-          cur.bad.push({ raw: p.text, error: located(cur.display, p.line, asError(e)), meta: { _path: cur.abs, _offset: p.start, _line: p.line } });
+          cur.bad.push({ raw: p.text, error: asError(e), meta });
+        }
+        if (cur.bad.length > badBefore && cur.records.length) {
+          const fresh = cur.bad.splice(badBefore);
+          await this.emit(cur);
+          cur.bad.push(...fresh);
         }
         for (let i = 0; i < rows.length; i++) {
           const value = rows[i];
           if (include && value !== null && typeof value === 'object' && !Array.isArray(value)) (value as Record<string, unknown>)._path = cur.abs;
-          cur.records.push({ value, meta: { _path: cur.abs, _offset: p.start, _line: p.line }, raw: p.text });
+          cur.records.push({ value, meta, raw: p.text });
           // Split inside one payload's rows (whole files, JSON arrays): this batch's ack stays before the payload.
           if (cur.records.length >= BATCH_RECORDS && i + 1 < rows.length) await this.emit(cur);
         }
@@ -572,11 +584,6 @@ function asError(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
 }
 
-/** `orders.csv:17: row has 3 fields, header has 4`, keeping the error's class, code and field. */
-function located(display: string, line: number, err: Error): Error {
-  err.message = `${display}:${line}: ${err.message}`;
-  return err;
-}
 
 function unreadable(display: string, e: unknown): SluiceError {
   const code = (e as NodeJS.ErrnoException)?.code;

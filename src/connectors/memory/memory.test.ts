@@ -13,7 +13,8 @@ describe('memory topics', () => {
     expect(topicMatcher('a/+/c')('a/b/d')).toBe(false);
     expect(topicMatcher('a/+')('a/b/c')).toBe(false);
     expect(topicMatcher('a/#')('a/b/c')).toBe(true);
-    expect(topicMatcher('a/#')('a')).toBe(false);
+    expect(topicMatcher('a/#')('a')).toBe(true); // MQTT: '#' also matches the parent level
+    expect(topicMatcher('a/#')('ab')).toBe(false);
     expect(topicMatcher('#')('x/y')).toBe(true);
     expect(topicMatcher('a/b')('a/b')).toBe(true);
     expect(topicMatcher('a/b')('a/bc')).toBe(false);
