@@ -2,6 +2,7 @@
 
 import pino, { type Logger } from 'pino';
 import pretty from 'pino-pretty';
+import { Writable } from 'node:stream';
 import type { StatusLine } from './status.js';
 
 export type LogFormat = 'json' | 'pretty';
@@ -13,15 +14,15 @@ export function createLogger(o: { format?: LogFormat; level: string; status?: St
   const format = o.format ?? (process.stderr.isTTY ? 'pretty' : 'json');
   const status = o.status;
   // The status line is cleared before a log line and redrawn after it, so the two never interleave.
-  const dest = {
-    write(s: string) {
+  const dest = new Writable({
+    write(chunk: Buffer | string, _enc, cb) {
       status?.clear();
-      process.stderr.write(s);
+      process.stderr.write(chunk);
       status?.redraw();
-      return true;
+      cb();
     },
-  };
-  const stream = format === 'pretty' ? pretty({ destination: dest as unknown as NodeJS.WritableStream, colorize: !!process.stderr.isTTY, sync: true, ignore: 'pid,hostname' }) : dest;
+  });
+  const stream = format === 'pretty' ? pretty({ destination: dest, colorize: !!process.stderr.isTTY, sync: true, ignore: 'pid,hostname' }) : dest;
   const log = pino(
     {
       level: o.level,

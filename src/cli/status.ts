@@ -18,7 +18,7 @@ export class StatusLine {
 
   start(handles: PipelineHandle[]) {
     this.last = { t: Date.now(), in: 0, out: 0 };
-    this.timer = setInterval(() => this.update(handles), 1000);
+    this.timer = setInterval(() => this.update(handles), 500);
     this.timer.unref();
   }
 

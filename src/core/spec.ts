@@ -349,7 +349,7 @@ export function parseOptions<T>(
   basePath: (string | number)[] = [],
 ): { ok: true; value: T } | { ok: false; issues: ConfigIssue[] } {
   const n = normalizeOptions(schema, input ?? {}, basePath);
-  const r = schema.safeParse(n.value);
+  const r = schema.safeParse(n.value, { reportInput: true });
   const issues = [...n.issues];
   if (!r.success) {
     const secrets = secretKeys(schema);
