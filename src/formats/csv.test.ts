@@ -1,0 +1,166 @@
+import { describe, expect, it } from 'vitest';
+import { createFormat, parseFormatConfig } from './index.js';
+import type { Decoder, SchemaSpec } from '../core/types.js';
+
+function csv(options: Record<string, unknown> = {}, schema?: SchemaSpec) {
+  const r = parseFormatConfig({ name: 'csv', ...options });
+  if (!r.ok) throw new Error(JSON.stringify(r.issues));
+  return createFormat(r.value, schema);
+}
+
+function run(dec: Decoder, ...payloads: (string | Uint8Array)[]) {
+  const rows: unknown[] = [];
+  const errors: { message: string; raw: string | Uint8Array }[] = [];
+  for (const p of payloads) dec.decode(p, rows, (err, raw) => errors.push({ message: err.message, raw }));
+  return { rows, errors };
+}
+
+describe('csv decode', () => {
+  it('takes column names from the first row and keeps every value a string', () => {
+    const r = run(csv().decoder(), 'id,name,price\n1,apple,1.50\n2,pear,\n');
+    expect(r.rows).toEqual([
+      { id: '1', name: 'apple', price: '1.50' },
+      { id: '2', name: 'pear', price: '' },
+    ]);
+    expect(r.errors).toEqual([]);
+  });
+
+  it('remembers the header across payloads of one decoder, and each decoder reads its own', () => {
+    const fmt = csv();
+    const a = fmt.decoder();
+    expect(run(a, 'id,name\n', '1,x', '2,y\n3,z').rows).toEqual([
+      { id: '1', name: 'x' },
+      { id: '2', name: 'y' },
+      { id: '3', name: 'z' },
+    ]);
+    expect(run(fmt.decoder(), 'k,v\n1,2').rows).toEqual([{ k: '1', v: '2' }]);
+  });
+
+  it('keeps quoted fields with the delimiter, quotes and newlines inside', () => {
+    const r = run(csv().decoder(), 'a,b,c\n"x, y","say ""hi""","line1\nline2"\r\n');
+    expect(r.rows).toEqual([{ a: 'x, y', b: 'say "hi"', c: 'line1\nline2' }]);
+  });
+
+  it('reports a row with the wrong number of fields with its raw line and goes on', () => {
+    const r = run(csv().decoder(), 'a,b,c,d\n1,2,3,4\n5,6,7\n8,9,10,11\n');
+    expect(r.rows).toEqual([
+      { a: '1', b: '2', c: '3', d: '4' },
+      { a: '8', b: '9', c: '10', d: '11' },
+    ]);
+    expect(r.errors).toEqual([{ message: 'row has 3 fields, header has 4', raw: '5,6,7' }]);
+  });
+
+  it('still knows the header after a payload with a bad row', () => {
+    const dec = csv().decoder();
+    const r = run(dec, 'a,b\n1\n', '2,3');
+    expect(r.rows).toEqual([{ a: '2', b: '3' }]);
+    expect(r.errors.map((e) => e.message)).toEqual(['row has 1 field, header has 2']);
+  });
+
+  it('reports a malformed quoted record and keeps the rows before it', () => {
+    const r = run(csv().decoder(), 'a,b\n1,2\n"open,3\n');
+    expect(r.rows).toEqual([{ a: '1', b: '2' }]);
+    expect(r.errors).toHaveLength(1);
+    expect(r.errors[0]!.message).toMatch(/^invalid CSV: Quote Not Closed/);
+  });
+
+  it('uses configured columns, skipping the file header when header is true', () => {
+    expect(run(csv({ columns: ['x', 'y'] }).decoder(), 'a,b\n1,2').rows).toEqual([{ x: '1', y: '2' }]);
+    expect(run(csv({ columns: 'x, y', header: false }).decoder(), '1,2\n3,4').rows).toEqual([
+      { x: '1', y: '2' },
+      { x: '3', y: '4' },
+    ]);
+    expect(run(csv({ columns: ['x', 'y'], header: false }).decoder(), '1,2,3').errors[0]!.message).toBe('row has 3 fields, `columns` has 2');
+  });
+
+  it('names headerless columns after the schema fields (not metadata ones)', () => {
+    const schema: SchemaSpec = {
+      fields: [
+        { name: 'id', type: 'int64' },
+        { name: 'offset', type: 'int64', metadata: '_offset' },
+        { name: 'name', type: 'string' },
+      ],
+    };
+    expect(run(csv({ header: false }, schema).decoder(), '1,a').rows).toEqual([{ id: '1', name: 'a' }]);
+    // With a header row present the file's names win.
+    expect(run(csv({}, schema).decoder(), 'name,id\na,1').rows).toEqual([{ name: 'a', id: '1' }]);
+  });
+
+  it('numbers columns when there is no header, no columns and no schema', () => {
+    expect(run(csv({ header: false }).decoder(), '1,2\n3,4').rows).toEqual([
+      { column1: '1', column2: '2' },
+      { column1: '3', column2: '4' },
+    ]);
+  });
+
+  it('honours delimiter, quote, escape, trim and null_value', () => {
+    expect(run(csv({ delimiter: ';' }).decoder(), 'a;b\n"1;2";3').rows).toEqual([{ a: '1;2', b: '3' }]);
+    expect(run(csv({ quote: "'", escape: '\\' }).decoder(), "a,b\n'x,\\'y',z").rows).toEqual([{ a: "x,'y", b: 'z' }]);
+    expect(run(csv({ trim: true }).decoder(), ' a , b \n 1 ,  2 ').rows).toEqual([{ a: '1', b: '2' }]);
+    expect(run(csv({ null_value: 'NULL' }).decoder(), 'a,b,c\nNULL,,x').rows).toEqual([{ a: null, b: '', c: 'x' }]);
+  });
+
+  it('skips empty lines by default and decodes them as rows when asked not to', () => {
+    expect(run(csv().decoder(), 'a\n1\n\n2\n').rows).toEqual([{ a: '1' }, { a: '2' }]);
+    expect(run(csv({ skip_empty_lines: false }).decoder(), 'a\n1\n\n2').rows).toEqual([{ a: '1' }, { a: '' }, { a: '2' }]);
+  });
+
+  it('accepts bytes, strips a BOM, and rejects invalid UTF-8 naming the byte', () => {
+    expect(run(csv().decoder(), Buffer.from('\ufeffa,b\n1,é')).rows).toEqual([{ a: '1', b: 'é' }]);
+    const bad = new Uint8Array([0x61, 0x0a, 0x62, 0xc3]);
+    const r = run(csv().decoder(), bad);
+    expect(r.errors).toEqual([{ message: 'invalid UTF-8 at byte 3', raw: bad }]);
+  });
+
+  it('creates real own properties for hostile header names', () => {
+    const [row] = run(csv().decoder(), '__proto__,constructor\n1,2').rows as Record<string, unknown>[];
+    expect(Object.getPrototypeOf(row)).toBe(Object.prototype);
+    expect(Object.keys(row!)).toEqual(['__proto__', 'constructor']);
+    expect(row!['constructor']).toBe('2');
+  });
+});
+
+describe('csv encode', () => {
+  it('encodes one row as one line without a newline, quoting where needed', () => {
+    const e = csv().encoder();
+    expect(e.encode({ a: 'x', b: 'has,comma', c: 'say "hi"', d: 'two\nlines' })).toBe('x,"has,comma","say ""hi""","two\nlines"');
+    expect(e.extension).toBe('csv');
+  });
+
+  it('writes the header only on the first piece of a stream', () => {
+    const e = csv().encoder();
+    expect(e.encodeStream([{ id: 1, name: 'a' }], true)).toBe('id,name\n1,a\n');
+    expect(e.encodeStream([{ id: 2, name: 'b' }], false)).toBe('2,b\n');
+    expect(csv({ header: false }).encoder().encodeStream([{ id: 1 }], true)).toBe('1\n');
+  });
+
+  it('orders columns by the schema, else by the first row the encoder saw', () => {
+    const schema: SchemaSpec = { fields: [{ name: 'b', type: 'string' }, { name: 'a', type: 'int64' }] };
+    expect(csv({}, schema).encoder().encodeStream([{ a: 1, b: 'x', extra: 'dropped' }], true)).toBe('b,a\nx,1\n');
+    const e = csv().encoder();
+    e.encode({ a: 1, b: 2 });
+    expect(e.encode({ b: 3, a: 4, c: 5 })).toBe('4,3');
+    expect(csv({ columns: ['b'] }).encoder().encodeStream([{ a: 1, b: 2 }], true)).toBe('b\n2\n');
+  });
+
+  it('writes null as empty, Date as ISO, objects as JSON, booleans as words, BigInt exactly', () => {
+    const e = csv().encoder();
+    const row = { n: null, u: undefined, d: new Date('2024-01-02T03:04:05Z'), o: { k: [1, 2] }, t: true, f: false, big: 2n ** 70n, b: new Uint8Array([255]) };
+    expect(e.encode(row)).toBe(',,2024-01-02T03:04:05.000Z,"{""k"":[1,2]}",true,false,1180591620717411303424,/w==');
+  });
+
+  it('uses the configured delimiter and writes a header even for an empty first piece when columns are known', () => {
+    expect(csv({ delimiter: ';' }).encoder().encodeStream([{ a: 'x;y', b: 1 }], true)).toBe('a;b\n"x;y";1\n');
+    expect(csv({ columns: ['a', 'b'] }).encoder().encodeStream([], true)).toBe('a,b\n');
+    expect(csv().encoder().encodeStream([], true)).toBe('');
+  });
+
+  it('round-trips through the decoder', () => {
+    const rows = [
+      { id: '1', text: 'a, "quoted"\nvalue' },
+      { id: '2', text: '' },
+    ];
+    const text = csv().encoder().encodeStream(rows, true) as string;
+    expect(run(csv().decoder(), text).rows).toEqual(rows);
+  });
+});

@@ -1,0 +1,308 @@
+// CSV through csv-parse / csv-stringify. Values stay strings here; the schema stage types them.
+
+import { isUtf8 } from 'node:buffer';
+import { Parser } from 'csv-parse';
+import { parse as parseSync, type Options as ParseOptions } from 'csv-parse/sync';
+import { stringify, type Options as StringifyOptions } from 'csv-stringify/sync';
+import { z, bool, list, opt } from '../core/spec.js';
+import { RecordError } from '../core/errors.js';
+import type { Decoder, Encoder, Format, SchemaSpec } from '../core/types.js';
+import { stringifyJson } from './json.js';
+import { asBuffer, invalidUtf8Offset, toBase64 } from './util.js';
+
+export const csvOptions = z.strictObject({
+  delimiter: opt(z.string().min(1).default(','), { description: 'Field separator.', aliases: ['separator', 'sep'] }),
+  header: bool({
+    default: true,
+    description:
+      'The first row of each stream is a header: decoding takes column names from it (or skips it when `columns` is set) and encoding writes one.',
+    aliases: ['header_row', 'has_header'],
+  }),
+  columns: list(z.string().min(1), {
+    description: 'Column names, in order. Overrides the header row and the schema.',
+  }).optional(),
+  quote: opt(z.string().length(1).default('"'), { description: 'Quote character.' }),
+  escape: opt(z.string().length(1).default('"'), { description: 'Escapes a quote inside a quoted field.' }),
+  skip_empty_lines: bool({ default: true, description: 'Ignore empty lines instead of decoding them as rows.' }),
+  trim: bool({ default: false, description: 'Remove spaces and tabs around unquoted and quoted fields.' }),
+  null_value: opt(z.string().optional(), {
+    description: 'A field equal to this text decodes as null (e.g. "NULL" or "\\N"); null encodes as an empty field either way.',
+    aliases: ['null_string'],
+  }),
+});
+
+export interface CsvOptions {
+  delimiter: string;
+  header: boolean;
+  columns?: string[];
+  quote: string;
+  escape: string;
+  skip_empty_lines: boolean;
+  trim: boolean;
+  null_value?: string;
+}
+
+export function csvFormat(o: CsvOptions, schema?: SchemaSpec): Format {
+  return {
+    name: 'csv',
+    decoder: () => new CsvDecoder(o, schema),
+    encoder: () => new CsvEncoder(o, schema),
+  };
+}
+
+type OnError = (err: Error, raw: string | Uint8Array) => void;
+
+/** The part of csv-parse's parser object that parses a buffer (not in its typings). */
+interface CsvApi {
+  parse(buf: Buffer, end: boolean, push: (rec: string[]) => void, close: () => void): Error | undefined;
+}
+
+const noop = () => {};
+
+class CsvDecoder implements Decoder {
+  private readonly parseOpts: ParseOptions;
+  private readonly nullValue: string | undefined;
+  private api: CsvApi | undefined;
+  private readonly recs: string[][] = [];
+  private readonly push = (rec: string[]) => {
+    this.recs.push(rec);
+  };
+  /** The next record is a header row. */
+  private pendingHeader: boolean;
+  private columns: string[] | undefined;
+  private columnsFrom: string;
+  private build: ((rec: string[]) => Record<string, unknown>) | undefined;
+
+  constructor(o: CsvOptions, schema?: SchemaSpec) {
+    this.parseOpts = {
+      delimiter: o.delimiter,
+      quote: o.quote,
+      escape: o.escape,
+      skip_empty_lines: o.skip_empty_lines,
+      trim: o.trim,
+      // A known set of line endings: auto-detection costs a Buffer allocation per character until the first one.
+      record_delimiter: ['\r\n', '\n', '\r'],
+      relax_column_count: true,
+      bom: true,
+    };
+    this.nullValue = o.null_value;
+    this.api = newApi(this.parseOpts);
+    this.pendingHeader = o.header;
+    this.columnsFrom = 'header';
+    if (o.columns) {
+      this.setColumns(o.columns, 'columns');
+    } else if (!o.header && schema) {
+      this.setColumns(
+        schema.fields.filter((f) => f.metadata === undefined).map((f) => f.name),
+        'schema',
+      );
+    }
+  }
+
+  decode(payload: string | Uint8Array, out: unknown[], onError: OnError): void {
+    let buf: Buffer;
+    if (typeof payload === 'string') buf = Buffer.from(payload, 'utf8');
+    else {
+      buf = asBuffer(payload);
+      if (!isUtf8(buf)) {
+        onError(new RecordError('DECODE', `invalid UTF-8 at byte ${invalidUtf8Offset(buf)}`), payload);
+        return;
+      }
+    }
+    const recs = this.recs;
+    recs.length = 0;
+    if (this.parseFast(buf)) {
+      const mark = out.length;
+      const state = [this.pendingHeader, this.columns, this.build, this.columnsFrom] as const;
+      let ok = true;
+      for (let i = 0; i < recs.length; i++) {
+        const rec = recs[i]!;
+        if (this.pendingHeader) {
+          this.takeHeader(rec);
+          continue;
+        }
+        if (this.columns === undefined) this.setColumns(positionalNames(rec.length), 'the first row');
+        if (rec.length !== this.columns!.length) {
+          ok = false;
+          break;
+        }
+        out.push(this.build!(rec));
+      }
+      recs.length = 0;
+      if (ok) return;
+      // Undo this payload and redo it with raw line text, which only the slow path collects.
+      out.length = mark;
+      [this.pendingHeader, this.columns, this.build, this.columnsFrom] = state;
+    }
+    this.decodeSlow(buf, payload, out, onError);
+  }
+
+  /** Parse into `recs`; false when the payload needs the slow path (a malformed record). */
+  private parseFast(buf: Buffer): boolean {
+    if (this.api) {
+      const err = this.api.parse(buf, true, this.push, noop);
+      if (err === undefined) return true;
+      // The parser keeps its half-read record after an error; start over clean.
+      this.api = newApi(this.parseOpts);
+      return false;
+    }
+    try {
+      for (const r of parseSync(buf, this.parseOpts) as string[][]) this.recs.push(r);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private decodeSlow(buf: Buffer, payload: string | Uint8Array, out: unknown[], onError: OnError): void {
+    let items: Array<{ record: string[]; raw: string }>;
+    try {
+      items = parseSync(buf, {
+        ...this.parseOpts,
+        raw: true,
+        skip_records_with_error: true,
+        on_skip: (err, raw) => {
+          onError(new RecordError('DECODE', `invalid CSV: ${err?.message ?? 'unreadable record'}`), trimLineEnd(raw ?? ''));
+        },
+      }) as unknown as Array<{ record: string[]; raw: string }>;
+    } catch (e) {
+      onError(new RecordError('DECODE', `invalid CSV: ${e instanceof Error ? e.message : String(e)}`), payload);
+      return;
+    }
+    for (const { record, raw } of items) {
+      if (this.pendingHeader) {
+        this.takeHeader(record);
+        continue;
+      }
+      if (this.columns === undefined) this.setColumns(positionalNames(record.length), 'the first row');
+      const want = this.columns!.length;
+      if (record.length !== want) {
+        const has = this.columnsFrom === 'header' ? `header has ${want}` : `${this.columnsFrom} has ${want}`;
+        onError(new RecordError('DECODE', `row has ${record.length} field${record.length === 1 ? '' : 's'}, ${has}`), trimLineEnd(raw));
+        continue;
+      }
+      out.push(this.build!(record));
+    }
+  }
+
+  private takeHeader(rec: string[]): void {
+    this.pendingHeader = false;
+    // With `columns` configured the file's header row is skipped, not used.
+    if (this.columns !== undefined) return;
+    this.setColumns(
+      rec.map((name, i) => name || `column${i + 1}`),
+      'header',
+    );
+  }
+
+  private setColumns(cols: string[], from: string): void {
+    this.columns = cols;
+    this.columnsFrom = from === 'columns' ? '`columns`' : from;
+    this.build = compileRowBuilder(cols, this.nullValue);
+  }
+}
+
+function newApi(opts: ParseOptions): CsvApi | undefined {
+  // csv-parse's stream Parser holds its reusable core as `api`. Reusing it skips option normalisation and state
+  // setup, which cost several times the parse of a one-line payload. If a release drops it we use the sync API.
+  const api = (new Parser(opts) as unknown as { api?: CsvApi }).api;
+  return api && typeof api.parse === 'function' ? api : undefined;
+}
+
+function positionalNames(n: number): string[] {
+  return Array.from({ length: n }, (_, i) => `column${i + 1}`);
+}
+
+function trimLineEnd(s: string): string {
+  let e = s.length;
+  while (e > 0 && (s.charCodeAt(e - 1) === 10 || s.charCodeAt(e - 1) === 13)) e--;
+  return e === s.length ? s : s.slice(0, e);
+}
+
+/**
+ * A function turning a record into an object literal with these keys: one hidden class for every row and no
+ * per-field keyed stores. Keys are emitted as JSON string literals, which are valid JS string literals.
+ */
+function compileRowBuilder(cols: string[], nullValue: string | undefined): (rec: string[]) => Record<string, unknown> {
+  const props = cols.map((c, i) => {
+    // A literal `"__proto__": x` sets the prototype; the computed form defines an own property.
+    const key = c === '__proto__' ? `[${JSON.stringify(c)}]` : JSON.stringify(c);
+    const val = nullValue === undefined ? `r[${i}]` : `(r[${i}] === nv ? null : r[${i}])`;
+    return `${key}: ${val}`;
+  });
+  return new Function('nv', `"use strict"; return function csvRow(r) { return { ${props.join(', ')} }; };`)(nullValue);
+}
+
+// ---- encoding ------------------------------------------------------------------------------------------------
+
+class CsvEncoder implements Encoder {
+  readonly extension = 'csv';
+  private columns: string[] | undefined;
+  private readonly header: boolean;
+  private readonly lineOpts: StringifyOptions;
+  private readonly streamOpts: StringifyOptions;
+
+  constructor(o: CsvOptions, schema?: SchemaSpec) {
+    this.columns = o.columns ?? schema?.fields.map((f) => f.name);
+    this.header = o.header;
+    this.lineOpts = { delimiter: o.delimiter, quote: o.quote, escape: o.escape, record_delimiter: '\n', eof: false };
+    this.streamOpts = { ...this.lineOpts, eof: true };
+  }
+
+  encode(value: unknown): string {
+    return stringify([this.cells(value, this.columnsFor(value))], this.lineOpts);
+  }
+
+  encodeStream(values: unknown[], first: boolean): string {
+    const cols = values.length ? this.columnsFor(values[0]) : this.columns;
+    const recs: string[][] = [];
+    if (first && this.header && cols) recs.push(cols);
+    for (let i = 0; i < values.length; i++) recs.push(this.cells(values[i], cols!));
+    return recs.length ? stringify(recs, this.streamOpts) : '';
+  }
+
+  /** Fixed by the first row this encoder sees when neither `columns` nor a schema named them. */
+  private columnsFor(row: unknown): string[] {
+    if (this.columns === undefined) {
+      this.columns = isRow(row) ? Object.keys(row) : ['value'];
+    }
+    return this.columns;
+  }
+
+  private cells(row: unknown, cols: string[]): string[] {
+    const out = new Array<string>(cols.length);
+    if (!isRow(row)) {
+      out.fill('');
+      out[0] = cell(row);
+      return out;
+    }
+    for (let i = 0; i < cols.length; i++) out[i] = cell(row[cols[i]!]);
+    return out;
+  }
+}
+
+function isRow(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v) && !(v instanceof Date);
+}
+
+/** Every cell becomes text here, so csv-stringify only quotes (its own casts would write booleans as 1/''). */
+function cell(v: unknown): string {
+  switch (typeof v) {
+    case 'string':
+      return v;
+    case 'number':
+    case 'bigint':
+      return String(v);
+    case 'boolean':
+      return v ? 'true' : 'false';
+    case 'undefined':
+      return '';
+    case 'object':
+      if (v === null) return '';
+      if (v instanceof Date) return Number.isNaN(v.getTime()) ? '' : v.toISOString();
+      if (ArrayBuffer.isView(v)) return toBase64(v);
+      return stringifyJson(v);
+    default:
+      return String(v);
+  }
+}

@@ -1,0 +1,170 @@
+import { describe, expect, it } from 'vitest';
+import { createFormat } from './index.js';
+import { RecordError } from '../core/errors.js';
+import { scanJsonError } from './json.js';
+
+function decode(payload: string | Uint8Array, options: Record<string, unknown> = {}) {
+  const dec = createFormat({ name: 'json', options }).decoder();
+  const rows: unknown[] = [];
+  const errors: { message: string; raw: string | Uint8Array; err: Error }[] = [];
+  dec.decode(payload, rows, (err, raw) => errors.push({ message: err.message, raw, err }));
+  return { rows, errors };
+}
+
+const enc = (options: Record<string, unknown> = {}) => createFormat({ name: 'json', options }).encoder();
+
+describe('json decode', () => {
+  it('decodes one object per payload, from a string or UTF-8 bytes', () => {
+    expect(decode('{"a":1,"b":"x"}').rows).toEqual([{ a: 1, b: 'x' }]);
+    expect(decode(Buffer.from('{"name":"Zoë ☃"}')).rows).toEqual([{ name: 'Zoë ☃' }]);
+    expect(decode(new TextEncoder().encode('{"a":true}')).rows).toEqual([{ a: true }]);
+  });
+
+  it('decodes an array of objects as one row each', () => {
+    expect(decode('[{"a":1},{"a":2},{"a":3}]').rows).toEqual([{ a: 1 }, { a: 2 }, { a: 3 }]);
+  });
+
+  it('reports non-object array elements one by one and keeps the rest', () => {
+    const r = decode('[{"a":1},7,{"a":2}]');
+    expect(r.rows).toEqual([{ a: 1 }, { a: 2 }]);
+    expect(r.errors).toHaveLength(1);
+    expect(r.errors[0]!.message).toMatch(/expected a JSON object, got number 7 at array index 1/);
+    expect(r.errors[0]!.raw).toBe('7');
+  });
+
+  it('treats an array as a scalar when unwrap_arrays is false', () => {
+    expect(decode('[1,2]', { unwrap_arrays: false, wrap_scalars: true }).rows).toEqual([{ value: [1, 2] }]);
+    expect(decode('[{"a":1}]', { unwrap_arrays: false }).errors[0]!.message).toMatch(/expected a JSON object, got an array/);
+  });
+
+  it('decodes newline-delimited JSON, skipping blank lines and CRLF endings', () => {
+    const r = decode('{"a":1}\n\n   \n{"a":2}\r\n{"a":3}\n');
+    expect(r.rows).toEqual([{ a: 1 }, { a: 2 }, { a: 3 }]);
+    expect(r.errors).toEqual([]);
+  });
+
+  it('reports a bad NDJSON line with its own text and line number, and decodes the others', () => {
+    const r = decode('{"a":1}\n{"a":}\n{"a":3}');
+    expect(r.rows).toEqual([{ a: 1 }, { a: 3 }]);
+    expect(r.errors).toHaveLength(1);
+    expect(r.errors[0]!.raw).toBe('{"a":}');
+    expect(r.errors[0]!.message).toBe("invalid JSON on line 2 at position 5: Unexpected token '}'");
+    expect(r.errors[0]!.err).toBeInstanceOf(RecordError);
+    expect((r.errors[0]!.err as RecordError).code).toBe('DECODE');
+  });
+
+  it('reports a bad first NDJSON line without losing the following lines', () => {
+    const r = decode('not json\n{"a":2}\n{"a":3}');
+    expect(r.rows).toEqual([{ a: 2 }, { a: 3 }]);
+    expect(r.errors.map((e) => e.raw)).toEqual(['not json']);
+  });
+
+  it('reads a pretty-printed document spanning several lines as one payload', () => {
+    expect(decode('{\n  "a": 1,\n  "b": [1, 2]\n}\n').rows).toEqual([{ a: 1, b: [1, 2] }]);
+    expect(decode('[\n {"a": 1},\n {"a": 2}\n]').rows).toEqual([{ a: 1 }, { a: 2 }]);
+  });
+
+  it('reports a broken pretty-printed document once, with line and column', () => {
+    const r = decode('{\n  "a": 1,\n  "b" 2\n}');
+    expect(r.rows).toEqual([]);
+    expect(r.errors).toHaveLength(1);
+    expect(r.errors[0]!.message).toBe('invalid JSON at position 18 (line 3, column 7): Unexpected number');
+  });
+
+  it('names the position JSON.parse reports for a single invalid payload', () => {
+    expect(decode('{"a":1').errors[0]!.message).toBe("invalid JSON at position 6: Expected ',' or '}' after property value");
+    expect(decode('{a:1}').errors[0]!.message).toBe("invalid JSON at position 1: Expected property name or '}'");
+    expect(decode('{"a":1} x').errors[0]!.message).toBe('invalid JSON at position 8: Unexpected non-whitespace character after the JSON value');
+  });
+
+  it('finds the position itself when JSON.parse does not give one', () => {
+    const e = decode('{"price": 12, "qty": tru}').errors[0]!;
+    expect(e.message).toMatch(/^invalid JSON at position 24: /);
+    expect(e.raw).toBe('{"price": 12, "qty": tru}');
+  });
+
+  it('rejects a top-level scalar unless wrap_scalars is set', () => {
+    const r = decode('42');
+    expect(r.rows).toEqual([]);
+    expect(r.errors[0]!.message).toMatch(/^expected a JSON object, got number 42/);
+    expect(decode('42', { wrap_scalars: true }).rows).toEqual([{ value: 42 }]);
+    expect(decode('"hi"\nnull', { wrap_scalars: true }).rows).toEqual([{ value: 'hi' }, { value: null }]);
+  });
+
+  it('reports invalid UTF-8 with the offset of the bad byte and the whole payload as raw', () => {
+    const bytes = new Uint8Array([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0x22, 0x7d]);
+    const r = decode(bytes);
+    expect(r.rows).toEqual([]);
+    expect(r.errors[0]!.message).toBe('invalid UTF-8 at byte 6');
+    expect(r.errors[0]!.raw).toBe(bytes);
+    // A truncated multi-byte sequence at the end.
+    expect(decode(new Uint8Array([0x7b, 0x7d, 0x0a, 0xe2, 0x82])).errors[0]!.message).toBe('invalid UTF-8 at byte 3');
+  });
+
+  it('ignores empty payloads and a leading byte-order mark', () => {
+    expect(decode('').rows).toEqual([]);
+    expect(decode('  \n ').errors).toEqual([]);
+    expect(decode('\ufeff{"a":1}').rows).toEqual([{ a: 1 }]);
+    expect(decode(Buffer.from('\ufeff{"a":1}')).rows).toEqual([{ a: 1 }]);
+  });
+
+  it('appends to the rows already in the output array', () => {
+    const dec = createFormat({ name: 'json', options: {} }).decoder();
+    const out: unknown[] = ['earlier'];
+    dec.decode('{"a":1}', out, () => {});
+    expect(out).toEqual(['earlier', { a: 1 }]);
+  });
+});
+
+describe('json encode', () => {
+  it('encodes one row as compact JSON without a newline', () => {
+    expect(enc().encode({ a: 1, b: 'x', c: null })).toBe('{"a":1,"b":"x","c":null}');
+  });
+
+  it('writes BigInt as an exact bare number', () => {
+    expect(enc().encode({ id: 12345678901234567890n, n: 1 })).toBe('{"id":12345678901234567890,"n":1}');
+    expect(enc().encode({ nested: { list: [1n, -2n] } })).toBe('{"nested":{"list":[1,-2]}}');
+  });
+
+  it('writes Date as its ISO string and bytes as base64', () => {
+    const d = new Date('2024-03-01T12:00:00.000Z');
+    expect(enc().encode({ ts: d })).toBe('{"ts":"2024-03-01T12:00:00.000Z"}');
+    expect(enc().encode({ b: new Uint8Array([1, 2, 3]), ts: d, n: 5n })).toBe('{"b":"AQID","ts":"2024-03-01T12:00:00.000Z","n":5}');
+    expect(enc().encode({ b: Buffer.from('hi') })).toBe('{"b":"aGk="}');
+  });
+
+  it('drops undefined fields like JSON.stringify does, also on the BigInt path', () => {
+    expect(enc().encode({ a: undefined, b: 1 })).toBe('{"b":1}');
+    expect(enc().encode({ a: undefined, b: 1n, c: [undefined] })).toBe('{"b":1,"c":[null]}');
+  });
+
+  it('indents with pretty, including rows with BigInt', () => {
+    expect(enc({ pretty: true }).encode({ a: 1, b: [1, 2] })).toBe(JSON.stringify({ a: 1, b: [1, 2] }, null, 2));
+    expect(enc({ pretty: true }).encode({ a: 1n, b: { c: [2] }, d: {} })).toBe('{\n  "a": 1,\n  "b": {\n    "c": [\n      2\n    ]\n  },\n  "d": {}\n}');
+  });
+
+  it('encodes a stream as JSON lines, each ending in a newline, never pretty', () => {
+    const e = enc({ pretty: true });
+    expect(e.encodeStream([{ a: 1 }, { a: 2n }], true)).toBe('{"a":1}\n{"a":2}\n');
+    expect(e.encodeStream([], false)).toBe('');
+    expect(e.extension).toBe('jsonl');
+  });
+
+  it('round-trips through the decoder', () => {
+    const rows = [{ a: 1, s: 'x\ny' }, { a: 2, s: '"' }];
+    const text = enc().encodeStream(rows, true) as string;
+    expect(decode(text).rows).toEqual(rows);
+  });
+});
+
+describe('scanJsonError', () => {
+  it('returns -1 for valid JSON and the offending offset otherwise', () => {
+    expect(scanJsonError('{"a":[1,2,{"b":null}],"c":"\\u00e9"}')).toBe(-1);
+    expect(scanJsonError('[1,2,]')).toBe(5);
+    expect(scanJsonError('{"a":1,}')).toBe(7);
+    expect(scanJsonError('{"a" 1}')).toBe(5);
+    expect(scanJsonError('"abc')).toBe(4);
+    expect(scanJsonError('[01]')).toBe(2);
+    expect(scanJsonError('{"a":1} {')).toBe(8);
+  });
+});
