@@ -89,7 +89,7 @@ sink: { connector: file, config: { path: out.jsonl } }
       { id: '1', name: 'a' },
       { id: '2', name: 'b' },
     ]);
-    expect(r.stderr).toMatch(/inferred schema: id string NOT NULL, name string NOT NULL/);
+    expect(r.stderr).toMatch(/inferred schema: id int64 NOT NULL, name string NOT NULL/);
     expect(existsSync(join(tmp.dir, 'out.jsonl'))).toBe(false);
     // The real run afterwards still sees every record: preview moved no checkpoint.
     const run = await runCli(['run', 'p.yaml', '--log-format', 'json'], { cwd: tmp.dir });

@@ -222,7 +222,11 @@ async function cmdPreview(file: string, o: { limit: string; pipeline?: string; d
   const r = await h.done;
   clearTimeout(timer);
   await state.close();
-  if (sample.length && !def.source.schema) process.stderr.write(`# inferred schema: ${describeSchema(inferSchema(sample))}\n`);
+  if (sample.length && !def.source.schema) {
+    // CSV and text values are all strings; look inside them for numbers, booleans and timestamps.
+    const parseStrings = def.source.format.name === 'csv';
+    process.stderr.write(`# inferred schema: ${describeSchema(inferSchema(sample, { parseStrings }))}\n`);
+  }
   await flush();
   if (r.status === 'failed') {
     process.stderr.write(`sluice: preview of '${def.name}' failed: ${errorMessage(r.error)}\n`);

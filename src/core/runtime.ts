@@ -11,7 +11,7 @@ import type { EndpointDef, PipelineDef } from './model.js';
 import type { StateStore } from './state.js';
 import { MetricSet, newStats, type PipelineStats } from './metrics.js';
 import { RecordError, SluiceError, errorMessage } from './errors.js';
-import { createFormat } from '../formats/index.js';
+import { createFormat, stringifyJson } from '../formats/index.js';
 import { compileSchema } from './schema.js';
 
 export interface RuntimeEnv {
@@ -262,9 +262,10 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
 
   const source: Source = sourceSpec.source.create(def.source.options, { format: def.source.format.name, schema: def.source.schema });
   const sourceFormat = createFormat(def.source.format, def.source.schema);
-  const coerce = def.source.schema ? compileSchema(def.source.schema) : undefined;
   const metaFields = Object.entries(def.source.metadata_fields);
   for (const f of def.source.schema?.fields ?? []) if (f.metadata) metaFields.push([f.name, f.metadata]);
+  // Metadata fields are added before validation, so `unknown_fields: drop|error` must let them through.
+  const coerce = def.source.schema ? compileSchema(def.source.schema, { allow: metaFields.map(([f]) => f) }) : undefined;
 
   const previewSink: Sink | undefined = opts.preview && {
     open: async () => undefined,
@@ -444,7 +445,7 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
         try {
           r.value = coerce(r.value);
         } catch (e) {
-          badBuf.push({ raw: r.raw ?? JSON.stringify(r.value), error: e as Error, meta: r.meta });
+          badBuf.push({ raw: r.raw ?? stringifyJson(r.value), error: e as Error, meta: r.meta });
           records[i] = undefined as never;
           bad++;
         }
