@@ -112,7 +112,8 @@ function cmdCheck(files: string[]): number {
   const docs = loadAll(files);
   for (const { file, doc } of docs) {
     for (const p of doc.pipelines) {
-      process.stdout.write(`${file}: pipeline '${p.name}': ${p.source.connector} (${p.source.format.name}) -> ${p.sink.connector} (${p.sink.format.name})${p.dlq ? `, dead letters -> ${p.dlq.connector}` : ''}\n`);
+      const outs = [...(p.routes ?? []).map((r) => `${r.name}: ${r.sink.connector} (${r.sink.format.name})`), ...(p.sink ? [`${p.sink.connector} (${p.sink.format.name})`] : [])];
+      process.stdout.write(`${file}: pipeline '${p.name}': ${p.source.connector} (${p.source.format.name}) -> ${outs.join(', ')}${p.dlq ? `, dead letters -> ${p.dlq.connector}` : ''}\n`);
     }
   }
   process.stdout.write('ok\n');

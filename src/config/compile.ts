@@ -6,7 +6,7 @@ import { parseOptions, bool, duration, size, num, shapeOf } from '../core/spec.j
 import type { ConnectorSpec } from '../core/spec.js';
 import type { ConfigIssue } from '../core/errors.js';
 import type { BadDataPolicy } from '../core/types.js';
-import { DEFAULT_BATCH, DEFAULT_BUFFER, DEFAULT_RETRY, type EndpointDef, type PipelineDef } from '../core/model.js';
+import { DEFAULT_BATCH, DEFAULT_BUFFER, DEFAULT_RETRY, type EndpointDef, type PipelineDef, type RouteDef } from '../core/model.js';
 import { findConnector, connectorNames } from '../connectors/index.js';
 import { parseFormatConfig } from '../formats/index.js';
 import { parseSchemaConfig } from '../core/schema.js';
@@ -28,6 +28,7 @@ const endpointSchema = z.strictObject({
   schema: z.unknown().optional().meta({ description: 'Declared schema.', aliases: ['stream_schema', 'columns'] }),
   bad_data: z.enum(BAD_DATA).optional().meta({ description: 'What to do with records that fail decoding or the schema.', aliases: ['badData', 'on_bad_data'] }),
   metadata_fields: z.unknown().optional().meta({ description: 'Connector metadata selected as row fields.', aliases: ['metadata'] }),
+  payload_path: z.string().min(1).optional().meta({ description: 'Unwrap the row at this dotted path of each decoded payload.', aliases: ['payloadPath'] }),
   name: z.string().optional(),
   description: z.string().optional(),
 });
@@ -35,9 +36,27 @@ const endpointSchema = z.strictObject({
 const pipelineSchema = z.strictObject({
   name: z.string().min(1).regex(/^[A-Za-z0-9_.-]+$/, 'use letters, digits, _ . and - only').optional(),
   description: z.string().optional(),
-  source: z.unknown(),
-  sink: z.unknown(),
+  source: z.unknown().optional(),
+  sink: z.unknown().optional(),
   dlq: z.unknown().optional().meta({ aliases: ['dead_letter', 'dead_letter_queue'] }),
+  routes: z
+    .array(
+      z.strictObject({
+        name: z.string().min(1).regex(/^[A-Za-z0-9_.-]+$/, 'use letters, digits, _ . and - only'),
+        when: z
+          .strictObject({
+            field: z.string().min(1),
+            equals: z.unknown().optional(),
+            in: z.array(z.unknown()).optional(),
+            matches: z.string().optional(),
+          })
+          .optional(),
+        payload_path: z.string().min(1).optional(),
+        schema: z.unknown().optional(),
+        sink: z.unknown(),
+      }),
+    )
+    .optional(),
   transform: z.string().optional(),
   batch: z
     .strictObject({
@@ -149,20 +168,47 @@ export function compilePipeline(input: unknown, path: Path, scope: Scope, issues
   if (!name) issues.push({ path, message: "missing 'name' (every pipeline in a list needs one)" });
   const before = issues.length;
   if (p.source === undefined) issues.push({ path, message: "missing 'source'" });
-  if (p.sink === undefined) issues.push({ path, message: "missing 'sink'" });
+  if (p.sink === undefined && !p.routes?.length) issues.push({ path, message: "missing 'sink' (or 'routes')" });
   const dlq = p.dlq === undefined ? undefined : compileEndpoint(p.dlq, [...path, 'dlq'], 'sink', scope, issues, undefined);
   const source = p.source === undefined ? undefined : compileEndpoint(p.source, [...path, 'source'], 'source', scope, issues, dlq !== undefined);
   const sink = p.sink === undefined ? undefined : compileEndpoint(p.sink, [...path, 'sink'], 'sink', scope, issues, undefined);
+  const routes: RouteDef[] = [];
+  const routeNames = new Set<string>();
+  (p.routes ?? []).forEach((r, i) => {
+    const rp = [...path, 'routes', i];
+    if (routeNames.has(r.name)) issues.push({ path: [...rp, 'name'], message: `route name '${r.name}' is used twice` });
+    routeNames.add(r.name);
+    if (r.when) {
+      const n = [r.when.equals, r.when.in, r.when.matches].filter((x) => x !== undefined).length;
+      if (n !== 1) issues.push({ path: [...rp, 'when'], message: 'give exactly one of equals, in, matches' });
+      if (r.when.matches !== undefined) {
+        try {
+          new RegExp(r.when.matches);
+        } catch (e) {
+          issues.push({ path: [...rp, 'when', 'matches'], message: `invalid regular expression: ${(e as Error).message}` });
+        }
+      }
+    }
+    let schema: RouteDef['schema'];
+    if (r.schema !== undefined) {
+      const s = parseSchemaConfig(r.schema, [...rp, 'schema']);
+      if (!s.ok) issues.push(...s.issues);
+      else schema = s.value;
+    }
+    const rs = compileEndpoint(r.sink, [...rp, 'sink'], 'sink', scope, issues, undefined);
+    if (rs) routes.push({ name: r.name, when: r.when as RouteDef['when'], payload_path: r.payload_path, schema, sink: rs });
+  });
   if (source?.bad_data === 'dlq' && p.dlq === undefined) {
     issues.push({ path: [...path, 'source', 'bad_data'], message: "bad_data is 'dlq' but the pipeline has no `dlq:` sink" });
   }
-  if (issues.length > before || !source || !sink || !name) return undefined;
+  if (issues.length > before || !source || (!sink && !routes.length) || !name) return undefined;
   return {
     name,
     description: p.description,
     source,
     sink,
     dlq,
+    routes: routes.length ? routes : undefined,
     transform: p.transform,
     batch: {
       max_records: p.batch?.max_records ?? DEFAULT_BATCH.max_records,
@@ -323,6 +369,7 @@ export function compileEndpoint(
     schema,
     bad_data: bad,
     metadata_fields,
+    payload_path: role === 'source' ? ep.payload_path : undefined,
     profile: ep.profile,
     table: tableName,
   };

@@ -181,6 +181,46 @@ sink: { connector: blackhole }
   });
 });
 
+describe('routes', () => {
+  it('compiles routes with conditions, payload paths, schemas and their own sinks; the default sink is optional', () => {
+    const d = loadConfigText(
+      `
+source: { connector: file, config: { path: feed.jsonl } }
+routes:
+  - name: trades
+    when: { field: stream, matches: '@trade$' }
+    payload_path: data
+    schema: { fields: { p: float64, q: float64 } }
+    sink: { connector: file, config: { path: trades.jsonl } }
+  - name: depth
+    when: { field: stream, in: [btcusdt@depth, ethusdt@depth] }
+    sink: { connector: blackhole }
+`,
+      'r.yaml',
+    );
+    const p = d.pipelines[0]!;
+    expect(p.sink).toBeUndefined();
+    expect(p.routes!.map((r) => [r.name, r.sink.connector, r.payload_path])).toEqual([
+      ['trades', 'file', 'data'],
+      ['depth', 'blackhole', undefined],
+    ]);
+    expect(p.routes![0]!.schema!.fields.map((f) => f.type)).toEqual(['float64', 'float64']);
+  });
+
+  it('rejects a route with two conditions, a bad regex, or a duplicate name, and a pipeline with neither sink nor routes', () => {
+    const e = errors(`
+source: { connector: generator }
+routes:
+  - { name: a, when: { field: x, equals: 1, matches: y }, sink: { connector: blackhole } }
+  - { name: a, when: { field: x, matches: '(' }, sink: { connector: blackhole } }
+`);
+    expect(e.some((l) => /routes\[0\]\.when: give exactly one of equals, in, matches/.test(l))).toBe(true);
+    expect(e.some((l) => /routes\[1\]\.when\.matches: invalid regular expression/.test(l))).toBe(true);
+    expect(e.some((l) => /route name 'a' is used twice/.test(l))).toBe(true);
+    expect(errors('source: { connector: generator }\n')[0]).toMatch(/missing 'sink' \(or 'routes'\)/);
+  });
+});
+
 describe('env substitution', () => {
   it('leaves $${ as a literal and treats an empty variable as set', () => {
     expect(substituteEnv('a$${B}c', {}).value).toBe('a${B}c');

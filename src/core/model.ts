@@ -18,6 +18,8 @@ export interface EndpointDef {
   schema?: SchemaSpec;
   /** Source only. */
   bad_data: BadDataPolicy;
+  /** Source only: unwrap the row found at this dotted path of each decoded payload. */
+  payload_path?: string;
   /** Connector metadata selected as row fields: field name -> metadata name (`offset` <- `_offset`). */
   metadata_fields: Record<string, string>;
   /** Connection profile this endpoint used, by name. */
@@ -41,11 +43,32 @@ export interface RetryPolicy {
   max_backoff_ms: number;
 }
 
+/** A condition on a decoded row: the value at `field` (a dotted path) equals, is one of, or matches a regex. */
+export interface RouteCondition {
+  field: string;
+  equals?: unknown;
+  in?: unknown[];
+  matches?: string;
+}
+
+/** One named output of a pipeline: the records whose row satisfies `when` (first matching route wins). */
+export interface RouteDef {
+  name: string;
+  when?: RouteCondition;
+  /** Dotted path of the field holding this route's row (`data` for `{"stream": ..., "data": {...}}`). */
+  payload_path?: string;
+  schema?: SchemaSpec;
+  sink: EndpointDef;
+}
+
 export interface PipelineDef {
   name: string;
   description?: string;
   source: EndpointDef;
-  sink: EndpointDef;
+  /** Where records go that no route took (every record, without routes). Absent: unrouted records are dropped and counted. */
+  sink?: EndpointDef;
+  /** Split the stream by field values into named outputs, each with its own schema and sink. */
+  routes?: RouteDef[];
   /** Where records go under `bad_data: dlq`. */
   dlq?: EndpointDef;
   /** Stateless SQL-like transform (`SELECT ... WHERE ...`), compiled by the SQL layer. */

@@ -34,7 +34,7 @@ interface SinkLog {
   error?: Error;
 }
 
-function env(batches: SourceBatch[], src: { committed: unknown[]; emitReturnedPromise: number }, sink: SinkLog, dlq?: SinkLog): RuntimeEnv {
+function env(batches: SourceBatch[], src: { committed: unknown[]; emitReturnedPromise: number }, sink: SinkLog, dlq?: SinkLog, named: Record<string, SinkLog> = {}): RuntimeEnv {
   const connectors: Record<string, ConnectorSpec> = {
     scripted: { name: 'scripted', title: '', description: '', source: { options: z.object({}), create: () => scriptedSource(batches, src) } },
     rec: {
@@ -44,7 +44,7 @@ function env(batches: SourceBatch[], src: { committed: unknown[]; emitReturnedPr
       sink: {
         options: z.object({ which: z.string().optional() }),
         create: (o: { which?: string }) => {
-          const log = o.which === 'dlq' ? dlq! : sink;
+          const log = o.which === 'dlq' ? dlq! : o.which ? named[o.which]! : sink;
           return {
             async open() {},
             async write(records: SluiceRecord[]) {
@@ -243,5 +243,51 @@ describe('runtime', () => {
     expect(r.status).toBe('stopped');
     expect(ids(sink.written)).toEqual(Array.from({ length: emitted }, (_, i) => i));
     expect(src.committed).toHaveLength(emitted / 10);
+  });
+
+  it('routes split one stream into named outputs, each unwrapping its payload and applying its own schema', async () => {
+    const msgs = [
+      '{"stream":"btcusdt@trade","data":{"p":"42.5","q":"1"}}',
+      '{"stream":"btcusdt@depth","data":{"bids":[["1","2"]]}}',
+      '{"stream":"btcusdt@trade","data":{"p":"oops","q":"1"}}',
+      '{"stream":"other","data":{}}',
+      '{"stream":"ethusdt@trade","data":{"p":"1","q":"2"}}',
+    ];
+    const batches = [{ records: raw(...msgs), ack: 'all' }];
+    const src = { committed: [] as unknown[], emitReturnedPromise: 0 };
+    const sink: SinkLog = { written: [], failuresLeft: 0, delayMs: 0 };
+    const named: Record<string, SinkLog> = { trades: { written: [], failuresLeft: 0, delayMs: 0 }, depth: { written: [], failuresLeft: 0, delayMs: 0 } };
+    const schema = { fields: [{ name: 'p', type: 'float64' as const }, { name: 'q', type: 'float64' as const }] };
+    const h = startPipeline(
+      def({
+        source: ep('scripted', { bad_data: 'drop' }),
+        sink: undefined,
+        routes: [
+          { name: 'trades', when: { field: 'stream', matches: '@trade$' }, payload_path: 'data', schema, sink: ep('rec', { options: { which: 'trades' } }) },
+          { name: 'depth', when: { field: 'stream', equals: 'btcusdt@depth' }, payload_path: 'data', sink: ep('rec', { options: { which: 'depth' } }) },
+        ],
+      }),
+      env(batches, src, sink, undefined, named),
+    );
+    const r = await h.done;
+    expect(r.status).toBe('completed');
+    expect(named.trades!.written.flat().map((x) => x.value)).toEqual([
+      { p: 42.5, q: 1 },
+      { p: 1, q: 2 },
+    ]);
+    expect(named.depth!.written.flat().map((x) => x.value)).toEqual([{ bids: [['1', '2']] }]);
+    expect(r.stats.dropped).toBe(1);
+    expect(r.stats.unrouted).toBe(1);
+    expect(src.committed).toEqual(['all']);
+  });
+
+  it('a source payload_path unwraps every record, and a missing path is bad data', async () => {
+    const batches = [{ records: raw('{"data":{"id":1}}', '{"other":2}'), ack: 1 }];
+    const src = { committed: [] as unknown[], emitReturnedPromise: 0 };
+    const sink: SinkLog = { written: [], failuresLeft: 0, delayMs: 0 };
+    const h = startPipeline(def({ source: ep('scripted', { bad_data: 'fail', payload_path: 'data' }) }), env(batches, src, sink));
+    const r = await h.done;
+    expect(r.status).toBe('failed');
+    expect(r.error?.message).toMatch(/payload_path 'data' not found/);
   });
 });

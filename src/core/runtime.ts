@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ConnectorSpec } from './spec.js';
 import type { BadRecord, Decoder, SluiceRecord, Sink, SinkContext, Source, SourceBatch, SourceContext } from './types.js';
-import type { EndpointDef, PipelineDef } from './model.js';
+import type { EndpointDef, PipelineDef, RouteCondition } from './model.js';
 import type { StateStore } from './state.js';
 import { MetricSet, newStats, type PipelineStats } from './metrics.js';
 import { RecordError, SluiceError, errorMessage } from './errors.js';
@@ -42,7 +42,8 @@ export interface PipelineHandle {
   readonly name: string;
   readonly def: PipelineDef;
   readonly stats: PipelineStats;
-  readonly metrics: { source: MetricSet; sink: MetricSet; dlq?: MetricSet };
+  /** Connector metrics: the source, each output (`sink`, or the route's name) and the dead-letter sink. */
+  readonly metrics: { source: MetricSet; outputs: Record<string, MetricSet>; dlq?: MetricSet };
   status(): PipelineStatus;
   lastError(): Error | undefined;
   /** Resolves when the pipeline ended by itself, was stopped, or failed. */
@@ -87,7 +88,7 @@ class Writer {
     private readonly sink: Sink,
     private readonly def: PipelineDef,
     private readonly log: Logger,
-    private readonly onWritten: (n: number, tokens: Token[]) => void,
+    private readonly onWritten: (n: number, bytes: number, tokens: Token[]) => void,
     private readonly onRetry: () => void,
   ) {
     this.done = this.loop();
@@ -188,7 +189,7 @@ class Writer {
       await this.write(batch);
       this.queuedRecords -= count;
       this.queuedBytes -= bytes;
-      this.onWritten(count, finished);
+      this.onWritten(count, bytes, finished);
     }
   }
 
@@ -244,11 +245,54 @@ function metaValue(rec: SluiceRecord, name: string): unknown {
   }
 }
 
+/** The value at a dotted path of a row; a missing step is a record error naming the path. */
+function atPath(v: unknown, path: string[]): unknown {
+  let cur = v;
+  for (const p of path) {
+    if (cur === null || typeof cur !== 'object' || !(p in (cur as object))) {
+      throw new RecordError('SCHEMA', `payload_path '${path.join('.')}' not found in the record`, path.join('.'));
+    }
+    cur = (cur as Record<string, unknown>)[p];
+  }
+  return cur;
+}
+
+export function compileCondition(c: RouteCondition): (row: unknown) => boolean {
+  const path = c.field.split('.');
+  const get = (row: unknown): unknown => {
+    let cur = row;
+    for (const p of path) {
+      if (cur === null || typeof cur !== 'object') return undefined;
+      cur = (cur as Record<string, unknown>)[p];
+    }
+    return cur;
+  };
+  if (c.matches !== undefined) {
+    const re = new RegExp(c.matches);
+    return (row) => {
+      const v = get(row);
+      return v !== undefined && v !== null && re.test(String(v));
+    };
+  }
+  if (c.in !== undefined) {
+    const set = new Set(c.in.map((x) => String(x)));
+    return (row) => {
+      const v = get(row);
+      return v !== undefined && v !== null && set.has(String(v));
+    };
+  }
+  const want = String(c.equals);
+  return (row) => {
+    const v = get(row);
+    return v !== undefined && v !== null && String(v) === want;
+  };
+}
+
 /** Start one pipeline. The caller owns the state store and logger. */
 export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOptions = {}): PipelineHandle {
   const log = env.log.child({ pipeline: def.name });
   const stats = newStats();
-  const metrics = { source: new MetricSet(), sink: new MetricSet(), dlq: def.dlq ? new MetricSet() : undefined };
+  const metrics = { source: new MetricSet(), outputs: {} as Record<string, MetricSet>, dlq: def.dlq ? new MetricSet() : undefined };
   let status: PipelineStatus = 'starting';
   let lastError: Error | undefined;
   const sourceAbort = new AbortController();
@@ -256,38 +300,32 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
   const dataDir = join(env.dataDir, 'pipelines', def.name.replace(/[^\w.-]/g, '_'));
 
   const sourceSpec = env.connector(def.source.connector);
-  const sinkSpec = opts.preview ? undefined : env.connector(def.sink.connector);
   if (!sourceSpec.source) throw new SluiceError('CONFIG', `connector '${def.source.connector}' cannot be a source`);
-  if (sinkSpec && !sinkSpec.sink) throw new SluiceError('CONFIG', `connector '${def.sink.connector}' cannot be a sink`);
-
   const source: Source = sourceSpec.source.create(def.source.options, { format: def.source.format.name, schema: def.source.schema });
   const sourceFormat = createFormat(def.source.format, def.source.schema);
   const metaFields = Object.entries(def.source.metadata_fields);
   for (const f of def.source.schema?.fields ?? []) if (f.metadata) metaFields.push([f.name, f.metadata]);
   // Metadata fields are added before validation, so `unknown_fields: drop|error` must let them through.
-  const coerce = def.source.schema ? compileSchema(def.source.schema, { allow: metaFields.map(([f]) => f) }) : undefined;
+  const allow = { allow: metaFields.map(([f]) => f) };
+  const coerce = def.source.schema ? compileSchema(def.source.schema, allow) : undefined;
+  const payloadPath = def.source.payload_path ? def.source.payload_path.split('.') : undefined;
 
-  const previewSink: Sink | undefined = opts.preview && {
-    open: async () => undefined,
-    write: async (records) => {
-      opts.preview!.onRecords(records);
-    },
+  const makeSink = (e: EndpointDef): Sink => {
+    const spec = env.connector(e.connector);
+    if (!spec.sink) throw new SluiceError('CONFIG', `connector '${e.connector}' cannot be a sink`);
+    return spec.sink.create(e.options, { format: e.format.name, schema: e.schema });
   };
-  const sink: Sink = previewSink ?? sinkSpec!.sink!.create(def.sink.options, { format: def.sink.format.name, schema: def.sink.schema });
-  const dlqSpec = def.dlq && !opts.preview ? env.connector(def.dlq.connector) : undefined;
-  const dlqSink: Sink | undefined = dlqSpec?.sink?.create(def.dlq!.options, { format: def.dlq!.format.name, schema: def.dlq!.schema });
-
-  const baseCtx = (role: 'source' | 'sink' | 'dlq', connector: string, m: MetricSet) => ({
+  const baseCtx = (role: 'source' | 'sink' | 'dlq', connector: string, m: MetricSet, scope: string = role) => ({
     pipeline: def.name,
     role,
     log: log.child({ role, connector }),
-    state: env.state.scope(def.name, role),
+    state: env.state.scope(def.name, scope),
     metrics: m,
     signal: role === 'source' ? sourceAbort.signal : pipelineAbort.signal,
     dataDir,
   });
-  const sinkCtx = (e: EndpointDef, role: 'sink' | 'dlq', m: MetricSet): SinkContext => ({
-    ...baseCtx(role, e.connector, m),
+  const sinkCtx = (e: EndpointDef, role: 'sink' | 'dlq', m: MetricSet, scope: string): SinkContext => ({
+    ...baseCtx(role, e.connector, m, scope),
     encoder: createFormat(e.format, e.schema).encoder(),
   });
 
@@ -314,26 +352,64 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
     }
   };
 
-  // ---- backpressure ----
+  // ---- outputs: the default sink and one per route, each with its own queue ----
+  interface Output {
+    name: string;
+    endpoint?: EndpointDef;
+    sink: Sink;
+    writer: Writer;
+    metrics: MetricSet;
+    match?: (row: unknown) => boolean;
+    path?: string[];
+    coerce?: (row: unknown) => Record<string, unknown>;
+  }
   let spaceWaiter: { promise: Promise<void>; resolve: () => void } | undefined;
   const { max_records: bufRecords, max_bytes: bufBytes } = def.buffer;
-  const full = () => main.queuedRecords >= bufRecords || main.queuedBytes >= bufBytes;
-  const onWritten = (n: number, finished: Token[], isDlq: boolean) => {
+  let queuedRecords = 0;
+  let queuedBytes = 0;
+  const full = () => queuedRecords >= bufRecords || queuedBytes >= bufBytes;
+  const onWritten = (n: number, bytes: number, finished: Token[], isDlq: boolean) => {
     if (isDlq) stats.dlq += n;
-    else stats.records_out += n;
+    else {
+      stats.records_out += n;
+      queuedRecords -= n;
+      queuedBytes -= bytes;
+    }
     for (const t of finished) t.pending--;
     release();
     if (opts.preview && stats.records_out >= opts.preview.limit) void handle.stop();
-    stats.queued = main.queuedRecords;
-    if (spaceWaiter && main.queuedRecords <= bufRecords / 2 && main.queuedBytes <= bufBytes / 2) {
+    stats.queued = queuedRecords;
+    if (spaceWaiter && queuedRecords <= bufRecords / 2 && queuedBytes <= bufBytes / 2) {
       const w = spaceWaiter;
       spaceWaiter = undefined;
       w.resolve();
     }
   };
   const onRetry = () => void stats.sink_retries++;
-  const main = new Writer(`sink '${def.sink.connector}'`, sink, def, log, (n, f) => onWritten(n, f, false), onRetry);
-  const dlq = dlqSink && new Writer(`dead-letter sink '${def.dlq!.connector}'`, dlqSink, def, log, (n, f) => onWritten(n, f, true), onRetry);
+  const outputs: Output[] = [];
+  const addOutput = (name: string, label: string, endpoint: EndpointDef | undefined, sink: Sink, extra: Partial<Output> = {}) => {
+    const m = (metrics.outputs[name] = new MetricSet());
+    const writer = new Writer(label, sink, def, log, (n, b, f) => onWritten(n, b, f, false), onRetry);
+    outputs.push({ name, endpoint, sink, writer, metrics: m, ...extra });
+  };
+  if (opts.preview) {
+    addOutput('preview', 'preview', undefined, {
+      open: async () => undefined,
+      write: async (records) => opts.preview!.onRecords(records),
+    });
+  } else {
+    for (const r of def.routes ?? []) {
+      addOutput(r.name, `route '${r.name}' sink '${r.sink.connector}'`, r.sink, makeSink(r.sink), {
+        match: r.when ? compileCondition(r.when) : undefined,
+        path: r.payload_path ? r.payload_path.split('.') : undefined,
+        coerce: r.schema ? compileSchema(r.schema, allow) : undefined,
+      });
+    }
+    if (def.sink) addOutput('sink', `sink '${def.sink.connector}'`, def.sink, makeSink(def.sink));
+  }
+  const routed = !opts.preview && !!def.routes?.length;
+  const dlqSink: Sink | undefined = def.dlq && !opts.preview ? makeSink(def.dlq) : undefined;
+  const dlq = dlqSink && new Writer(`dead-letter sink '${def.dlq!.connector}'`, dlqSink, def, log, (n, b, f) => onWritten(n, b, f, true), onRetry);
 
   // ---- bad data ----
   let lastDropLog = 0;
@@ -438,23 +514,44 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
         if (row && typeof row === 'object') for (const [field, m] of metaFields) row[field] = metaValue(r, m);
       }
     }
-    if (coerce) {
-      let bad = 0;
-      for (let i = 0; i < records.length; i++) {
-        const r = records[i]!;
-        try {
-          r.value = coerce(r.value);
-        } catch (e) {
-          badBuf.push({ raw: r.raw ?? stringifyJson(r.value), error: e as Error, meta: r.meta });
-          records[i] = undefined as never;
-          bad++;
-        }
-      }
-      if (bad) records = records.filter((r) => r !== undefined);
-    }
+    if (payloadPath) records = mapValues(records, (v) => atPath(v, payloadPath));
+    if (coerce) records = mapValues(records, coerce);
     stats.records_in += records.length + badBuf.length;
     if (opts.transform && records.length) records = opts.transform(records);
     return { records, bytes };
+  };
+
+  /** Rewrites each record's value; a record whose rewrite throws becomes a bad record. */
+  const mapValues = (records: SluiceRecord[], fn: (v: unknown) => unknown): SluiceRecord[] => {
+    let bad = 0;
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i]!;
+      try {
+        r.value = fn(r.value);
+      } catch (e) {
+        badBuf.push({ raw: r.raw ?? stringifyJson(r.value), error: e as Error, meta: r.meta });
+        records[i] = undefined as never;
+        bad++;
+      }
+    }
+    return bad ? records.filter((r) => r !== undefined) : records;
+  };
+
+  /** Splits records over the outputs (first matching route wins) and applies each route's payload path and schema. */
+  const route = (records: SluiceRecord[]): SluiceRecord[][] => {
+    const parts = outputs.map(() => [] as SluiceRecord[]);
+    for (const r of records) {
+      let i = 0;
+      while (i < outputs.length && outputs[i]!.match && !outputs[i]!.match!(r.value)) i++;
+      if (i === outputs.length) stats.unrouted++;
+      else parts[i]!.push(r);
+    }
+    for (let i = 0; i < parts.length; i++) {
+      const o = outputs[i]!;
+      if (o.path && parts[i]!.length) parts[i] = mapValues(parts[i]!, (v) => atPath(v, o.path!));
+      if (o.coerce && parts[i]!.length) parts[i] = mapValues(parts[i]!, o.coerce);
+    }
+    return parts;
   };
 
   let accepting = true;
@@ -463,15 +560,22 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
     const token: Token = { ack: batch.ack, pending: 0 };
     tokens.push(token);
     const { records, bytes } = process(batch);
+    const parts = routed ? route(records) : undefined;
     stats.bytes_in += bytes;
     if (badBuf.length) {
       const b = badBuf;
       badBuf = [];
       if (handleBad(b, token)) return undefined;
     }
-    if (records.length) main.push(records, bytes, token);
+    if (!parts) {
+      if (records.length) push(outputs[0]!, records, bytes, token);
+    } else {
+      for (let i = 0; i < parts.length; i++) {
+        const part = parts[i]!;
+        if (part.length) push(outputs[i]!, part, Math.round((bytes * part.length) / records.length), token);
+      }
+    }
     if (token.pending === 0) release();
-    stats.queued = main.queuedRecords;
     if (!full()) return undefined;
     if (!spaceWaiter) {
       let resolve!: () => void;
@@ -479,6 +583,12 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
       spaceWaiter = { promise, resolve };
     }
     return spaceWaiter.promise;
+  };
+  const push = (o: Output, records: SluiceRecord[], bytes: number, token: Token) => {
+    queuedRecords += records.length;
+    queuedBytes += bytes;
+    stats.queued = queuedRecords;
+    o.writer.push(records, bytes, token);
   };
 
   const sourceCtx: SourceContext = {
@@ -524,18 +634,19 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), drainTimeout)));
       await Promise.race([sourceRun.catch(() => undefined), deadline]);
-      const writers = drain ? Promise.all([main.drain(), dlq?.drain()]) : Promise.all([main.kill(), dlq?.kill()]);
+      const all = [...outputs.map((o) => o.writer), ...(dlq ? [dlq] : [])];
+      const writers = drain ? Promise.all(all.map((w) => w.drain())) : Promise.all(all.map((w) => w.kill()));
       const outcome = await Promise.race([writers.then(() => 'ok' as const, (e: Error) => e), deadline]);
       clearTimeout(timer);
       if (outcome === 'timeout') {
-        lastError ??= new SluiceError('SINK', `drain did not finish within ${drainTimeout} ms; ${main.queuedRecords} queued records were not written`);
-        await Promise.all([main.kill(), dlq?.kill()]);
+        lastError ??= new SluiceError('SINK', `drain did not finish within ${drainTimeout} ms; ${queuedRecords} queued records were not written`);
+        await Promise.all(all.map((w) => w.kill()));
       } else if (outcome instanceof Error) {
         lastError ??= outcome;
       }
       await commitChain;
       pipelineAbort.abort();
-      for (const c of [sink, dlqSink, source]) {
+      for (const c of [...outputs.map((o) => o.sink), dlqSink, source]) {
         try {
           await c?.close?.();
         } catch (e) {
@@ -564,21 +675,26 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
   };
 
   // Writer loops that die (sink gave up) fail the pipeline.
-  main.failure.catch((e) => fail(e as Error, false));
+  for (const o of outputs) o.writer.failure.catch((e) => fail(e as Error, false));
   dlq?.failure.catch((e) => fail(e as Error, false));
 
   void (async () => {
     try {
       mkdirSync(dataDir, { recursive: true });
-      await sink.open(sinkCtx(def.sink, 'sink', metrics.sink));
-      if (dlqSink) await dlqSink.open(sinkCtx(def.dlq!, 'dlq', metrics.dlq!));
+      for (const o of outputs) {
+        // Each output keeps its own state; the default sink keeps the plain `sink` scope.
+        if (o.endpoint) await o.sink.open(sinkCtx(o.endpoint, 'sink', o.metrics, o.name === 'sink' ? 'sink' : `route:${o.name}`));
+        else await o.sink.open(undefined as never);
+      }
+      if (dlqSink) await dlqSink.open(sinkCtx(def.dlq!, 'dlq', metrics.dlq!, 'dlq'));
     } catch (e) {
-      fail(e instanceof SluiceError ? e : new SluiceError('CONNECT', `opening sink '${def.sink.connector}' failed: ${errorMessage(e)}`, { cause: e }), false);
+      const what = e instanceof SluiceError ? e : new SluiceError('CONNECT', `opening a sink failed: ${errorMessage(e)}`, { cause: e });
+      fail(what, false);
       return;
     }
     if (stopping) return;
     status = 'running';
-    log.info({ source: def.source.connector, sink: opts.preview ? 'preview' : def.sink.connector }, 'pipeline started');
+    log.info({ source: def.source.connector, outputs: outputs.map((o) => (o.endpoint ? `${o.name}:${o.endpoint.connector}` : o.name)) }, 'pipeline started');
     sourceRun = source.run(sourceCtx);
     try {
       await sourceRun;
