@@ -84,7 +84,7 @@ async function cmdRun(files: string[], o: { dataDir: string; drainTimeout: strin
   const statsMs = parseDuration(o.statsInterval) ?? 10_000;
   const statsTimer = !status && statsMs > 0
     ? setInterval(() => {
-        for (const h of handles) log.info({ pipeline: h.name, ...h.stats, state: h.status() }, 'progress');
+        for (const h of handles) log.info({ pipeline: h.name, ...h.stats, state: h.status(), source: h.metrics.source.snapshot() }, 'progress');
       }, statsMs)
     : undefined;
   const results = await Promise.all(handles.map((h) => h.done));
