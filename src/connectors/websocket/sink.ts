@@ -1,0 +1,589 @@
+// WebSocket sink. Client mode sends every record to one server and acknowledges a write only once ws handed each frame
+// to the socket; server mode (server.ts) broadcasts to whoever is connected, at most once.
+
+import { readFileSync } from 'node:fs';
+import WebSocket from 'ws';
+import { SluiceError, errorMessage } from '../../core/errors.js';
+import { bool, duration, list, num, opt, size, z, type EndpointInfo } from '../../core/spec.js';
+import type { Counter, Gauge, Sink, SinkContext, SluiceRecord } from '../../core/types.js';
+import { Backoff, describeClose, openWebSocket, redactUrl } from './connect.js';
+import { connectionOptionShape, type ConnectionOptions } from './options.js';
+import { WebSocketBroadcastServer } from './server.js';
+
+// ---- options -------------------------------------------------------------------------------------------------
+
+// The client side of the sink accepts exactly the source's connection options (names, aliases, defaults); only the
+// ones that mean something different or extra in server mode get a sink-specific description here.
+const { url: urlOption, ...connectionShape } = connectionOptionShape;
+
+export const sinkOptions = z
+  .strictObject({
+    mode: opt(z.enum(['client', 'server']).optional(), {
+      description:
+        '`client`: connect to `url` and send every record there. `server`: listen on `host`:`port` and broadcast every record to the connected clients. Default: `client` when `url` is set, `server` when `port` is set.',
+    }),
+    url: opt(urlOption.optional(), {
+      description: 'Client mode: the server to send to, `ws://` or `wss://`.',
+      aliases: ['endpoint', 'websocket.url', 'uri'],
+      examples: ['ws://localhost:8080/ingest', 'wss://feed.example.com/v1/events'],
+    }),
+    ...connectionShape,
+    auth: opt(connectionShape.auth, {
+      description:
+        'Client mode: credentials sent with the upgrade request. Server mode: credentials every client must present: `bearer` as `Authorization: Bearer <token>` or the `access_token` query parameter, or `username`/`password` as basic auth; otherwise the upgrade is refused with 401.',
+      aliases: ['websocket.auth', 'authentication'],
+    }),
+    subprotocols: list(z.string(), {
+      description:
+        'Client mode: subprotocols offered in `Sec-WebSocket-Protocol`. Server mode: the subprotocols accepted (the first one a client offers that is listed here is chosen).',
+      aliases: ['protocols', 'subprotocol'],
+    }).optional(),
+    ping_interval: duration({
+      default: '30s',
+      description:
+        'Send a protocol ping this often (`0` disables). Client mode: a connection whose pong does not come within `pong_timeout` is dropped and reconnected, failing the writes in flight (retriably). Server mode: a client that did not answer the previous ping is disconnected.',
+      aliases: ['heartbeat_interval', 'keepalive'],
+    }),
+    tls: opt(connectionShape.tls, {
+      description:
+        'Client mode: TLS settings for `wss://` and an `https://` proxy. Server mode: `cert` and `key` (the server certificate and its key) make the sink serve `wss://`.',
+    }),
+    frame_type: opt(z.enum(['text', 'binary']).optional(), {
+      description:
+        'WebSocket frame type. Default: `text` when the format produces text (json, text, csv) and `binary` when it produces bytes.',
+      aliases: ['message_type'],
+    }),
+    batching: opt(z.enum(['per_record', 'array']).default('per_record'), {
+      description:
+        '`per_record`: one frame per record. `array`: one frame per write holding all of its records: a JSON array with the json format, otherwise the format\'s stream encoding (e.g. CSV lines with a header). In server mode each client receives the records its filter selects.',
+    }),
+    max_buffered: opt(
+      z
+        .strictObject({
+          records: num({ default: 10_000, int: true, min: 1, description: 'Records that may wait for the connection.' }),
+          bytes: size({ default: '16MiB', description: 'Encoded bytes that may wait for the connection.' }),
+        })
+        .prefault({} as never),
+      {
+        description:
+          'Client mode: the most that may wait, unsent, while the sink is (re)connecting. A write that would go beyond it fails at once with a retriable error, so the pipeline backs off instead of memory growing. One write is always accepted when nothing else waits.',
+      },
+    ),
+    write_timeout: duration({
+      default: '30s',
+      description:
+        'Client mode: how long a write waits for a connection before it fails (retriably; the pipeline retry policy then applies). Frames already handed to a live connection are not affected.',
+    }),
+    host: opt(z.string().default('127.0.0.1'), {
+      description: 'Server mode: the address to listen on. `0.0.0.0` (or `::`) accepts clients from other machines.',
+      aliases: ['bind', 'listen_host', 'address'],
+    }),
+    port: num({ int: true, min: 0, max: 65535, description: 'Server mode: the TCP port to listen on (`0` picks a free one).', aliases: ['listen_port'] }).optional(),
+    path: opt(z.string().startsWith('/').default('/'), {
+      description: 'Server mode: the URL path clients connect to; upgrades to other paths are refused with 404.',
+      aliases: ['endpoint_path'],
+    }),
+    client_filters: bool({
+      default: true,
+      description:
+        'Server mode: let each client select records with its query string: `?device=sensor-1&site=a` receives only rows whose top-level field `device` is `sensor-1` and `site` is `a` (compared as text); a repeated field (`?device=a&device=b`) matches any of its values. `access_token` is never a filter.',
+    }),
+    slow_client: opt(z.enum(['drop', 'disconnect']).default('drop'), {
+      description:
+        'Server mode, for a client whose unsent data exceeds `max_client_buffer`: `drop` skips frames for it until it catches up (counted as `dropped_slow`); `disconnect` closes it with 1013 "try again later" (counted as `disconnected_slow`). Either way the other clients and the pipeline are not slowed down.',
+      aliases: ['slow_client_policy'],
+    }),
+    max_client_buffer: size({
+      default: '1MiB',
+      description: 'Server mode: unsent bytes a client may have queued before `slow_client` applies to it.',
+      aliases: ['client_buffer'],
+    }),
+    max_clients: num({
+      default: 1000,
+      int: true,
+      min: 1,
+      description: 'Server mode: further clients are refused with 503 once this many are connected.',
+    }),
+  })
+  .superRefine((o, ctx) => {
+    const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+    const mode = o.mode ?? (o.url !== undefined && o.port === undefined ? 'client' : o.port !== undefined && o.url === undefined ? 'server' : undefined);
+    if (mode === undefined) {
+      if (o.url !== undefined) issue('mode', 'both `url` (client mode: send to a server) and `port` (server mode: serve clients) are set; remove one or set `mode`');
+      else issue('url', 'set `url` to send to a WebSocket server (client mode), or `port` to serve WebSocket clients (server mode)');
+      return;
+    }
+    if (mode === 'client') {
+      if (o.url === undefined) return issue('url', 'client mode needs `url`, the server to send to (ws:// or wss://)');
+      if (o.port !== undefined) issue('port', '`port` applies to server mode only; in client mode the port is part of `url`');
+    } else {
+      if (o.port === undefined) return issue('port', 'server mode needs `port`, the port to listen on');
+      if (o.url !== undefined) issue('url', '`url` applies to client mode only; server mode listens on `host`, `port` and `path`');
+      if ((o.tls.cert === undefined) !== (o.tls.key === undefined)) issue('tls', 'serving wss:// needs both `tls.cert` and `tls.key`');
+    }
+  });
+
+export type WebSocketSinkOptions = z.output<typeof sinkOptions>;
+
+/** The mode the options select (validation guarantees one applies). */
+export function sinkMode(o: Pick<WebSocketSinkOptions, 'mode' | 'url'>): 'client' | 'server' {
+  return o.mode ?? (o.url !== undefined ? 'client' : 'server');
+}
+
+export function createWebSocketSink(options: WebSocketSinkOptions, info?: EndpointInfo): Sink {
+  return sinkMode(options) === 'server' ? new WebSocketServerSink(options, info) : new WebSocketClientSink(options, info);
+}
+
+// ---- shared pieces -------------------------------------------------------------------------------------------
+
+/** A PEM option is either the PEM text itself or a path to it. */
+export function readPem(v: string | undefined, what: string): string | undefined {
+  if (v === undefined) return undefined;
+  if (v.includes('-----BEGIN')) return v;
+  try {
+    return readFileSync(v, 'utf8');
+  } catch (e) {
+    throw new SluiceError('CONFIG', `cannot read ${what} '${v}': ${errorMessage(e)}`, { cause: e });
+  }
+}
+
+export type Frame = Buffer;
+
+/** Turns records into frames the same way in both modes. */
+export class FrameEncoder {
+  readonly binary: boolean | undefined;
+  constructor(
+    private readonly ctx: SinkContext,
+    private readonly batching: 'per_record' | 'array',
+    frameType: 'text' | 'binary' | undefined,
+    private readonly json: boolean,
+  ) {
+    this.binary = frameType === undefined ? undefined : frameType === 'binary';
+  }
+
+  one(value: unknown): { data: Frame; binary: boolean } {
+    return this.frame(this.ctx.encoder.encode(value));
+  }
+
+  many(values: unknown[]): { data: Frame; binary: boolean } {
+    if (this.json) {
+      // The json stream encoding is newline-delimited; a frame meant as one message should parse as one JSON value.
+      let s = '[';
+      for (let i = 0; i < values.length; i++) {
+        if (i) s += ',';
+        const v = this.ctx.encoder.encode(values[i]);
+        s += typeof v === 'string' ? v : Buffer.from(v).toString('utf8');
+      }
+      return this.frame(s + ']');
+    }
+    return this.frame(this.ctx.encoder.encodeStream(values, true));
+  }
+
+  frames(records: SluiceRecord[]): Array<{ data: Frame; binary: boolean }> {
+    if (records.length === 0) return [];
+    if (this.batching === 'array') return [this.many(records.map((r) => r.value))];
+    const out = new Array<{ data: Frame; binary: boolean }>(records.length);
+    for (let i = 0; i < records.length; i++) out[i] = this.one(records[i]!.value);
+    return out;
+  }
+
+  private frame(v: string | Uint8Array): { data: Frame; binary: boolean } {
+    // Buffers once, so byte accounting is exact and server mode does not re-encode a string for every client.
+    const data = typeof v === 'string' ? Buffer.from(v, 'utf8') : Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+    return { data, binary: this.binary ?? typeof v !== 'string' };
+  }
+}
+
+function isJsonFormat(info: EndpointInfo | undefined, ctx: SinkContext): boolean {
+  if (info) return info.format === 'json';
+  return ctx.encoder.extension === 'jsonl';
+}
+
+// ---- client connection ---------------------------------------------------------------------------------------
+
+/** Opens one client connection; a seam so tests (or another transport) can supply the socket. */
+export interface ClientConnector {
+  connect(signal?: AbortSignal): Promise<WebSocket>;
+}
+
+/** The source's connection helper, so both ends handle auth, headers, TLS, proxy and compression identically. */
+export function clientConnector(o: WebSocketSinkOptions): ClientConnector {
+  const conn = { ...o, url: o.url! } as ConnectionOptions;
+  return { connect: (signal) => openWebSocket(conn, { signal }) };
+}
+
+// ---- client sink ---------------------------------------------------------------------------------------------
+
+interface Job {
+  frames: Array<{ data: Frame; binary: boolean }>;
+  records: number;
+  bytes: number;
+  /** Frames passed to ws.send / frames whose send callback reported success. */
+  sent: number;
+  acked: number;
+  resolve(): void;
+  reject(e: Error): void;
+  /** write_timeout, armed only while the job waits for a connection. */
+  timer?: NodeJS.Timeout;
+  done?: boolean;
+}
+
+type LinkState = 'connecting' | 'open' | 'failed' | 'closed';
+
+function asSluiceError(e: unknown, display: string): SluiceError {
+  return e instanceof SluiceError ? e : new SluiceError('CONNECT', `cannot connect to ${display}: ${errorMessage(e)}`, { cause: e, retriable: true });
+}
+
+export class WebSocketClientSink implements Sink {
+  private ctx!: SinkContext;
+  private enc!: FrameEncoder;
+  private readonly connector: ClientConnector;
+  private readonly backoff: Backoff;
+  private ws?: WebSocket;
+  private state: LinkState = 'connecting';
+  private reconnecting = false;
+  /** Writes not yet fully acknowledged, oldest first; all frames of one job are sent before the next job's. */
+  private jobs: Job[] = [];
+  private waitingRecords = 0;
+  private waitingBytes = 0;
+  private lastError?: SluiceError;
+  private wake?: () => void;
+  private pingTimer?: NodeJS.Timeout;
+  private pongTimer?: NodeJS.Timeout;
+  private readonly display: string;
+  private m!: { connected: Gauge; connects: Counter; reconnects: Counter; frames: Counter; bytes: Counter; rejected: Counter };
+  private everConnected = false;
+
+  constructor(
+    private readonly o: WebSocketSinkOptions,
+    private readonly info?: EndpointInfo,
+    connector?: ClientConnector,
+  ) {
+    this.connector = connector ?? clientConnector(o);
+    this.backoff = new Backoff(o.reconnect);
+    this.display = redactUrl(o.url!);
+  }
+
+  async open(ctx: SinkContext): Promise<void> {
+    this.ctx = ctx;
+    this.enc = new FrameEncoder(ctx, this.o.batching, this.o.frame_type, isJsonFormat(this.info, ctx));
+    this.m = {
+      connected: ctx.metrics.gauge('connected', '1 while the sink is connected to its server'),
+      connects: ctx.metrics.counter('connects', 'successful connections'),
+      reconnects: ctx.metrics.counter('reconnects', 'connections after the first one'),
+      frames: ctx.metrics.counter('frames_sent', 'frames handed to the socket'),
+      bytes: ctx.metrics.counter('bytes_sent', 'payload bytes handed to the socket'),
+      rejected: ctx.metrics.counter('writes_rejected', 'writes failed because the sink was not connected in time or its buffer was full'),
+    };
+    ctx.signal.addEventListener('abort', () => this.wake?.(), { once: true });
+    try {
+      this.attach(await this.connector.connect(ctx.signal));
+    } catch (e) {
+      const err = asSluiceError(e, this.display);
+      // Wrong credentials or a refused upgrade stop the pipeline at startup. An unreachable server does not: it may
+      // simply start later, and writes wait for it within max_buffered and write_timeout.
+      if (err.code === 'AUTH' || !err.retriable || ctx.signal.aborted) {
+        this.state = 'failed';
+        throw err;
+      }
+      this.lastError = err;
+      ctx.log.warn({ url: this.display, err: err.message }, 'websocket sink: server not reachable yet; writes wait for it');
+      this.reconnect(false);
+    }
+  }
+
+  write(records: SluiceRecord[]): Promise<void> {
+    if (this.state === 'closed') return Promise.reject(new SluiceError('SINK', 'websocket sink is closed'));
+    const frames = this.enc.frames(records);
+    if (frames.length === 0) return Promise.resolve();
+    let bytes = 0;
+    for (const f of frames) bytes += f.data.length;
+    const max = this.o.max_buffered;
+    // One write is always taken (its records are in memory anyway); beyond that the bound applies.
+    if (this.jobs.length > 0 && (this.waitingRecords + records.length > max.records || this.waitingBytes + bytes > max.bytes)) {
+      this.m.rejected.inc();
+      return Promise.reject(
+        new SluiceError(
+          'SINK',
+          `${this.waitingRecords} records (${this.waitingBytes} bytes) are already waiting for ${this.display}${this.state === 'open' ? '' : ` (${this.notConnected()})`}; max_buffered is ${max.records} records / ${max.bytes} bytes`,
+          { retriable: true },
+        ),
+      );
+    }
+    return new Promise<void>((resolve, reject) => {
+      const job: Job = { frames, records: records.length, bytes, sent: 0, acked: 0, resolve, reject };
+      this.jobs.push(job);
+      this.waitingRecords += job.records;
+      this.waitingBytes += job.bytes;
+      if (this.state === 'open') return this.pump();
+      job.timer = setTimeout(() => this.timeOut(job), this.o.write_timeout);
+      // A sink that gave up (reconnect disabled, or max_retries used up) tries again when a write (or its retry) comes.
+      if (this.state === 'failed') this.reconnect(true);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.wake?.();
+    this.failJobs(0, new SluiceError('SINK', 'websocket sink closed before the write completed', { retriable: true }));
+    this.stopPing();
+    const ws = this.ws;
+    this.ws = undefined;
+    this.m?.connected.set(0);
+    if (!ws || ws.readyState === WebSocket.CLOSED) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        ws.terminate();
+        resolve();
+      }, 2000);
+      ws.once('close', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      ws.close(1000, 'sink closed');
+    });
+  }
+
+  /** For tests and status. */
+  get connectionState(): LinkState {
+    return this.state;
+  }
+
+  private notConnected(): string {
+    return this.lastError ? `not connected: ${this.lastError.message}` : 'not connected yet';
+  }
+
+  private isClosed(): boolean {
+    return this.state === 'closed' || this.ctx.signal.aborted;
+  }
+
+  private reconnect(immediate: boolean): void {
+    if (this.reconnecting || this.isClosed()) return;
+    this.reconnecting = true;
+    this.state = 'connecting';
+    void this.reconnectLoop(immediate).finally(() => (this.reconnecting = false));
+  }
+
+  private async reconnectLoop(immediate: boolean): Promise<void> {
+    for (let first = true; ; first = false) {
+      if (!(immediate && first)) {
+        const delay = this.o.reconnect.enabled ? this.backoff.next() : undefined;
+        if (delay === undefined) return this.giveUp();
+        await this.sleep(delay);
+        if (this.isClosed()) return;
+      }
+      try {
+        const ws = await this.connector.connect(this.ctx.signal);
+        if (this.isClosed()) {
+          ws.on('error', () => {});
+          ws.terminate();
+          return;
+        }
+        this.attach(ws);
+        return;
+      } catch (e) {
+        const err = asSluiceError(e, this.display);
+        this.lastError = err;
+        if (this.isClosed()) return;
+        if (!err.retriable) {
+          this.state = 'failed';
+          this.ctx.log.error({ url: this.display, err: err.message }, 'websocket sink: cannot connect');
+          this.failJobs(0, err);
+          return;
+        }
+        this.ctx.log.warn({ url: this.display, failures: this.backoff.failures, err: err.message }, 'websocket sink: connect failed; retrying');
+      }
+    }
+  }
+
+  private giveUp(): void {
+    const attempts = this.backoff.failures;
+    this.backoff.reset();
+    this.state = 'failed';
+    this.ctx.log.warn({ url: this.display, err: this.lastError?.message }, 'websocket sink: not reconnecting until the next write');
+    this.failJobs(
+      0,
+      new SluiceError('SINK', `${this.notConnected()}${this.o.reconnect.enabled ? ` (gave up after ${attempts} attempts)` : ' (reconnect is disabled)'}`, {
+        retriable: true,
+        cause: this.lastError,
+      }),
+    );
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.wake?.(), ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        resolve();
+      };
+    });
+  }
+
+  private attach(ws: WebSocket): void {
+    this.ws = ws;
+    this.state = 'open';
+    this.backoff.reset();
+    this.m.connected.set(1);
+    this.m.connects.inc();
+    if (this.everConnected) this.m.reconnects.inc();
+    this.everConnected = true;
+    this.lastError = undefined;
+    this.ctx.log.info({ url: this.display }, 'websocket sink: connected');
+    // The sink has no use for what a server says, but must keep reading so that TCP does not stall.
+    ws.on('message', () => {});
+    ws.on('error', (e) => {
+      this.lastError = new SluiceError('CONNECT', `connection to ${this.display} failed: ${errorMessage(e)}`, { retriable: true });
+    });
+    ws.once('close', (code, reason) => this.onClose(ws, code, reason));
+    ws.on('pong', () => clearTimeout(this.pongTimer));
+    if (this.o.ping_interval > 0) {
+      this.pingTimer = setInterval(() => {
+        if (ws.readyState !== WebSocket.OPEN) return;
+        ws.ping();
+        clearTimeout(this.pongTimer);
+        this.pongTimer = setTimeout(() => {
+          this.lastError = new SluiceError('CONNECT', `${this.display} did not answer a ping within ${this.o.pong_timeout} ms`, { retriable: true });
+          ws.terminate();
+        }, this.o.pong_timeout);
+      }, this.o.ping_interval);
+    }
+    for (const j of this.jobs) {
+      clearTimeout(j.timer);
+      j.timer = undefined;
+    }
+    this.pump();
+  }
+
+  private stopPing(): void {
+    clearInterval(this.pingTimer);
+    clearTimeout(this.pongTimer);
+  }
+
+  private onClose(ws: WebSocket, code: number, reason: Buffer): void {
+    if (this.ws !== ws) return;
+    this.ws = undefined;
+    this.stopPing();
+    this.m.connected.set(0);
+    if (this.state === 'closed') return;
+    const why = this.lastError?.message ?? `${this.display} closed the connection: ${describeClose(code, reason)}`;
+    this.lastError = new SluiceError('CONNECT', why, { retriable: true });
+    this.ctx.log.warn({ url: this.display, code }, `websocket sink: connection closed: ${why}`);
+    // Frames handed to a dropped socket may or may not have arrived. Their writes fail and are retried (at least
+    // once), and so is every write queued after them, so that the retries keep the original order.
+    const firstStarted = this.jobs.findIndex((j) => j.sent > 0);
+    if (firstStarted >= 0) {
+      this.failJobs(firstStarted, new SluiceError('SINK', `connection to ${this.display} dropped while sending: ${why}`, { retriable: true }));
+    }
+    for (const j of this.jobs) j.timer ??= setTimeout(() => this.timeOut(j), this.o.write_timeout);
+    this.state = 'connecting';
+    this.reconnect(false);
+  }
+
+  private pump(): void {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    for (const job of this.jobs) {
+      while (job.sent < job.frames.length) {
+        const f = job.frames[job.sent++]!;
+        ws.send(f.data, { binary: f.binary }, (err) => {
+          if (job.done) return;
+          if (err) {
+            // onClose fails this job and the ones after it; make sure the close comes.
+            this.lastError = new SluiceError('CONNECT', `sending to ${this.display} failed: ${errorMessage(err)}`, { retriable: true });
+            ws.terminate();
+            return;
+          }
+          this.m.frames.inc();
+          this.m.bytes.inc(f.data.length);
+          if (++job.acked === job.frames.length) this.finish(job);
+        });
+      }
+    }
+  }
+
+  private finish(job: Job): void {
+    const i = this.jobs.indexOf(job);
+    if (i >= 0) this.jobs.splice(i, 1);
+    job.done = true;
+    clearTimeout(job.timer);
+    this.waitingRecords -= job.records;
+    this.waitingBytes -= job.bytes;
+    job.frames = [];
+    job.resolve();
+  }
+
+  private timeOut(job: Job): void {
+    if (job.done || job.sent > 0) return;
+    const i = this.jobs.indexOf(job);
+    if (i < 0) return;
+    this.m.rejected.inc();
+    this.failJobs(i, new SluiceError('SINK', `no connection to ${this.display} within write_timeout (${this.o.write_timeout} ms): ${this.notConnected()}`, { retriable: true }));
+  }
+
+  /** Fail jobs[from..] and forget them. */
+  private failJobs(from: number, err: SluiceError): void {
+    const failed = this.jobs.splice(from);
+    for (const j of failed) {
+      j.done = true;
+      clearTimeout(j.timer);
+      this.waitingRecords -= j.records;
+      this.waitingBytes -= j.bytes;
+      j.frames = [];
+      j.reject(err);
+    }
+  }
+}
+
+// ---- server sink ---------------------------------------------------------------------------------------------
+
+export class WebSocketServerSink implements Sink {
+  private server?: WebSocketBroadcastServer;
+  constructor(
+    private readonly o: WebSocketSinkOptions,
+    private readonly info?: EndpointInfo,
+  ) {}
+
+  async open(ctx: SinkContext): Promise<void> {
+    const enc = new FrameEncoder(ctx, this.o.batching, this.o.frame_type, isJsonFormat(this.info, ctx));
+    this.server = new WebSocketBroadcastServer(
+      {
+        host: this.o.host,
+        port: this.o.port!,
+        path: this.o.path,
+        bearer: this.o.auth?.bearer,
+        basic: this.o.auth?.username !== undefined ? { username: this.o.auth.username, password: this.o.auth.password ?? '' } : undefined,
+        cert: readPem(this.o.tls.cert, 'tls.cert'),
+        key: readPem(this.o.tls.key, 'tls.key'),
+        subprotocols: this.o.subprotocols,
+        compression: this.o.compression,
+        clientFilters: this.o.client_filters,
+        slowClient: this.o.slow_client,
+        maxClientBuffer: this.o.max_client_buffer,
+        maxClients: this.o.max_clients,
+        pingInterval: this.o.ping_interval,
+        arrays: this.o.batching === 'array',
+      },
+      enc,
+      ctx,
+    );
+    await this.server.start();
+  }
+
+  /** The port actually listened on (with `port: 0`). */
+  get port(): number | undefined {
+    return this.server?.port;
+  }
+
+  async write(records: SluiceRecord[]): Promise<void> {
+    if (!this.server) throw new SluiceError('SINK', 'websocket sink is not open');
+    this.server.broadcast(records);
+  }
+
+  async close(): Promise<void> {
+    await this.server?.stop();
+    this.server = undefined;
+  }
+}
