@@ -7,8 +7,13 @@ import { SluiceError } from '../../core/errors.js';
 import { MetricSet } from '../../core/metrics.js';
 import { describeOptions, parseOptions, type OptionDoc } from '../../core/spec.js';
 import type { Sink, SinkContext, SluiceRecord } from '../../core/types.js';
+import { loadConfigText } from '../../config/load.js';
+import { startPipeline } from '../../core/runtime.js';
+import { defineConnector } from '../../core/spec.js';
+import { memoryStateStore } from '../../core/state.js';
 import { createFormat } from '../../formats/index.js';
-import { sinkContext, writeAll } from '../../testing/harness.js';
+import { findConnector } from '../index.js';
+import { silentLog, sinkContext, writeAll } from '../../testing/harness.js';
 import { clientConnector, createWebSocketSink, sinkOptions, WebSocketClientSink, WebSocketServerSink, type WebSocketSinkOptions } from './sink.js';
 
 // ---- helpers -------------------------------------------------------------------------------------------------
@@ -73,10 +78,13 @@ interface TestServer {
   close(): Promise<void>;
 }
 
-async function testServer(opts: { port?: number; verifyClient?: WebSocketServer['options']['verifyClient']; onConnection?: (ws: WebSocket) => void } = {}): Promise<TestServer> {
+async function testServer(
+  opts: { port?: number; autoPong?: boolean; verifyClient?: WebSocketServer['options']['verifyClient']; onConnection?: (ws: WebSocket) => void } = {},
+): Promise<TestServer> {
   const wss = new WebSocketServer({
     host: '127.0.0.1',
     port: opts.port ?? 0,
+    autoPong: opts.autoPong ?? true,
     verifyClient: opts.verifyClient,
     handleProtocols: (p) => [...p][0] ?? false,
   });
@@ -411,6 +419,37 @@ describe('websocket sink, client mode', () => {
     expect(srv.sockets.length).toBe(2);
   });
 
+  it('with ack: pong, a write completes only when the server answered the ping sent after its frames', async () => {
+    let pinged!: (pong: () => void) => void;
+    const ping = new Promise<() => void>((r) => (pinged = r));
+    const srv = await testServer({
+      autoPong: false,
+      onConnection: (ws) => ws.on('ping', (data) => pinged(() => ws.pong(data))),
+    });
+    const { sink } = await clientSink({ url: srv.url, ack: 'pong' });
+    let done = false;
+    const p = sink.write(recs(0, 3)).then(() => (done = true));
+    await srv.inbox.waitFor(3);
+    const pong = await within(ping, 5000, 'the ack ping');
+    expect(done).toBe(false);
+    pong();
+    await within(p, 5000, 'the write');
+    expect(srv.inbox.ids()).toEqual([0, 1, 2]);
+  });
+
+  it('with ack: pong, a connection lost before the pong fails the write retriably although its frames were sent', async () => {
+    const srv = await testServer({ autoPong: false, onConnection: (ws) => ws.on('ping', () => ws.terminate()) });
+    const { sink } = await clientSink({ url: srv.url, ack: 'pong', reconnect: { initial: '20ms' } });
+    await expect(sink.write(recs(0, 2))).rejects.toMatchObject({ code: 'SINK', retriable: true });
+    expect(srv.inbox.ids()).toEqual([0, 1]);
+  });
+
+  it('with ack: pong, a server that never answers pings fails the write after pong_timeout', async () => {
+    const srv = await testServer({ autoPong: false });
+    const { sink } = await clientSink({ url: srv.url, ack: 'pong', pong_timeout: '100ms', reconnect: { initial: '20ms' } });
+    await expect(sink.write(recs(0, 1))).rejects.toMatchObject({ retriable: true, message: expect.stringMatching(/did not answer a delivery ping/) });
+  });
+
   it('fails the write in flight retriably when the connection drops mid-write', async () => {
     // The server stops reading, so a large write cannot be handed over completely before the drop.
     const srv = await testServer({ onConnection: (ws) => (ws as unknown as { _socket: { pause(): void } })._socket.pause() });
@@ -581,5 +620,45 @@ describe('websocket sink, server mode', () => {
     const [code] = (await within(closed, 5000, 'close')) as [number];
     expect(code).toBe(1001);
     await expect(upgradeStatus(url)).rejects.toThrow(/ECONNREFUSED/);
+  });
+});
+
+// ---- through the runtime -------------------------------------------------------------------------------------
+
+describe('websocket sink in a pipeline', () => {
+  it('with ack: pong, loses nothing when the server drops the connection mid-stream: the runtime retries the failed write', async () => {
+    let drops = 0;
+    const srv = await testServer({
+      onConnection: (ws) => {
+        // The first connection is cut after a while, mid-stream.
+        if (drops++ === 0) ws.on('message', () => srv.inbox.msgs.length >= 1500 && ws.terminate());
+      },
+    });
+    const doc = loadConfigText(
+      `
+name: to-ws
+source: { connector: generator, config: { template: sequence, interval: 0, count: 5000 } }
+sink: { connector: blackhole }
+batch: { max_records: 200 }
+retry: { max_attempts: 20, initial_backoff: 20ms, max_backoff: 200ms }
+`,
+      'ws.yaml',
+    );
+    const def = doc.pipelines[0]!;
+    def.sink = { ...def.sink!, connector: 'websocket', format: { name: 'json', options: {} }, options: options({ url: srv.url, ack: 'pong', ping_interval: 0, reconnect: { initial: '20ms' } }) };
+    const websocket = defineConnector({ name: 'websocket', title: 'WebSocket', description: 'test', sink: { options: sinkOptions, create: createWebSocketSink, defaultFormat: 'json' } });
+    const env = { log: silentLog, state: memoryStateStore(), dataDir: '/tmp/sluice-ws-sink-test', connector: (n: string) => (n === 'websocket' ? websocket : findConnector(n)!) };
+    const result = await within(startPipeline(def, env).done, 20_000, 'the pipeline');
+    expect(result.status).toBe('completed');
+    expect(result.stats.sink_retries).toBeGreaterThan(0);
+    await within(
+      (async () => {
+        while (!srv.inbox.ids().includes(4999)) await srv.inbox.waitFor(srv.inbox.msgs.length + 1);
+      })(),
+      5000,
+      'the last record',
+    );
+    expect(firstArrivals(srv.inbox.ids())).toEqual(Array.from({ length: 5000 }, (_, i) => i));
+    expect(srv.sockets.length).toBe(2);
   });
 });

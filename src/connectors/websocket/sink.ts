@@ -69,6 +69,11 @@ export const sinkOptions = z
           'Client mode: the most that may wait, unsent, while the sink is (re)connecting. A write that would go beyond it fails at once with a retriable error, so the pipeline backs off instead of memory growing. One write is always accepted when nothing else waits.',
       },
     ),
+    ack: opt(z.enum(['socket', 'pong']).default('socket'), {
+      description:
+        'Client mode, when a write counts as done. `socket`: once ws handed every frame to the operating system; frames still in TCP buffers when the connection is reset are lost without notice. `pong`: after the frames, a ping is sent, and the write completes when its pong arrives; since frames are read in order, the pong proves the server received every frame before it, and a connection lost first fails the write (retried, so at least once). Costs one round trip per write.',
+      aliases: ['delivery', 'acks'],
+    }),
     write_timeout: duration({
       default: '30s',
       description:
@@ -223,12 +228,24 @@ interface Job {
   acked: number;
   resolve(): void;
   reject(e: Error): void;
+  /** With `ack: pong`: the number of the ping sent after this job's frames, and whether its pong came. */
+  ping?: number;
+  ponged?: boolean;
   /** write_timeout, armed only while the job waits for a connection. */
   timer?: NodeJS.Timeout;
   done?: boolean;
 }
 
 type LinkState = 'connecting' | 'open' | 'failed' | 'closed';
+
+// Ack pings carry a tag and a sequence number, so keepalive pongs (empty) and stray pongs are told apart.
+const ACK_PING_TAG = Buffer.from('SLck');
+const ACK_PING_BYTES = 8;
+
+/** Whether sequence number a comes after b, across the 32-bit wrap. */
+function seqAfter(a: number, b: number): boolean {
+  return ((a - b) | 0) > 0;
+}
 
 function asSluiceError(e: unknown, display: string): SluiceError {
   return e instanceof SluiceError ? e : new SluiceError('CONNECT', `cannot connect to ${display}: ${errorMessage(e)}`, { cause: e, retriable: true });
@@ -253,6 +270,9 @@ export class WebSocketClientSink implements Sink {
   private readonly display: string;
   private m!: { connected: Gauge; connects: Counter; reconnects: Counter; frames: Counter; bytes: Counter; rejected: Counter };
   private everConnected = false;
+  /** Numbers the ack pings of this sink, so a pong tells which jobs it confirms. */
+  private pingSeq = 0;
+  private ackTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly o: WebSocketSinkOptions,
@@ -438,7 +458,10 @@ export class WebSocketClientSink implements Sink {
       this.lastError = new SluiceError('CONNECT', `connection to ${this.display} failed: ${errorMessage(e)}`, { retriable: true });
     });
     ws.once('close', (code, reason) => this.onClose(ws, code, reason));
-    ws.on('pong', () => clearTimeout(this.pongTimer));
+    ws.on('pong', (data) => {
+      clearTimeout(this.pongTimer);
+      if (data.length === ACK_PING_BYTES && data.subarray(0, 4).equals(ACK_PING_TAG)) this.onAckPong(data.readUInt32BE(4));
+    });
     if (this.o.ping_interval > 0) {
       this.pingTimer = setInterval(() => {
         if (ws.readyState !== WebSocket.OPEN) return;
@@ -460,6 +483,30 @@ export class WebSocketClientSink implements Sink {
   private stopPing(): void {
     clearInterval(this.pingTimer);
     clearTimeout(this.pongTimer);
+    clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+  }
+
+  /** Pongs come back in ping order, so one confirms its own job and every job before it. */
+  private onAckPong(n: number): void {
+    clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+    for (const job of [...this.jobs]) {
+      if (job.ping === undefined || seqAfter(job.ping, n)) break;
+      job.ponged = true;
+      if (job.acked === job.frames.length) this.finish(job);
+    }
+    if (this.jobs.some((j) => j.ping !== undefined && !j.ponged)) this.armAckTimer();
+  }
+
+  private armAckTimer(): void {
+    if (this.ackTimer) return;
+    const ws = this.ws;
+    this.ackTimer = setTimeout(() => {
+      this.ackTimer = undefined;
+      this.lastError = new SluiceError('CONNECT', `${this.display} did not answer a delivery ping within ${this.o.pong_timeout} ms`, { retriable: true });
+      ws?.terminate();
+    }, this.o.pong_timeout);
   }
 
   private onClose(ws: WebSocket, code: number, reason: Buffer): void {
@@ -498,8 +545,16 @@ export class WebSocketClientSink implements Sink {
           }
           this.m.frames.inc();
           this.m.bytes.inc(f.data.length);
-          if (++job.acked === job.frames.length) this.finish(job);
+          if (++job.acked === job.frames.length && (job.ping === undefined || job.ponged)) this.finish(job);
         });
+      }
+      if (this.o.ack === 'pong' && job.ping === undefined) {
+        job.ping = this.pingSeq = (this.pingSeq + 1) >>> 0;
+        const payload = Buffer.alloc(ACK_PING_BYTES);
+        ACK_PING_TAG.copy(payload);
+        payload.writeUInt32BE(job.ping, 4);
+        ws.ping(payload);
+        this.armAckTimer();
       }
     }
   }
