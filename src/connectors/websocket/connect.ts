@@ -97,12 +97,17 @@ export interface OpenOptions {
   signal?: AbortSignal;
   /** Overrides the URL of the options (a shard of the source may use another). */
   url?: string;
+  /**
+   * Called with the socket as soon as it exists. Attach 'message' and 'error' listeners here: frames that arrive
+   * together with the upgrade response are emitted right after 'open', before an awaiting caller could attach them.
+   */
+  setup?: (ws: WebSocket) => void;
 }
 
 /**
  * Open a client connection and resolve once the upgrade succeeded. Rejects with a SluiceError that names the URL
- * (redacted) and the cause: `AUTH` for 401/403, `CONNECT` (retriable) for everything else. Messages are not consumed
- * here; attach listeners before awaiting anything else.
+ * (redacted) and the cause: `AUTH` for 401/403, `CONNECT` (retriable) for everything else. Listeners for messages
+ * belong in `setup`.
  */
 export function openWebSocket(o: ConnectionOptions, oo: OpenOptions = {}): Promise<WebSocket> {
   const url = oo.url ?? effectiveUrl(o);
@@ -154,6 +159,7 @@ export function openWebSocket(o: ConnectionOptions, oo: OpenOptions = {}): Promi
     }
     ws.on('open', onOpen);
     ws.on('error', onError);
+    oo.setup?.(ws);
     ws.on('unexpected-response', onResponse);
     if (oo.signal?.aborted) onAbort();
     else oo.signal?.addEventListener('abort', onAbort, { once: true });

@@ -433,7 +433,8 @@ export class Connection {
       this.setState(ConnState.Connecting);
       this.note(`connecting to ${this.shownUrl}${o.proxy_url ? ` via proxy ${redactUrl(o.proxy_url)}` : ''}`);
       try {
-        const ws = await openWebSocket(o, { signal: this.signal, url: this.url });
+        this.inboxFrames = [];
+        const ws = await openWebSocket(o, { signal: this.signal, url: this.url, setup: (w) => this.attach(w) });
         this.ws = ws;
         this.m.connects.inc();
         this.note(`connected to ${this.shownUrl}${ws.protocol ? ` (subprotocol ${ws.protocol})` : ''}`, 'done');
@@ -461,23 +462,22 @@ export class Connection {
     this.setState(ConnState.Disconnected);
   }
 
-  /** Handshake, subscriptions, then data until the socket closes; resolves with the reason it ended. */
-  private async session(ws: WebSocket): Promise<Error> {
-    this.gotData = false;
-    this.liveSince = 0;
-    this.lastSeq = undefined;
+  /** Session state that the socket listeners read; reset by `attach` for every new socket. */
+  private live = false;
+  private closeErr?: Error;
+  private closedWith?: Error;
+
+  /** Listeners are per connection, not per message; attached before 'open' so no early frame is missed. */
+  private attach(ws: WebSocket): void {
+    this.live = false;
+    this.closeErr = undefined;
+    this.closedWith = undefined;
     this.dropReason = undefined;
     this.inbox = [];
-    let live = false;
-    let closeErr: Error | undefined;
-    const ended = new Promise<Error>((resolve) => {
-      this.endLive = resolve;
-    });
-    // Listeners are per connection, not per message.
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       const now = Date.now();
       this.lastRecvAt = now;
-      if (live) this.src.accept(this, data, isBinary, now);
+      if (this.live) this.src.accept(this, data, isBinary, now);
       else this.handshakeMessage(data, isBinary);
     });
     ws.on('pong', () => {
@@ -485,14 +485,29 @@ export class Connection {
     });
     ws.on('error', (e: Error & { code?: string }) => {
       if (e.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
-        closeErr = new SluiceError('CONNECT', `a message larger than max_message_size (${this.src.options.max_message_size} bytes) arrived; it was discarded and the connection is re-opened`);
-        this.log.error(`websocket ${this.label}${closeErr.message}`);
-      } else closeErr ??= e;
+        this.closeErr = new SluiceError('CONNECT', `a message larger than max_message_size (${this.src.options.max_message_size} bytes) arrived; it was discarded and the connection is re-opened`);
+        this.log.error(`websocket ${this.label}${this.closeErr.message}`);
+      } else this.closeErr ??= e;
     });
     ws.on('close', (code: number, reason: Buffer) => {
-      const why = this.dropReason ?? closeErr ?? new Error(code === 1006 ? `the connection dropped (${describeClose(code, reason)})` : `the server closed the connection: ${describeClose(code, reason)}`);
+      const why =
+        this.dropReason ??
+        this.closeErr ??
+        new Error(code === 1006 ? `the connection dropped (${describeClose(code, reason)})` : `the server closed the connection: ${describeClose(code, reason)}`);
+      this.closedWith = why;
       this.endLive?.(why);
       this.wake?.();
+    });
+  }
+
+  /** Handshake, subscriptions, then data until the socket closes; resolves with the reason it ended. */
+  private async session(ws: WebSocket): Promise<Error> {
+    this.gotData = false;
+    this.liveSince = 0;
+    this.lastSeq = undefined;
+    const ended = new Promise<Error>((resolve) => {
+      if (this.closedWith) resolve(this.closedWith);
+      this.endLive = resolve;
     });
     const onAbort = () => {
       this.dropReason = new Error('stopping');
@@ -515,10 +530,14 @@ export class Connection {
         return new SluiceError('CONNECT', `handshake failed: ${errorMessage(err)}`, { cause: err, retriable: true });
       }
       if (ws.readyState !== WebSocket.OPEN) return await ended;
-      live = true;
+      // Without a handshake, what arrived before this point is already data (servers that push on connect).
+      const early = this.src.steps.length ? [] : this.inboxFrames;
       this.inbox = [];
+      this.inboxFrames = [];
+      this.live = true;
       this.liveSince = Date.now();
       this.lastDataAt = this.liveSince;
+      for (const [data, isBinary] of early) this.src.accept(this, data, isBinary, this.liveSince);
       this.sendSubscriptions(ws);
       this.setState(ConnState.Live);
       this.note(this.channels.length ? `live; subscribed to ${this.channels.length} channel(s)` : 'live', 'done');
@@ -533,6 +552,9 @@ export class Connection {
       }
     }
   }
+
+  /** Raw frames that arrived before the session went live, kept in case there is no handshake to consume them. */
+  private inboxFrames: Array<[Buffer, boolean]> = [];
 
   private send(ws: WebSocket, text: string, binary: boolean) {
     ws.send(binary ? Buffer.from(text) : text, { binary });
@@ -551,6 +573,10 @@ export class Connection {
   }
 
   private handshakeMessage(data: Buffer, isBinary: boolean) {
+    if (!this.src.steps.length) {
+      this.inboxFrames.push([data, isBinary]);
+      return;
+    }
     if (this.inbox.length >= 1000) this.inbox.shift();
     this.inbox.push(isBinary ? data.toString('latin1') : data.toString('utf8'));
     this.wake?.();
