@@ -1,7 +1,12 @@
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { IncomingMessage } from 'node:http';
 import { createServer, type Server } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { SluiceError } from '../../core/errors.js';
 import { MetricSet } from '../../core/metrics.js';
@@ -14,7 +19,7 @@ import { memoryStateStore } from '../../core/state.js';
 import { createFormat } from '../../formats/index.js';
 import { findConnector } from '../index.js';
 import { silentLog, sinkContext, writeAll } from '../../testing/harness.js';
-import { clientConnector, createWebSocketSink, sinkOptions, WebSocketClientSink, WebSocketServerSink, type WebSocketSinkOptions } from './sink.js';
+import { clientConnector, createWebSocketSink, sinkOptions, testWebSocketSink, WebSocketClientSink, WebSocketServerSink, type WebSocketSinkOptions } from './sink.js';
 
 // ---- helpers -------------------------------------------------------------------------------------------------
 
@@ -620,6 +625,85 @@ describe('websocket sink, server mode', () => {
     const [code] = (await within(closed, 5000, 'close')) as [number];
     expect(code).toBe(1001);
     await expect(upgradeStatus(url)).rejects.toThrow(/ECONNREFUSED/);
+  });
+});
+
+describe('websocket sink connection test', () => {
+  it('reports a successful connection, a listenable port, and a port in use', async () => {
+    const srv = await testServer();
+    const steps: string[] = [];
+    const report = (s: { message: string; error?: boolean }) => steps.push(`${s.error ? 'error' : 'ok'}: ${s.message}`);
+    const signal = new AbortController().signal;
+    await testWebSocketSink(options({ url: srv.url }), report, signal);
+    await testWebSocketSink(options({ port: 0, path: '/feed' }), report, signal);
+    await expect(testWebSocketSink(options({ port: srv.port }), report, signal)).rejects.toThrow(/already in use/);
+    expect(steps).toEqual([
+      `ok: connected to ${srv.url}`,
+      expect.stringMatching(/^ok: can listen on ws:\/\/127\.0\.0\.1:\d+\/feed$/),
+      `error: websocket sink cannot listen on 127.0.0.1:${srv.port}: port ${srv.port} is already in use`,
+    ]);
+  });
+});
+
+// ---- TLS -----------------------------------------------------------------------------------------------------
+
+const hasOpenssl = (() => {
+  try {
+    execFileSync('openssl', ['version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+describe.skipIf(!hasOpenssl)('websocket sink over TLS', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-ws-tls-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  if (hasOpenssl) {
+    // A self-signed certificate for 127.0.0.1; trusting it as the CA is what tls.ca is for.
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'],
+      { stdio: 'ignore' },
+    );
+  }
+
+  it('server mode serves wss:// with tls.cert and tls.key', async () => {
+    const { sink } = await serverSink({ tls: { cert, key } });
+    const c = await client(`wss://127.0.0.1:${sink.port}/`, { ca: readFileSync(cert) });
+    await sink.write(recs(0, 2));
+    await c.inbox.waitFor(2);
+    expect(c.inbox.ids()).toEqual([0, 1]);
+  });
+
+  it('client mode trusts a private CA given as tls.ca, and refuses the server without it', async () => {
+    const https = createHttpsServer({ cert: readFileSync(cert), key: readFileSync(key) });
+    const wss = new WebSocketServer({ server: https });
+    const inbox = new Inbox();
+    wss.on('connection', (ws) => inbox.attach(ws));
+    await new Promise<void>((r) => https.listen(0, '127.0.0.1', r));
+    cleanups.push(
+      () =>
+        new Promise<void>((r) => {
+          for (const ws of wss.clients) ws.terminate();
+          wss.close();
+          https.close(() => r());
+        }),
+    );
+    const url = `wss://127.0.0.1:${(https.address() as { port: number }).port}/`;
+    const { sink } = await clientSink({ url, tls: { ca: cert } });
+    await sink.write(recs(0, 3));
+    await inbox.waitFor(3);
+    expect(inbox.ids()).toEqual([0, 1, 2]);
+    const untrusting = createWebSocketSink(options({ url, ping_interval: 0, reconnect: false }));
+    const err = await untrusting.open(jsonContext()).then(
+      () => undefined,
+      (e: unknown) => e as SluiceError,
+    );
+    await untrusting.close?.();
+    expect(err?.message).toMatch(/^cannot connect to wss:\/\/127\.0\.0\.1:\d+\/: TLS: .*certificate/);
   });
 });
 

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import { SluiceError, errorMessage } from '../../core/errors.js';
-import { bool, duration, list, num, opt, size, z, type EndpointInfo } from '../../core/spec.js';
+import { bool, duration, list, num, opt, size, z, type EndpointInfo, type TestReporter } from '../../core/spec.js';
 import type { Counter, Gauge, Sink, SinkContext, SluiceRecord } from '../../core/types.js';
 import { Backoff, describeClose, openWebSocket, redactUrl } from './connect.js';
 import { connectionOptionShape, type ConnectionOptions } from './options.js';
@@ -139,6 +139,62 @@ export function createWebSocketSink(options: WebSocketSinkOptions, info?: Endpoi
   return sinkMode(options) === 'server' ? new WebSocketServerSink(options, info) : new WebSocketClientSink(options, info);
 }
 
+/**
+ * `sluice test` for the sink role, on already parsed options. Client mode: one connection with the configured auth,
+ * TLS and proxy, closed again. Server mode: the port can be listened on (and is released again).
+ */
+export async function testWebSocketSink(o: WebSocketSinkOptions, report: TestReporter, signal: AbortSignal): Promise<void> {
+  if (sinkMode(o) === 'server') {
+    const probe = new WebSocketBroadcastServer(serverOptions(o), undefined as never, probeContext(signal));
+    try {
+      await probe.start();
+    } catch (e) {
+      report({ message: errorMessage(e), error: true });
+      throw e;
+    }
+    const url = `ws${o.tls.cert ? 's' : ''}://${o.host}:${probe.port}${o.path}`;
+    await probe.stop();
+    report({ message: `can listen on ${url}`, done: true });
+    return;
+  }
+  const shown = redactUrl(o.url!);
+  try {
+    const ws = await clientConnector(o).connect(signal);
+    report({ message: `connected to ${shown}${ws.protocol ? ` (subprotocol ${ws.protocol})` : ''}`, done: true });
+    ws.on('error', () => {});
+    ws.close(1000, 'connection test');
+  } catch (e) {
+    report({ message: errorMessage(e), error: true });
+    throw e;
+  }
+}
+
+function probeContext(signal: AbortSignal): SinkContext {
+  const none = { inc() {}, set() {} };
+  const quiet = { info() {}, warn() {}, error() {}, debug() {} };
+  return { log: quiet, metrics: { counter: () => none, gauge: () => none }, signal } as unknown as SinkContext;
+}
+
+function serverOptions(o: WebSocketSinkOptions): ConstructorParameters<typeof WebSocketBroadcastServer>[0] {
+  return {
+    host: o.host,
+    port: o.port!,
+    path: o.path,
+    bearer: o.auth?.bearer,
+    basic: o.auth?.username !== undefined ? { username: o.auth.username, password: o.auth.password ?? '' } : undefined,
+    cert: readPem(o.tls.cert, 'tls.cert'),
+    key: readPem(o.tls.key, 'tls.key'),
+    subprotocols: o.subprotocols,
+    compression: o.compression,
+    clientFilters: o.client_filters,
+    slowClient: o.slow_client,
+    maxClientBuffer: o.max_client_buffer,
+    maxClients: o.max_clients,
+    pingInterval: o.ping_interval,
+    arrays: o.batching === 'array',
+  };
+}
+
 // ---- shared pieces -------------------------------------------------------------------------------------------
 
 /** A PEM option is either the PEM text itself or a path to it. */
@@ -247,6 +303,11 @@ function seqAfter(a: number, b: number): boolean {
   return ((a - b) | 0) > 0;
 }
 
+function isCertificateError(e: SluiceError): boolean {
+  const code = (e.cause as NodeJS.ErrnoException | undefined)?.code ?? '';
+  return /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code);
+}
+
 function asSluiceError(e: unknown, display: string): SluiceError {
   return e instanceof SluiceError ? e : new SluiceError('CONNECT', `cannot connect to ${display}: ${errorMessage(e)}`, { cause: e, retriable: true });
 }
@@ -300,9 +361,9 @@ export class WebSocketClientSink implements Sink {
       this.attach(await this.connector.connect(ctx.signal));
     } catch (e) {
       const err = asSluiceError(e, this.display);
-      // Wrong credentials or a refused upgrade stop the pipeline at startup. An unreachable server does not: it may
-      // simply start later, and writes wait for it within max_buffered and write_timeout.
-      if (err.code === 'AUTH' || !err.retriable || ctx.signal.aborted) {
+      // Wrong credentials or an untrusted certificate stop the pipeline at startup. An unreachable server does not:
+      // it may simply start later, and writes wait for it within max_buffered and write_timeout.
+      if (err.code === 'AUTH' || !err.retriable || isCertificateError(err) || ctx.signal.aborted) {
         this.state = 'failed';
         throw err;
       }
@@ -603,27 +664,7 @@ export class WebSocketServerSink implements Sink {
 
   async open(ctx: SinkContext): Promise<void> {
     const enc = new FrameEncoder(ctx, this.o.batching, this.o.frame_type, isJsonFormat(this.info, ctx));
-    this.server = new WebSocketBroadcastServer(
-      {
-        host: this.o.host,
-        port: this.o.port!,
-        path: this.o.path,
-        bearer: this.o.auth?.bearer,
-        basic: this.o.auth?.username !== undefined ? { username: this.o.auth.username, password: this.o.auth.password ?? '' } : undefined,
-        cert: readPem(this.o.tls.cert, 'tls.cert'),
-        key: readPem(this.o.tls.key, 'tls.key'),
-        subprotocols: this.o.subprotocols,
-        compression: this.o.compression,
-        clientFilters: this.o.client_filters,
-        slowClient: this.o.slow_client,
-        maxClientBuffer: this.o.max_client_buffer,
-        maxClients: this.o.max_clients,
-        pingInterval: this.o.ping_interval,
-        arrays: this.o.batching === 'array',
-      },
-      enc,
-      ctx,
-    );
+    this.server = new WebSocketBroadcastServer(serverOptions(this.o), enc, ctx);
     await this.server.start();
   }
 
