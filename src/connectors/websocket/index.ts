@@ -1,5 +1,5 @@
 // `websocket`: a WebSocket client source (subscriptions, handshake scripts, reconnects, liveness watchdogs,
-// backpressure, an optional durable buffer) and, from sink.ts, a client or server sink.
+// backpressure, an optional durable buffer) and a client or broadcast-server sink (sink.ts, server.ts).
 
 import { ConfigError, SluiceError, errorMessage } from '../../core/errors.js';
 import { defineConnector, parseOptions, type TestReporter } from '../../core/spec.js';
@@ -11,6 +11,7 @@ import { mapScope } from '../../core/state.js';
 import { MetricSet } from '../../core/metrics.js';
 import { sourceOptions, type WebSocketSourceOptions } from './options.js';
 import { WebSocketSource } from './source.js';
+import { createWebSocketSink, sinkOptions, testWebSocketSink, type WebSocketSinkOptions } from './sink.js';
 
 export { WebSocketSource, ConnState, type SourceObserver } from './source.js';
 export { sourceOptions, connectionOptionShape, sourceOptionShape, templateString } from './options.js';
@@ -30,13 +31,18 @@ export const spec = defineConnector({
   aliases: ['ws', 'WebSocket', 'websockets'],
   title: 'WebSocket',
   description:
-    'Reads a WebSocket feed: ordered subscription messages and a templated handshake (auth, HMAC signatures) on every reconnect, reconnect with backoff on any close, protocol and app-level heartbeats, a data-staleness watchdog, TCP backpressure or counted drops, an optional on-disk buffer that survives sink outages and restarts, and subscriptions sharded over several sockets.',
+    'Reads a WebSocket feed: ordered subscription messages and a templated handshake (auth, HMAC signatures) on every reconnect, reconnect with backoff on any close, protocol and app-level heartbeats, a data-staleness watchdog, TCP backpressure or counted drops, an optional on-disk buffer that survives sink outages and restarts, and subscriptions sharded over several sockets. Writes records as frames to a server (client mode) or serves them to connected clients (server mode).',
   source: {
     options: sourceOptions,
     create: (o: WebSocketSourceOptions, info) => new WebSocketSource(o, info),
     defaultFormat: 'json',
     replayable: false,
     metadata: SOURCE_METADATA,
+  },
+  sink: {
+    options: sinkOptions,
+    create: (o: WebSocketSinkOptions, info) => createWebSocketSink(o, info),
+    defaultFormat: 'json',
   },
   test: testWebSocket,
 });
@@ -48,7 +54,11 @@ const SAMPLE_WAIT_MS = 10_000;
 const SAMPLE_SIZE = 20;
 
 async function testWebSocket(options: unknown, role: 'source' | 'sink', report: TestReporter, signal: AbortSignal): Promise<void> {
-  if (role === 'sink') throw new SluiceError('CONFIG', 'the websocket sink has no connection test yet');
+  if (role === 'sink') {
+    const p = parseOptions(sinkOptions, options);
+    if (!p.ok) throw new ConfigError(p.issues);
+    return testWebSocketSink(p.value, report, signal);
+  }
   const r = parseOptions(sourceOptions, options);
   if (!r.ok) throw new ConfigError(r.issues);
   // One attempt, no retries, no buffer: a test reports what is wrong instead of hiding it behind reconnects.

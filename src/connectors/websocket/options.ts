@@ -73,7 +73,7 @@ const reconnectSchema = z.preprocess(
       interval: z
         .preprocess((v) => (v && typeof v === 'object' && 'ms' in v ? (v as { ms: unknown }).ms : v), duration({}).optional())
         .meta({ description: 'A fixed delay between attempts instead of exponential backoff (Kafka Connect `websocket.reconnect.interval.ms`).', 'x-kind': 'duration' }),
-      max_retries: num({ int: true, min: 0, description: 'Consecutive failed attempts before the source fails. Unset: retry forever. A connection that became live resets the count.' }).optional(),
+      max_retries: num({ int: true, min: 0, description: 'Consecutive failed attempts before the source fails. Unset: retry forever. The count starts over once a connection delivered data (or stayed up for `max`).' }).optional(),
     })
     .prefault({} as never),
 ).meta({ description: 'Reconnection policy.', aliases: ['websocket.reconnect'] });
