@@ -2,7 +2,8 @@
 // backpressure that reaches the source, and end-to-end acknowledgement (a source position is committed only after
 // every record up to it was accepted by the sink or the dead-letter sink).
 
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ConnectorSpec } from './spec.js';
@@ -297,7 +298,10 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
   let lastError: Error | undefined;
   const sourceAbort = new AbortController();
   const pipelineAbort = new AbortController();
-  const dataDir = join(env.dataDir, 'pipelines', def.name.replace(/[^\w.-]/g, '_'));
+  // A preview must leave no trace: connectors that keep files (durable buffers) get a throwaway directory.
+  const dataDir = opts.preview
+    ? mkdtempSync(join(tmpdir(), 'sluice-preview-'))
+    : join(env.dataDir, 'pipelines', def.name.replace(/[^\w.-]/g, '_'));
 
   const sourceSpec = env.connector(def.source.connector);
   if (!sourceSpec.source) throw new SluiceError('CONFIG', `connector '${def.source.connector}' cannot be a source`);
@@ -653,6 +657,7 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
           log.warn({ err: errorMessage(e) }, 'close failed');
         }
       }
+      if (opts.preview) rmSync(dataDir, { recursive: true, force: true });
       const final = lastError ? 'failed' : kind;
       status = final;
       const result: PipelineResult = { status: final, error: lastError, stats };
