@@ -120,6 +120,7 @@ describe.skipIf(!existsSync(join(ROOT, 'dist', 'cli', 'main.js')) || !findConnec
       for (let i = 0; i < appendedBeforeKill; i++) if (!got.has(i)) return false;
       return true;
     };
+    await waitFor(() => second.output.includes('pipeline started'), 'the restarted pipeline runs', 20_000);
     await waitFor(want, `all ${appendedBeforeKill} appended messages in the file after the restart`, 20_000);
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);

@@ -419,3 +419,32 @@ describe('transport', () => {
     expect(err?.message).not.toContain('pw');
   });
 });
+
+describe('test()', () => {
+  it('connects, runs the handshake and subscriptions, samples messages and proposes a schema', async () => {
+    const s = await server();
+    s.onMessage = (c, t) => {
+      if (t === 'auth') c.ws.send('{"ok":true}');
+      if (t === 'sub') for (let i = 0; i < 25; i++) c.ws.send(JSON.stringify({ id: i, price: 1.5 + i, sym: 'BTC' }));
+    };
+    const { spec } = await import('./index.js');
+    const steps: Array<{ message: string; error?: boolean }> = [];
+    await spec.test!({ url: s.url, handshake: [{ send: 'auth' }, { expect: { json: { ok: true } } }], subscription_messages: ['sub'] }, 'source', (st) => steps.push(st), new AbortController().signal);
+    const text = steps.map((x) => x.message).join('\n');
+    expect(text).toContain(`connected to ${s.url}`);
+    expect(text).toContain('handshake step 2: got the expected reply');
+    expect(text).toMatch(/received \d+ message/);
+    expect(text).toContain('proposed schema');
+    expect(text).toContain('id int64 NOT NULL, price float64 NOT NULL, sym string NOT NULL');
+    expect(steps.some((x) => x.error)).toBe(false);
+  });
+
+  it('reports a failed connection as an error step', async () => {
+    const s = await server({ verifyClient: (_i: unknown, cb: (ok: boolean, code?: number) => void) => cb(false, 403) });
+    const { spec } = await import('./index.js');
+    const steps: Array<{ message: string; error?: boolean }> = [];
+    await expect(spec.test!({ url: s.url }, 'source', (st) => steps.push(st), new AbortController().signal)).rejects.toThrow(/HTTP 403/);
+    expect(steps.at(-1)).toMatchObject({ error: true });
+    expect(steps.at(-1)!.message).toMatch(/rejected the credentials: HTTP 403/);
+  });
+});
