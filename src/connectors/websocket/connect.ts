@@ -182,7 +182,7 @@ function connectError(shown: string, e: Error, timeoutMs: number, proxy?: string
   if (e instanceof SluiceError) return e;
   const code = (e as NodeJS.ErrnoException).code;
   let msg = errorMessage(e);
-  if (/timeout/i.test(msg) && !code) msg = `no answer within ${timeoutMs} ms (connection_timeout)`;
+  if (/timeout|timed out/i.test(msg) && !code) msg = `no answer within ${timeoutMs} ms (connection_timeout)`;
   else if (code === 'ECONNREFUSED') msg = 'connection refused';
   else if (code === 'ENOTFOUND') msg = 'host not found';
   else if (code === 'ECONNRESET') msg = 'connection reset';

@@ -383,6 +383,26 @@ describe('websocket source', () => {
 });
 
 describe('transport', () => {
+  it('negotiates permessage-deflate when compression is on', async () => {
+    const s = await server({ perMessageDeflate: { threshold: 0 } });
+    s.onConnection = (c) => c.ws.send(JSON.stringify({ text: 'y'.repeat(5000) }));
+    const d = run({ url: s.url, compression: true });
+    await waitFor(() => d.records.length === 1, 'a compressed message');
+    expect(s.conns[0]!.ws.extensions).toContain('permessage-deflate');
+    expect((d.records[0]!.value as string).length).toBe(5000 + 11);
+  });
+
+  it('gives up an attempt that gets no upgrade answer within connection_timeout', async () => {
+    const { createServer: createTcp } = await import('node:net');
+    const held: Socket[] = [];
+    const tcp = createTcp((sock) => void held.push(sock)); // accepts, never answers
+    await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', () => r()));
+    cleanup.push(() => new Promise<void>((r) => (held.forEach((x) => x.destroy()), tcp.close(() => r()))));
+    const d = run({ url: `ws://127.0.0.1:${(tcp.address() as AddressInfo).port}/`, connection_timeout: '100ms', reconnect: false });
+    const err = await d.done.then(() => undefined, (e: Error) => e);
+    expect(err?.message).toMatch(/no answer within 100 ms \(connection_timeout\)/);
+  });
+
   it('tunnels through an HTTP CONNECT proxy', async () => {
     const s = await server();
     s.onConnection = (c) => c.ws.send('via proxy');
