@@ -331,6 +331,13 @@ export function compileEndpoint(
       delete merged[k];
     }
   }
+  // Endpoint-level settings that users also write among the connector options (SQL WITH lists are flat).
+  let payloadPath = ep.payload_path;
+  if ('payload_path' in merged && !('payload_path' in optionShape)) {
+    if (typeof merged.payload_path !== 'string' || !merged.payload_path) issues.push({ path: [...(origin.get('payload_path') ?? path), 'payload_path'], message: 'expected a dotted field path such as data or payload.items' });
+    else payloadPath ??= merged.payload_path;
+    delete merged.payload_path;
+  }
   const before = issues.length;
   const opts = parseOptions(factory.options, merged, [...path, 'config']);
   if (!opts.ok) {
@@ -369,7 +376,7 @@ export function compileEndpoint(
     schema,
     bad_data: bad,
     metadata_fields,
-    payload_path: role === 'source' ? ep.payload_path : undefined,
+    payload_path: role === 'source' ? payloadPath : undefined,
     profile: ep.profile,
     table: tableName,
   };

@@ -6,8 +6,9 @@ import { spec as file } from './file/index.js';
 import { spec as generator } from './generator/index.js';
 import { spec as memory } from './memory/index.js';
 import { spec as stdout } from './stdout/index.js';
+import { spec as websocket } from './websocket/index.js';
 
-export const CONNECTORS: readonly ConnectorSpec[] = [blackhole, file, generator, memory, stdout];
+export const CONNECTORS: readonly ConnectorSpec[] = [blackhole, file, generator, memory, stdout, websocket];
 
 const byName = new Map<string, ConnectorSpec>();
 for (const c of CONNECTORS) {

@@ -512,13 +512,13 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
         if (raw !== undefined) bytes += raw.length;
       }
     }
+    if (payloadPath) records = mapValues(records, (v) => atPath(v, payloadPath));
     if (metaFields.length) {
       for (const r of records) {
         const row = r.value as Record<string, unknown>;
         if (row && typeof row === 'object') for (const [field, m] of metaFields) row[field] = metaValue(r, m);
       }
     }
-    if (payloadPath) records = mapValues(records, (v) => atPath(v, payloadPath));
     if (coerce) records = mapValues(records, coerce);
     stats.records_in += records.length + badBuf.length;
     if (opts.transform && records.length) records = opts.transform(records);

@@ -69,9 +69,9 @@ export const sinkOptions = z
           'Client mode: the most that may wait, unsent, while the sink is (re)connecting. A write that would go beyond it fails at once with a retriable error, so the pipeline backs off instead of memory growing. One write is always accepted when nothing else waits.',
       },
     ),
-    ack: opt(z.enum(['socket', 'pong']).default('socket'), {
+    ack: opt(z.enum(['socket', 'pong']).default('pong'), {
       description:
-        'Client mode, when a write counts as done. `socket`: once ws handed every frame to the operating system; frames still in TCP buffers when the connection is reset are lost without notice. `pong`: after the frames, a ping is sent, and the write completes when its pong arrives; since frames are read in order, the pong proves the server received every frame before it, and a connection lost first fails the write (retried, so at least once). Costs one round trip per write.',
+        'Client mode, when a write counts as done (default `pong`, so no acknowledged record is lost on a reset). `socket`: once ws handed every frame to the operating system; frames still in TCP buffers when the connection is reset are lost without notice. `pong`: after the frames, a ping is sent, and the write completes when its pong arrives; since frames are read in order, the pong proves the server received every frame before it, and a connection lost first fails the write (retried, so at least once). Costs one round trip per write.',
       aliases: ['delivery', 'acks'],
     }),
     write_timeout: duration({
