@@ -305,7 +305,7 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
 
   const sourceSpec = env.connector(def.source.connector);
   if (!sourceSpec.source) throw new SluiceError('CONFIG', `connector '${def.source.connector}' cannot be a source`);
-  const source: Source = sourceSpec.source.create(def.source.options, { format: def.source.format.name, schema: def.source.schema });
+  const source: Source = sourceSpec.source.create(def.source.options, { format: def.source.format.name, schema: def.source.schema, profile: def.source.profile });
   const sourceFormat = createFormat(def.source.format, def.source.schema);
   const metaFields = Object.entries(def.source.metadata_fields);
   for (const f of def.source.schema?.fields ?? []) if (f.metadata) metaFields.push([f.name, f.metadata]);
@@ -317,7 +317,7 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
   const makeSink = (e: EndpointDef): Sink => {
     const spec = env.connector(e.connector);
     if (!spec.sink) throw new SluiceError('CONFIG', `connector '${e.connector}' cannot be a sink`);
-    return spec.sink.create(e.options, { format: e.format.name, schema: e.schema });
+    return spec.sink.create(e.options, { format: e.format.name, schema: e.schema, profile: e.profile });
   };
   const baseCtx = (role: 'source' | 'sink' | 'dlq', connector: string, m: MetricSet, scope: string = role) => ({
     pipeline: def.name,

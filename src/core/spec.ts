@@ -91,6 +91,22 @@ export interface EndpointInfo {
   /** Format name the user chose (`json`, `csv`, ...). */
   format: string;
   schema?: { fields: FieldSpec[] };
+  /** The connection profile the endpoint names: endpoints naming the same profile may share one client connection. */
+  profile?: string;
+}
+
+/** A table answering point lookups by key (eKuiper's lookup sources), for enriching records in SQL joins. */
+export interface LookupTable {
+  /** The row stored under `key`, or undefined. */
+  get(key: string): Promise<Record<string, unknown> | undefined>;
+  /** Several keys in one round trip; the result is in key order. */
+  getMany(keys: string[]): Promise<Array<Record<string, unknown> | undefined>>;
+  close(): Promise<void>;
+}
+
+export interface LookupFactory<O> {
+  options: z.ZodType<O, any>;
+  create(options: O, info: EndpointInfo): LookupTable;
 }
 
 export interface SourceFactory<O> {
@@ -123,6 +139,9 @@ export interface ConnectorSpec {
   description: string;
   source?: SourceFactory<any>;
   sink?: SinkFactory<any>;
+  lookup?: LookupFactory<any>;
+  /** Suggestions for the control plane's autocomplete (topics, streams, queues, keys). */
+  autocomplete?(options: unknown, signal: AbortSignal): Promise<Record<string, string[]>>;
   test?(options: unknown, role: 'source' | 'sink', report: TestReporter, signal: AbortSignal): Promise<void>;
 }
 
