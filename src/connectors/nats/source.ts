@@ -1,0 +1,190 @@
+// The core NATS source: one subscription (wildcards, optional queue group) feeding the pipeline in batches.
+//
+// Core NATS has no acknowledgements and no flow control: the server pushes, and a client that cannot keep up is cut
+// off as a slow consumer. So the subscription callback never blocks. Messages go to a bounded in-process queue that
+// is emitted in batches; while the pipeline asks us to wait, the queue fills, and past `queue_size` messages are
+// dropped and counted (`buffer: memory`). With `buffer: durable` every message is appended to the on-disk log first
+// (src/core/durable-buffer.ts) and the log absorbs a slow or dead sink instead.
+
+import { join } from 'node:path';
+import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { openDurableBuffer, type DurableBuffer } from '../../core/durable-buffer.js';
+import { SluiceError, errorMessage } from '../../core/errors.js';
+import type { EndpointInfo } from '../../core/spec.js';
+import type { Counter, Gauge, SluiceRecord, Source, SourceContext } from '../../core/types.js';
+import { describeServers, openNats, watchStatus } from './connection.js';
+import type { NatsSourceOptions } from './options.js';
+
+/** Most records per emitted batch: large enough to amortise the per-batch cost, small enough to keep latency low. */
+const MAX_BATCH = 4096;
+const DROP_LOG_EVERY_MS = 5000;
+
+/** NATS headers as a plain map; a header with several values keeps them comma-joined. */
+export function headersOf(h: MsgHdrs | undefined): Record<string, string> | undefined {
+  if (!h) return undefined;
+  const out: Record<string, string> = {};
+  for (const [k, v] of h) out[k] = v.length === 1 ? v[0]! : v.join(',');
+  return out;
+}
+
+export class NatsSource implements Source {
+  private ctx!: SourceContext;
+  private target!: SourceContext;
+  private buffer?: DurableBuffer;
+  private nc?: NatsConnection;
+  private sub?: Subscription;
+  private pending: SluiceRecord[] = [];
+  private head = 0;
+  private scheduled = false;
+  private waiting = false;
+  private dropsSinceLog = 0;
+  private lastDropLog = 0;
+  private readonly text: boolean;
+  private m!: { received: Counter; dropped: Counter; reconnects: Counter; depth: Gauge };
+  /** Largest queue depth seen (tests). */
+  maxDepth = 0;
+
+  constructor(
+    readonly options: NatsSourceOptions,
+    info: EndpointInfo = { format: 'json' },
+  ) {
+    // Text formats decode strings anyway; bytes stay bytes.
+    this.text = info.format !== 'bytes';
+  }
+
+  async run(ctx: SourceContext): Promise<void> {
+    if (ctx.signal.aborted) return;
+    this.ctx = ctx;
+    this.target = ctx;
+    const mt = ctx.metrics;
+    this.m = {
+      received: mt.counter('messages_received', 'NATS messages received'),
+      dropped: mt.counter('dropped', 'messages dropped because the in-memory queue was full (slow consumer)'),
+      reconnects: mt.counter('reconnects', 'reconnections to the NATS server'),
+      depth: mt.gauge('queue_depth', 'messages waiting for the pipeline'),
+    };
+    const o = this.options;
+    if (o.buffer === 'durable') {
+      this.buffer = await openDurableBuffer(ctx, {
+        dir: join(ctx.dataDir, 'buffer', 'nats'),
+        maxBytes: o.buffer_max_bytes,
+        fsync: o.buffer_fsync,
+        onFull: o.buffer_on_full,
+      });
+      this.target = this.buffer.ctx;
+    }
+    const nc = (this.nc = await openNats(o, `sluice:${ctx.pipeline}`));
+    const closed = watchStatus(nc, o, ctx.log, () => this.m.reconnects.inc());
+    try {
+      this.sub = nc.subscribe(o.subject, { queue: o.queue, callback: this.onMessage });
+      // The SUB must reach the server before we report running, or the first messages after start are missed.
+      await nc.flush();
+    } catch (e) {
+      await nc.close().catch(() => undefined);
+      throw new SluiceError('CONNECT', `subscribing to subject '${o.subject}' on ${describeServers(o)} failed: ${errorMessage(e)}`, { cause: e });
+    }
+    ctx.log.info({ subject: o.subject, queue: o.queue, servers: describeServers(o), buffer: o.buffer }, 'NATS subscription started');
+    const stopSignal = this.buffer ? this.buffer.ctx.signal : ctx.signal;
+    const stopped = new Promise<void>((r) => {
+      if (stopSignal.aborted) r();
+      else stopSignal.addEventListener('abort', () => r(), { once: true });
+    });
+    const ended = await Promise.race([stopped.then(() => undefined), closed]);
+    // Draining the subscription delivers what the client already received before it ends.
+    try {
+      if (!nc.isClosed()) await this.sub.drain();
+    } catch {
+      /* the connection is going away anyway */
+    }
+    if (!nc.isClosed()) await nc.close().catch(() => undefined);
+    this.flush(true);
+    if (ended) throw ended;
+    if (this.buffer) await this.buffer.done;
+  }
+
+  async commit(acks: unknown[]): Promise<void> {
+    // Without the durable buffer nothing can be re-read from core NATS, so there is nothing to remember.
+    if (this.buffer) await this.buffer.commit(acks);
+  }
+
+  async close(): Promise<void> {
+    if (this.nc && !this.nc.isClosed()) await this.nc.close().catch(() => undefined);
+    const b = this.buffer;
+    this.buffer = undefined;
+    if (b) await b.close();
+  }
+
+  // ---- per message (hot path) ----
+
+  private readonly onMessage = (err: Error | null, msg: Msg): void => {
+    if (err) {
+      this.ctx.log.warn({ err: errorMessage(err), subject: this.options.subject }, 'NATS subscription error');
+      return;
+    }
+    this.m.received.inc();
+    const depth = this.pending.length - this.head;
+    if (depth >= this.options.queue_size) {
+      if (this.options.overflow === 'drop_newest') {
+        this.drop();
+        return;
+      }
+      this.pending[this.head++] = undefined as never;
+      this.drop();
+    }
+    const meta: Record<string, unknown> = { _subject: msg.subject, _reply: msg.reply ?? null };
+    const rec: SluiceRecord = { value: this.text ? msg.string() : msg.data, timestamp: Date.now(), meta };
+    if (msg.headers) rec.headers = headersOf(msg.headers);
+    this.pending.push(rec);
+    if (depth + 1 > this.maxDepth) this.maxDepth = depth + 1;
+    if (!this.scheduled && !this.waiting) {
+      this.scheduled = true;
+      setImmediate(this.onTick);
+    }
+  };
+
+  private drop(): void {
+    this.m.dropped.inc();
+    this.dropsSinceLog++;
+    const now = Date.now();
+    if (now - this.lastDropLog >= DROP_LOG_EVERY_MS) {
+      this.ctx.log.warn(
+        { dropped: this.dropsSinceLog, queue_size: this.options.queue_size, subject: this.options.subject },
+        'NATS source queue full: the pipeline is slower than the publishers, messages dropped (use buffer: durable to keep them)',
+      );
+      this.lastDropLog = now;
+      this.dropsSinceLog = 0;
+    }
+  }
+
+  private readonly onTick = (): void => {
+    this.scheduled = false;
+    this.flush(false);
+  };
+
+  private readonly onSpace = (): void => {
+    this.waiting = false;
+    this.flush(false);
+  };
+
+  /** Emit queued messages in batches until the pipeline asks us to wait; `final` ignores the wait (stopping). */
+  private flush(final: boolean): void {
+    while (this.head < this.pending.length && (final || !this.waiting)) {
+      const end = Math.min(this.pending.length, this.head + MAX_BATCH);
+      const records = this.head === 0 && end === this.pending.length ? this.pending : this.pending.slice(this.head, end);
+      if (end === this.pending.length) {
+        this.pending = [];
+        this.head = 0;
+      } else this.head = end;
+      const p = this.target.emit({ records });
+      if (p && !final) {
+        this.waiting = true;
+        p.then(this.onSpace, this.onSpace);
+      }
+    }
+    if (this.head > 0 && this.head === this.pending.length) {
+      this.pending = [];
+      this.head = 0;
+    }
+    this.m.depth.set(this.pending.length - this.head);
+  }
+}
