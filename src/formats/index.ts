@@ -8,6 +8,7 @@ import { jsonFormat, jsonOptions, type JsonOptions } from './json.js';
 import { textFormat, textOptions, type TextOptions } from './text.js';
 import { bytesFormat, bytesOptions, type BytesOptions } from './bytes.js';
 import { csvFormat, csvOptions, type CsvOptions } from './csv.js';
+import { avroFormat, avroOptions, type AvroOptions } from './avro.js';
 
 export { stringifyJson } from './json.js';
 
@@ -59,6 +60,13 @@ export const FORMATS: FormatDefinition[] = [
     description: 'Comma-separated values with an optional header row; fields decode as strings.',
     options: csvOptions as AnyObject,
     create: (o, schema) => csvFormat(o as unknown as CsvOptions, schema),
+  },
+  {
+    name: 'avro',
+    aliases: [],
+    description: 'Avro binary: raw with an inline schema, or the Confluent wire format with a schema registry.',
+    options: avroOptions as unknown as AnyObject,
+    create: (o, schema) => avroFormat(o as unknown as AvroOptions, schema),
   },
 ];
 
