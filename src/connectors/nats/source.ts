@@ -131,7 +131,7 @@ export class NatsSource implements Source {
       this.pending[this.head++] = undefined as never;
       this.drop();
     }
-    const meta: Record<string, unknown> = { _subject: msg.subject, _reply: msg.reply ?? null };
+    const meta: Record<string, unknown> = { _subject: msg.subject, _reply: msg.reply || null };
     const rec: SluiceRecord = { value: this.text ? msg.string() : msg.data, timestamp: Date.now(), meta };
     if (msg.headers) rec.headers = headersOf(msg.headers);
     this.pending.push(rec);
