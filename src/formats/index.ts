@@ -9,6 +9,7 @@ import { textFormat, textOptions, type TextOptions } from './text.js';
 import { bytesFormat, bytesOptions, type BytesOptions } from './bytes.js';
 import { csvFormat, csvOptions, type CsvOptions } from './csv.js';
 import { avroFormat, avroOptions, type AvroOptions } from './avro.js';
+import { debeziumFormat, debeziumOptions, type DebeziumOptions } from './debezium.js';
 
 export { stringifyJson } from './json.js';
 
@@ -67,6 +68,20 @@ export const FORMATS: FormatDefinition[] = [
     description: 'Avro binary: raw with an inline schema, or the Confluent wire format with a schema registry.',
     options: avroOptions as unknown as AnyObject,
     create: (o, schema) => avroFormat(o as unknown as AvroOptions, schema),
+  },
+  {
+    name: 'debezium-json',
+    aliases: ['debezium_json', 'debezium'],
+    description: "Debezium JSON change events (with or without the schema/payload wrapper): the row after a change (before it, for deletes) plus __op, __table, __db, __source_ts_ms and __ts_ms.",
+    options: debeziumOptions as AnyObject,
+    create: (o, schema) => debeziumFormat(o as unknown as DebeziumOptions, false, schema),
+  },
+  {
+    name: 'debezium-json-upsert',
+    aliases: ['debezium_json_upsert', 'debezium_upsert'],
+    description: "Debezium JSON change events as upserts: c/u/r give the new row, d and tombstones a delete marker (key columns, __op: 'd', __deleted: true).",
+    options: debeziumOptions as AnyObject,
+    create: (o, schema) => debeziumFormat(o as unknown as DebeziumOptions, true, schema),
   },
 ];
 
