@@ -1,0 +1,18 @@
+// Every benchmark scenario. Adding one = a module in scenarios/ exporting
+//   { name, summary, baseline, records, bytes?, target?, skip?, prepare?, impls: { sluice, bare } }
+// plus one line in this list. `skip` (async, in the parent) returns a reason when the scenario cannot run here, such
+// as a broker that is not reachable; `prepare` runs once in the parent (fixtures shared by all runs); each impl runs
+// in a fresh worker process and returns { records, seconds, bytes?, ...anything worth recording }.
+
+import generatorBlackhole from './scenarios/generator-blackhole.mjs';
+import fileJsonl from './scenarios/file-jsonl.mjs';
+import fileCsv from './scenarios/file-csv.mjs';
+
+export const SCENARIOS = [generatorBlackhole, fileJsonl, fileCsv];
+
+/** Implementations in the order they run; `ratio` in the report is the first over the second. */
+export const IMPLS = ['sluice', 'bare'];
+
+export function findScenario(name) {
+  return SCENARIOS.find((s) => s.name === name);
+}

@@ -1,0 +1,55 @@
+// One measurement in a fresh process, so that peak RSS belongs to one implementation and JIT state does not leak
+// between runs.
+//   node bench/worker.mjs <scenario> <impl> <n> [--fixture-dir DIR] [--fsync] [--pipeline-json JSON]
+// Prints one JSON line on stdout: {records, seconds, records_per_sec, peak_rss_mb, ...}. Exit 1 on failure.
+
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { findScenario, SCENARIOS } from './scenarios.mjs';
+import { setPipelineOverrides } from './lib/sluice.mjs';
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: { 'fixture-dir': { type: 'string' }, fsync: { type: 'boolean', default: false }, 'pipeline-json': { type: 'string' } },
+});
+const [name, impl, nText] = positionals;
+const scenario = findScenario(name ?? '');
+const n = Number(nText);
+if (!scenario || !scenario.impls[impl] || !Number.isInteger(n) || n < 1) {
+  process.stderr.write(`usage: node bench/worker.mjs <scenario> <impl> <n> [--fixture-dir DIR] [--fsync] [--pipeline-json JSON]\nscenarios: ${SCENARIOS.map((s) => s.name).join(', ')}\n`);
+  process.exit(2);
+}
+
+const workDir = mkdtempSync(join(tmpdir(), 'sluice-bench-w-'));
+// Standalone use (no parent): make the fixtures here and throw them away afterwards.
+const fixtureDir = values['fixture-dir'] ?? join(workDir, 'fixture');
+let code = 0;
+try {
+  if (values['pipeline-json']) setPipelineOverrides(JSON.parse(values['pipeline-json']));
+  if (!values['fixture-dir'] && scenario.prepare) {
+    mkdirSync(fixtureDir, { recursive: true });
+    await scenario.prepare({ fixtureDir, n });
+  }
+  const r = await scenario.impls[impl]({ n, fixtureDir, workDir, fsync: values.fsync });
+  const ru = process.resourceUsage();
+  const line = {
+    scenario: scenario.name,
+    impl,
+    n,
+    ...r,
+    records_per_sec: r.records / r.seconds,
+    mb_per_sec: r.bytes ? r.bytes / 1e6 / r.seconds : undefined,
+    peak_rss_mb: Math.round((ru.maxRSS / 1024) * 10) / 10,
+    cpu_user_s: ru.userCPUTime / 1e6,
+    cpu_system_s: ru.systemCPUTime / 1e6,
+  };
+  process.stdout.write(JSON.stringify(line) + '\n');
+} catch (e) {
+  process.stderr.write(`${scenario.name} ${impl}: ${e?.stack ?? e}\n`);
+  code = 1;
+} finally {
+  rmSync(workDir, { recursive: true, force: true });
+}
+process.exitCode = code;

@@ -1,0 +1,277 @@
+// `npm run bench`: every scenario in bench/scenarios.mjs, Sluice beside a bare Node baseline, each run in its own
+// worker process. Prints a table and writes bench-results/latest.json. See docs/benchmarks.md.
+//
+//   node scripts/bench.mjs [--runs N] [--quick] [--only NAME]... [--records N] [--fsync] [--profile] [--timeout S]
+//                          [--pipeline-json JSON]
+
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { IMPLS, SCENARIOS } from '../bench/scenarios.mjs';
+
+// import.meta.dirname needs Node 20.11; the package promises 20.
+const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
+const workerPath = join(root, 'bench', 'worker.mjs');
+const resultsDir = join(root, 'bench-results');
+
+const USAGE = `usage: node scripts/bench.mjs [options]
+  --runs N        runs per implementation (default 3; the median is reported)
+  --quick         smoke check: 100000 records, 1 run
+  --only NAME     run only this scenario (repeatable, or comma-separated)
+  --records N     records per scenario (default: each scenario's own, 1M)
+  --fsync         fsync after every batch in the file scenarios, in Sluice and the baseline alike (default: never)
+  --profile       run workers under --cpu-prof; profiles go to bench-results/profiles/
+  --timeout S     give up on a run after S seconds (default 600)
+  --pipeline-json JSON
+                  merged into every Sluice pipeline, e.g. '{"buffer":{"max_records":2000}}' (for tuning experiments)
+scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}`;
+
+let args;
+try {
+  args = parseArgs({
+    options: {
+      runs: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string', multiple: true },
+      records: { type: 'string' },
+      fsync: { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
+      timeout: { type: 'string', default: '600' },
+      'pipeline-json': { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  }).values;
+} catch (e) {
+  console.error(`${e.message}\n${USAGE}`);
+  process.exit(2);
+}
+if (args.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+
+const positiveInt = (flag, text) => {
+  const v = Number(text);
+  if (!Number.isInteger(v) || v < 1) {
+    console.error(`${flag}: expected a positive whole number, got '${text}'`);
+    process.exit(2);
+  }
+  return v;
+};
+const runs = args.runs !== undefined ? positiveInt('--runs', args.runs) : args.quick ? 1 : 3;
+const recordsOverride = args.records !== undefined ? positiveInt('--records', args.records) : args.quick ? 100_000 : undefined;
+const timeoutMs = positiveInt('--timeout', args.timeout) * 1000;
+
+const wanted = (args.only ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
+for (const w of wanted) {
+  if (!SCENARIOS.some((s) => s.name === w)) {
+    console.error(`--only: no scenario named '${w}'\n${USAGE}`);
+    process.exit(2);
+  }
+}
+if (args['pipeline-json'] !== undefined) {
+  try {
+    JSON.parse(args['pipeline-json']);
+  } catch (e) {
+    console.error(`--pipeline-json: ${e.message}`);
+    process.exit(2);
+  }
+}
+const selected = wanted.length ? SCENARIOS.filter((s) => wanted.includes(s.name)) : SCENARIOS;
+
+function machineInfo() {
+  const cpus = os.cpus();
+  let model = cpus[0]?.model;
+  try {
+    // os.cpus() can come back empty in some containers; /proc/cpuinfo is the source it reads anyway.
+    model ??= /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1];
+  } catch {}
+  return {
+    cpu_model: model ?? 'unknown',
+    cores: os.availableParallelism?.() ?? cpus.length,
+    memory_gb: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    date: new Date().toISOString(),
+    load_avg_1m: Math.round(os.loadavg()[0] * 100) / 100,
+  };
+}
+
+function runWorker(scenario, impl, n, fixtureDir) {
+  const nodeArgs = args.profile
+    ? ['--cpu-prof', '--cpu-prof-dir', join(resultsDir, 'profiles'), '--cpu-prof-name', `${scenario.name.replace(/[^\w.-]+/g, '_')}.${impl}.${Date.now()}.cpuprofile`]
+    : [];
+  const argv = [...nodeArgs, workerPath, scenario.name, impl, String(n), '--fixture-dir', fixtureDir];
+  if (args.fsync) argv.push('--fsync');
+  if (args['pipeline-json'] !== undefined) argv.push('--pipeline-json', args['pipeline-json']);
+  return new Promise((resolvePromise) => {
+    const child = spawn(process.execPath, argv, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      stderr += `\n(killed after ${timeoutMs / 1000} s)`;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const last = stdout.trim().split('\n').pop();
+      let result;
+      try {
+        result = last ? JSON.parse(last) : undefined;
+      } catch {}
+      if (code === 0 && result) resolvePromise({ ok: true, result, stderr });
+      else resolvePromise({ ok: false, error: `worker exited ${signal ?? code}: ${stderr.trim() || stdout.trim() || 'no output'}` });
+    });
+  });
+}
+
+const median = (xs) => {
+  if (!xs.length) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+function summarize(results) {
+  const rate = median(results.map((r) => r.records_per_sec));
+  const mbs = results.every((r) => r.mb_per_sec !== undefined) ? median(results.map((r) => r.mb_per_sec)) : undefined;
+  return {
+    records: results[0]?.records,
+    median_records_per_sec: rate,
+    median_seconds: median(results.map((r) => r.seconds)),
+    median_mb_per_sec: mbs,
+    peak_rss_mb: Math.max(...results.map((r) => r.peak_rss_mb)),
+    median_cpu_s: median(results.map((r) => r.cpu_user_s + r.cpu_system_s)),
+    runs: results,
+  };
+}
+
+const fmtInt = (x) => (x === undefined ? '-' : Math.round(x).toLocaleString('en-US'));
+const fmt1 = (x) => (x === undefined ? '-' : x.toFixed(1));
+
+function table(rows) {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
+  const right = (i) => i >= 2;
+  const line = (r) => r.map((c, i) => (right(i) ? String(c).padStart(widths[i]) : String(c).padEnd(widths[i]))).join('  ').trimEnd();
+  return [line(rows[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n');
+}
+
+const machine = machineInfo();
+console.log(`sluice bench: ${machine.cpu_model}, ${machine.cores} cores, node ${machine.node}`);
+// Other processes competing for the cores skew every number here; say so rather than let it pass unnoticed.
+if (machine.load_avg_1m > machine.cores / 4) {
+  console.log(`warning: load average ${machine.load_avg_1m} on ${machine.cores} cores before starting; results will be noisy`);
+}
+console.log(
+  `runs ${runs}${recordsOverride ? `, ${recordsOverride} records` : ''}, fsync ${args.fsync ? 'after every batch (both)' : 'never (both)'}${args['pipeline-json'] ? `, pipeline overrides ${args['pipeline-json']}` : ''}\n`,
+);
+
+const fixtureDir = mkdtempSync(join(os.tmpdir(), 'sluice-bench-'));
+const cleanup = () => rmSync(fixtureDir, { recursive: true, force: true });
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    cleanup();
+    process.exit(130);
+  });
+}
+
+const report = [];
+try {
+  for (const scenario of selected) {
+    const n = recordsOverride ?? scenario.records;
+    const entry = {
+      name: scenario.name,
+      summary: scenario.summary,
+      baseline: scenario.baseline,
+      records: n,
+      fsync: args.fsync,
+      target: scenario.target ?? null,
+      load_avg_1m_before: Math.round(os.loadavg()[0] * 100) / 100,
+      impls: {},
+    };
+    report.push(entry);
+    console.log(`${scenario.name} (${n.toLocaleString('en-US')} records)`);
+    try {
+      const reason = await scenario.skip?.({ n });
+      if (reason) {
+        entry.status = 'skipped';
+        entry.error = reason;
+        console.log(`  skipped: ${reason}\n`);
+        continue;
+      }
+      if (scenario.prepare) {
+        const t0 = performance.now();
+        const fx = await scenario.prepare({ fixtureDir, n });
+        entry.input_bytes = fx?.bytes;
+        console.log(`  fixture ready in ${((performance.now() - t0) / 1000).toFixed(1)} s${fx?.bytes ? ` (${(fx.bytes / 1e6).toFixed(1)} MB)` : ''}`);
+      }
+      const results = Object.fromEntries(IMPLS.map((i) => [i, []]));
+      // Alternating implementations spreads machine noise (other load, thermal) over both instead of one.
+      for (let run = 1; run <= runs; run++) {
+        for (const impl of IMPLS) {
+          const r = await runWorker(scenario, impl, n, fixtureDir);
+          if (!r.ok) throw new Error(`${impl} run ${run}: ${r.error}`);
+          results[impl].push(r.result);
+          const x = r.result;
+          console.log(
+            `  ${impl.padEnd(6)} run ${run}/${runs}: ${fmtInt(x.records_per_sec).padStart(11)} records/s  ${x.seconds.toFixed(2)} s  ${x.mb_per_sec !== undefined ? `${fmt1(x.mb_per_sec)} MB/s  ` : ''}peak RSS ${fmt1(x.peak_rss_mb)} MB`,
+          );
+          if (r.stderr.trim()) console.log(r.stderr.trim().replace(/^/gm, `    ${impl} stderr: `));
+        }
+      }
+      for (const impl of IMPLS) entry.impls[impl] = summarize(results[impl]);
+      const [a, b] = IMPLS.map((i) => entry.impls[i].median_records_per_sec);
+      entry.ratio = a / b;
+      const firsts = IMPLS.map((i) => results[i][0]?.first_line);
+      if (firsts.every((f) => f !== undefined) && new Set(firsts).size > 1) {
+        entry.output_differs = Object.fromEntries(IMPLS.map((i, k) => [i, firsts[k]]));
+        console.log(`  note: first output lines differ:\n${IMPLS.map((i, k) => `    ${i}: ${firsts[k]}`).join('\n')}`);
+      }
+      entry.meets = {
+        baseline: entry.ratio >= 1,
+        ...(scenario.target?.records_per_sec ? { records_per_sec: a >= scenario.target.records_per_sec } : {}),
+      };
+      entry.status = 'ok';
+    } catch (e) {
+      entry.status = 'failed';
+      entry.error = e.message;
+      console.log(`  FAILED: ${e.message}`);
+    }
+    console.log('');
+  }
+} finally {
+  cleanup();
+}
+
+const rows = [['scenario', 'impl', 'records/s', 'MB/s', 'peak RSS MB', 'cpu s', 'sluice/bare', 'target']];
+for (const e of report) {
+  if (e.status !== 'ok') {
+    rows.push([e.name, e.status === 'skipped' ? 'skipped' : 'FAILED', '-', '-', '-', '-', '-', '-']);
+    continue;
+  }
+  IMPLS.forEach((impl, k) => {
+    const s = e.impls[impl];
+    const targets = [];
+    if (k === 0) {
+      if (e.target?.records_per_sec) targets.push(`>=${(e.target.records_per_sec / 1e6).toFixed(0)}M/s ${e.meets.records_per_sec ? 'met' : 'MISSED'}`);
+      targets.push(`>=bare ${e.meets.baseline ? 'met' : 'MISSED'}`);
+    }
+    rows.push([k === 0 ? e.name : '', impl, fmtInt(s.median_records_per_sec), fmt1(s.median_mb_per_sec), fmt1(s.peak_rss_mb), s.median_cpu_s.toFixed(2), k === 0 ? `${e.ratio.toFixed(2)}x` : '', targets.join(', ')]);
+  });
+}
+console.log(table(rows));
+console.log(`\nmedian of ${runs} run(s) each; peak RSS is the highest of the runs; cpu s: median user+system CPU seconds of a whole worker process`);
+
+mkdirSync(resultsDir, { recursive: true });
+const out = join(resultsDir, 'latest.json');
+writeFileSync(out, JSON.stringify({ machine, options: { runs, records: recordsOverride ?? null, fsync: args.fsync, quick: args.quick, only: wanted, pipeline_json: args['pipeline-json'] ?? null }, scenarios: report }, null, 2) + '\n');
+// The same table as Markdown, ready for docs/benchmarks.md.
+const md = [rows[0], rows[0].map((_, i) => (i >= 2 && i < rows[0].length - 1 ? '---:' : '---')), ...rows.slice(1)].map((r) => `| ${r.join(' | ')} |`).join('\n');
+writeFileSync(join(resultsDir, 'latest.md'), `${md}\n`);
+console.log(`results: ${out} (table: bench-results/latest.md)`);
+process.exitCode = report.some((e) => e.status === 'failed') ? 1 : 0;
