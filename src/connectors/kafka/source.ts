@@ -22,6 +22,7 @@ export interface KafkaAck {
 }
 
 const STATE_KEY = 'offsets';
+const EMIT_SLICE = 1000;
 const tp = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 
 /** Header values as text when they are UTF-8 (almost always), else the bytes; repeated headers keep the first. */
@@ -189,29 +190,36 @@ export class KafkaSource implements Source {
     this.inFlight++;
     try {
       const { topic, partition } = batch;
-      const records: SluiceRecord[] = [];
-      let tombstones = 0;
-      for (let i = 0; i < n; i++) {
-        const m = msgs[i]!;
-        if (m.value === null) {
-          tombstones++;
-          continue;
+      const key = `${topic}/${partition}`;
+      // A fetch can hold thousands of messages per partition; emitting them in slices lets backpressure act between
+      // slices, so the pipeline's buffer bound is overshot by at most one slice per partition.
+      for (let from = 0; from < n; from += EMIT_SLICE) {
+        if (this.stopping || isStale()) return;
+        const to = Math.min(n, from + EMIT_SLICE);
+        const records: SluiceRecord[] = [];
+        let tombstones = 0;
+        for (let i = from; i < to; i++) {
+          const m = msgs[i]!;
+          if (m.value === null) {
+            tombstones++;
+            continue;
+          }
+          const rec: SluiceRecord = { value: m.value, timestamp: Number(m.timestamp), meta: { _topic: topic, _partition: partition, _offset: Number(m.offset) } };
+          if (m.key !== null && m.key !== undefined) rec.key = m.key;
+          if (m.headers) {
+            const h = convertHeaders(m.headers);
+            if (h) rec.headers = h;
+          }
+          records.push(rec);
         }
-        const rec: SluiceRecord = { value: m.value, timestamp: Number(m.timestamp), meta: { _topic: topic, _partition: partition, _offset: Number(m.offset) } };
-        if (m.key !== null && m.key !== undefined) rec.key = m.key;
-        if (m.headers) {
-          const h = convertHeaders(m.headers);
-          if (h) rec.headers = h;
-        }
-        records.push(rec);
+        if (tombstones) this.tombstones!.inc(tombstones);
+        const last = msgs[to - 1]!.offset;
+        const ack: KafkaAck = { topic, partition, offset: last };
+        const wait = this.ctx!.emit({ records, ack, partition: key });
+        // The in-memory fetch position only: nothing is committed until the pipeline acknowledges the slice.
+        resolveOffset(last);
+        if (wait) await this.waitWithHeartbeat(wait, heartbeat);
       }
-      if (tombstones) this.tombstones!.inc(tombstones);
-      const last = msgs[n - 1]!.offset;
-      const ack: KafkaAck = { topic, partition, offset: last };
-      const wait = this.ctx!.emit({ records, ack, partition: `${topic}/${partition}` });
-      // The in-memory fetch position only: nothing is committed until the pipeline acknowledges the batch.
-      resolveOffset(last);
-      if (wait) await this.waitWithHeartbeat(wait, heartbeat);
     } finally {
       if (--this.inFlight === 0 && this.idle) this.idle();
     }
