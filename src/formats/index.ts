@@ -9,6 +9,7 @@ import { textFormat, textOptions, type TextOptions } from './text.js';
 import { bytesFormat, bytesOptions, type BytesOptions } from './bytes.js';
 import { csvFormat, csvOptions, type CsvOptions } from './csv.js';
 import { avroFormat, avroOptions, type AvroOptions } from './avro.js';
+import { protobufFormat, protobufOptions, type ProtobufOptions } from './protobuf.js';
 import { debeziumFormat, debeziumOptions, type DebeziumOptions } from './debezium.js';
 
 export { stringifyJson } from './json.js';
@@ -68,6 +69,13 @@ export const FORMATS: FormatDefinition[] = [
     description: 'Avro binary: raw with an inline schema, or the Confluent wire format with a schema registry.',
     options: avroOptions as unknown as AnyObject,
     create: (o, schema) => avroFormat(o as unknown as AvroOptions, schema),
+  },
+  {
+    name: 'protobuf',
+    aliases: ['proto', 'protobuf_binary'],
+    description: 'Protocol Buffers messages of one type from a .proto definition, raw or in the Confluent wire format with a schema registry.',
+    options: protobufOptions as unknown as AnyObject,
+    create: (o) => protobufFormat(o as unknown as ProtobufOptions),
   },
   {
     name: 'debezium-json',
