@@ -342,3 +342,73 @@ describe('avro with a schema registry', () => {
     expect((err as Error).message).toMatch(new RegExp(`^schema registry ${url} unreachable while fetching schema id 1: `));
   });
 });
+
+describe('avro through the runtime', () => {
+  it('decodes raw Avro payloads, sends a truncated one to the dead-letter sink, and commits only after the sink', async () => {
+    const { startPipeline } = await import('../core/runtime.js');
+    const { memoryStateStore } = await import('../core/state.js');
+    const { silentLog } = await import('../testing/harness.js');
+    const { DEFAULT_BATCH, DEFAULT_BUFFER, DEFAULT_RETRY } = await import('../core/model.js');
+    const { z } = await import('zod');
+    const schema = { type: 'record', name: 'T', fields: [{ name: 'id', type: 'long' }, { name: 'at', type: { type: 'long', logicalType: 'timestamp-millis' } }] };
+    const enc = createFormat({ name: 'avro', options: { schema } }).encoder();
+    const good = (id: number | bigint) => enc.encode({ id, at: new Date(1000) }) as Uint8Array;
+    const truncated = good(5).subarray(0, 2);
+    const committed: unknown[] = [];
+    const written: unknown[] = [];
+    const dead: unknown[] = [];
+    let failWrites = 1;
+    const connectors = {
+      src: {
+        name: 'src', title: '', description: '',
+        source: {
+          options: z.object({}),
+          create: () => ({
+            async run(ctx: import('../core/types.js').SourceContext) {
+              await ctx.emit({ records: [{ value: good(1) }, { value: truncated, meta: { _offset: 1 } }, { value: good(2n ** 62n) }], ack: 'a1' });
+            },
+            commit(acks: unknown[]) {
+              committed.push(...acks);
+            },
+          }),
+        },
+      },
+      rec: {
+        name: 'rec', title: '', description: '',
+        sink: {
+          options: z.object({ dlq: z.boolean().optional() }),
+          create: (o: { dlq?: boolean }) => ({
+            async open() {},
+            async write(records: import('../core/types.js').SluiceRecord[]) {
+              if (!o.dlq && failWrites-- > 0) {
+                // The first attempt fails: nothing may be committed yet.
+                expect(committed).toEqual([]);
+                throw new SluiceError('SINK', 'down for a moment', { retriable: true });
+              }
+              (o.dlq ? dead : written).push(...records.map((r) => r.value));
+            },
+          }),
+        },
+      },
+    } as Record<string, import('../core/spec.js').ConnectorSpec>;
+    const ep = (connector: string, over: Record<string, unknown> = {}) => ({ connector, options: {}, config: {}, format: { name: 'avro', options: { schema } }, bad_data: 'fail' as const, metadata_fields: {}, ...over });
+    const h = startPipeline(
+      {
+        name: 'avro-rt',
+        source: ep('src', { bad_data: 'dlq' }),
+        sink: ep('rec'),
+        dlq: ep('rec', { options: { dlq: true }, format: { name: 'json', options: {} } }),
+        batch: { ...DEFAULT_BATCH, linger_ms: 0 },
+        buffer: { ...DEFAULT_BUFFER },
+        retry: { ...DEFAULT_RETRY, initial_backoff_ms: 1, max_backoff_ms: 2 },
+      } as never,
+      { log: silentLog, state: memoryStateStore(), dataDir: '/tmp/sluice-avro-test', connector: (n: string) => connectors[n]! },
+    );
+    const r = await h.done;
+    expect(r.status).toBe('completed');
+    expect(written).toEqual([{ id: 1, at: new Date(1000) }, { id: 2n ** 62n, at: new Date(1000) }]);
+    expect(dead).toHaveLength(1);
+    expect(dead[0]).toMatchObject({ error: expect.stringMatching(/^truncated Avro data/), error_class: 'DECODE', metadata: { _offset: 1 } });
+    expect(committed).toEqual(['a1']);
+  });
+});
