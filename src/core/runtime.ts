@@ -559,7 +559,47 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
   };
 
   let accepting = true;
+  // Batches whose format must fetch something first (registry schemas) wait here, and every later batch waits behind
+  // them, so order is kept.
+  let preparing: Promise<void> | undefined;
+  const prepareThenEmit = (batch: SourceBatch): Promise<void> | undefined => {
+    if (batch.decoded || !sourceFormat.prepare) return emitNow(batch);
+    const p = sourceFormat.prepare(batch.records.map((r) => r.value as string | Uint8Array));
+    if (!p) return emitNow(batch);
+    return p.then(
+      () => emitNow(batch),
+      (e) => {
+        // Decoding then reports each record it cannot read, under the bad_data policy.
+        log.warn({ err: errorMessage(e) }, 'format could not prepare a batch');
+        return emitNow(batch);
+      },
+    );
+  };
+  const chain = (fn: () => Promise<void> | undefined): Promise<void> => {
+    const mine = (preparing ?? Promise.resolve()).then(fn);
+    const tail = mine.then(
+      () => undefined,
+      () => undefined,
+    );
+    preparing = tail;
+    void tail.then(() => {
+      if (preparing === tail) preparing = undefined;
+    });
+    return mine;
+  };
   const emit = (batch: SourceBatch): Promise<void> | undefined => {
+    if (!accepting) return undefined;
+    if (preparing) return chain(() => prepareThenEmit(batch));
+    if (!batch.decoded && sourceFormat.prepare) {
+      const p = sourceFormat.prepare(batch.records.map((r) => r.value as string | Uint8Array));
+      if (p) {
+        const ready = p.catch((e) => log.warn({ err: errorMessage(e) }, 'format could not prepare a batch'));
+        return chain(() => ready.then(() => emitNow(batch)));
+      }
+    }
+    return emitNow(batch);
+  };
+  const emitNow = (batch: SourceBatch): Promise<void> | undefined => {
     if (!accepting) return undefined; // after a hard failure; unacknowledged, so replayable sources resend
     const token: Token = { ack: batch.ack, pending: 0 };
     tokens.push(token);
@@ -688,10 +728,18 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
       mkdirSync(dataDir, { recursive: true });
       for (const o of outputs) {
         // Each output keeps its own state; the default sink keeps the plain `sink` scope.
-        if (o.endpoint) await o.sink.open(sinkCtx(o.endpoint, 'sink', o.metrics, o.name === 'sink' ? 'sink' : `route:${o.name}`));
+        if (o.endpoint) {
+          const c = sinkCtx(o.endpoint, 'sink', o.metrics, o.name === 'sink' ? 'sink' : `route:${o.name}`);
+          await c.encoder.prepare?.();
+          await o.sink.open(c);
+        }
         else await o.sink.open(undefined as never);
       }
-      if (dlqSink) await dlqSink.open(sinkCtx(def.dlq!, 'dlq', metrics.dlq!, 'dlq'));
+      if (dlqSink) {
+        const c = sinkCtx(def.dlq!, 'dlq', metrics.dlq!, 'dlq');
+        await c.encoder.prepare?.();
+        await dlqSink.open(c);
+      }
     } catch (e) {
       const what = e instanceof SluiceError ? e : new SluiceError('CONNECT', `opening a sink failed: ${errorMessage(e)}`, { cause: e });
       fail(what, false);

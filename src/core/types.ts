@@ -126,12 +126,19 @@ export interface Encoder {
   encodeStream(values: unknown[], first: boolean): string | Uint8Array;
   /** File extension without dot (jsonl, csv, txt, bin). */
   readonly extension: string;
+  /** Fetch or register what encoding needs (a schema registry id); awaited once before the sink opens. */
+  prepare?(): Promise<void>;
 }
 
 export interface Format {
   readonly name: string;
   decoder(): Decoder;
   encoder(): Encoder;
+  /**
+   * Formats that need remote data to decode (writer schemas from a registry) fetch it here; the runtime awaits the
+   * returned promise before decoding the batch, so `decode` itself stays synchronous.
+   */
+  prepare?(payloads: ReadonlyArray<string | Uint8Array>): Promise<void> | undefined;
 }
 
 // ---- schemas -------------------------------------------------------------------------------------------------
