@@ -272,6 +272,12 @@ export class MqttConnection {
     });
   }
 
+  /** How many QoS 1/2 publishes the broker accepts unacknowledged (MQTT 5 Receive Maximum; Mosquitto says 20). */
+  get brokerReceiveMaximum(): number {
+    const p = (this.client as unknown as { connackPacket?: { properties?: { receiveMaximum?: number } } }).connackPacket;
+    return p?.properties?.receiveMaximum ?? 65535;
+  }
+
   // ---- receiving ----
 
   private readonly onPacket = (packet: Packet) => {

@@ -226,8 +226,9 @@ export const sinkOptionShape = {
     int: true,
     min: 1,
     max: 65535,
-    default: 1000,
-    description: 'QoS 1/2 publishes awaiting their acknowledgement at once; a larger batch is sent in waves.',
+    default: 20,
+    description:
+      'QoS 1/2 publishes awaiting their acknowledgement at once (a batch is sent in waves). MQTT 5 brokers announce their own limit, which is respected; MQTT 3.x brokers may silently drop QoS 2 messages beyond theirs (Mosquitto: `max_inflight_messages`, 20).',
     aliases: ['max_in_flight', 'maxInflight'],
     advanced: true,
   }),

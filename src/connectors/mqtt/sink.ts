@@ -92,7 +92,8 @@ export class MqttSink implements Sink {
     const withProps = v5 && (this.props.length > 0 || o.headers_from_record);
     this.firstError = undefined;
     const deadline = Date.now() + WRITE_TIMEOUT_MS;
-    const limit = o.qos === 0 ? Infinity : o.max_inflight;
+    // Exceeding the broker's Receive Maximum is a protocol error (Mosquitto answers "quota exceeded").
+    const limit = o.qos === 0 ? Infinity : Math.min(o.max_inflight, c.brokerReceiveMaximum);
     for (let i = 0; i < records.length; i++) {
       const r = records[i]!;
       let topic: string;
