@@ -203,7 +203,7 @@ export const sinkOptions = z
       description:
         '`default` (alias `murmur2`): murmur2 hash of the key, as the Java client does, so keys land on the same partitions as with other clients; keyless messages are spread. `legacy`: KafkaJS 1.x partitioner. `random`: a random partition per message.',
     }),
-    acks: opt(z.preprocess((v) => (typeof v === 'number' ? String(v) : v === '-1' ? 'all' : v), z.enum(['all', '1', '0'])).default('all'), {
+    acks: opt(z.preprocess((v) => (v === -1 || v === '-1' ? 'all' : typeof v === 'number' ? String(v) : v), z.enum(['all', '1', '0'])).default('all'), {
       description: '`all` (every in-sync replica has the message), `1` (the leader has it) or `0` (no answer awaited: writes can be lost without an error).',
       aliases: ['required_acks', 'requiredAcks', 'request.required.acks'],
     }),
