@@ -3,10 +3,10 @@
 // Each emitted batch carries its JsMsg objects as the ack token; commit(acks) acks them in order. What was delivered
 // but never committed (a failing sink, a `bad_data: fail` record, a pipeline that dies) is nak'ed on close, with
 // `nak_delay`, so the server redelivers it; if the process is killed instead, `ack_wait` expires and the server
-// redelivers anyway. Flow control is the server's: it stops delivering once `max_ack_pending` messages are
-// unacknowledged, and since acks follow the sink, a slow sink pauses delivery.
+// redelivers anyway. Flow control: pull requests are issued one at a time and not while the pipeline asks us to wait;
+// the server also stops delivering once `max_ack_pending` messages are unacknowledged, and acks follow the sink.
 
-import { jetstream, jetstreamManager, type ConsumerConfig, type ConsumerMessages, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type Consumer, type ConsumerConfig, type FetchOptions, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import { SluiceError, errorMessage } from '../../core/errors.js';
 import type { EndpointInfo } from '../../core/spec.js';
@@ -16,6 +16,15 @@ import { headersOf } from '../nats/source.js';
 import type { JetStreamSourceOptions } from './options.js';
 
 const MAX_BATCH = 4096;
+/** How long one pull request waits for messages; also the longest a stop waits for the current request to end. */
+const FETCH_EXPIRES = 1000;
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+  });
 /** Ephemeral consumers the server forgets after this long without a client (a crashed pipeline leaves no litter). */
 const EPHEMERAL_INACTIVE_MS = 5 * 60_000;
 
@@ -46,7 +55,10 @@ export async function resolveStream(jsm: JetStreamManager, o: { stream?: string;
 export class JetStreamSource implements Source {
   private ctx!: SourceContext;
   private nc?: NatsConnection;
-  private messages?: ConsumerMessages;
+  private consumerHandle?: Consumer;
+  private loop?: Promise<void>;
+  /** Set while the pipeline asked us to wait; the pull loop awaits it before the next request. */
+  private space?: Promise<void>;
   private stream = '';
   private consumerName = '';
   private ephemeral = false;
@@ -94,15 +106,41 @@ export class JetStreamSource implements Source {
       await nc.close().catch(() => undefined);
       throw e instanceof SluiceError ? e : connectError(o, e, `setting up the JetStream consumer on ${describeServers(o)}`);
     }
-    const stopped = new Promise<void>((r) => {
-      if (ctx.signal.aborted) r();
-      else ctx.signal.addEventListener('abort', () => r(), { once: true });
-    });
-    const ended = await Promise.race([stopped.then(() => undefined), closed, this.messages!.closed().then((e) => (e ? connectError(o, e, `consuming from stream '${this.stream}'`) : undefined))]);
-    // Stop pulling; messages already delivered are emitted so the drain can write and acknowledge them.
-    await this.messages!.close().catch(() => undefined);
+    let fatal: SluiceError | undefined;
+    void closed.then((e) => (fatal = e));
+    this.loop = this.pullLoop(ctx.signal, () => fatal !== undefined);
+    await this.loop;
     this.flush(true);
-    if (ended) throw ended;
+    if (fatal) throw fatal;
+  }
+
+  /**
+   * Pull requests one after another, each for at most min(prefetch_count, max_ack_pending) messages and `FETCH_EXPIRES`
+   * long. A request is never abandoned half-way: on stop the current one runs out, so the server holds no request
+   * whose inbox is gone (it would send messages, nak'ed ones included, into the void until ack_wait expired).
+   */
+  private async pullLoop(signal: AbortSignal, dead: () => boolean): Promise<void> {
+    const o = this.options;
+    const batch = Math.min(o.prefetch_count, o.max_ack_pending);
+    let failures = 0;
+    const aborted = new Promise<void>((r) => (signal.aborted ? r() : signal.addEventListener('abort', () => r(), { once: true })));
+    while (!signal.aborted && !dead()) {
+      if (this.space) await Promise.race([this.space, aborted]);
+      if (signal.aborted) break;
+      try {
+        // nats.js hands fetched messages to a callback like consume() does, without a promise per message.
+        const it = await this.consumerHandle!.fetch({ max_messages: batch, expires: FETCH_EXPIRES, callback: this.onMessage } as FetchOptions);
+        const err = await it.closed();
+        if (err) throw err;
+        failures = 0;
+      } catch (e) {
+        if (signal.aborted || dead()) break;
+        failures++;
+        // Disconnected, or the server is restarting: nats.js reconnects by itself; pull again shortly.
+        if (failures === 1 || failures % 20 === 0) this.ctx.log.warn({ stream: this.stream, consumer: this.consumerName, err: errorMessage(e), failures }, 'JetStream pull failed; retrying');
+        await sleep(Math.min(2000, 100 * failures), signal);
+      }
+    }
   }
 
   private async setup(nc: NatsConnection): Promise<void> {
@@ -150,9 +188,7 @@ export class JetStreamSource implements Source {
         }
       }
     }
-    const js = jetstream(nc);
-    const consumer = await js.consumers.get(this.stream, this.consumerName);
-    this.messages = await consumer.consume({ max_messages: this.options.prefetch_count, callback: this.onMessage });
+    this.consumerHandle = await jetstream(nc).consumers.get(this.stream, this.consumerName);
     this.ctx.log.info(
       { stream: this.stream, consumer: this.consumerName, ephemeral: this.ephemeral, subject: o.subject, servers: describeServers(o) },
       'JetStream consumer started',
@@ -175,6 +211,7 @@ export class JetStreamSource implements Source {
 
   private readonly onSpace = (): void => {
     this.waiting = false;
+    this.space = undefined;
     this.flush(false);
   };
 
@@ -203,7 +240,7 @@ export class JetStreamSource implements Source {
       const p = this.ctx.emit({ records, ack: msgs });
       if (p && !final) {
         this.waiting = true;
-        p.then(this.onSpace, this.onSpace);
+        this.space = p.then(this.onSpace, this.onSpace);
       }
     }
   }
@@ -238,7 +275,12 @@ export class JetStreamSource implements Source {
     const nc = this.nc;
     if (!nc) return;
     this.nc = undefined;
-    await this.messages?.close().catch(() => undefined);
+    // The last pull request must have ended before anything is nak'ed, or the server redelivers into it.
+    if (this.loop) {
+      let t: NodeJS.Timeout | undefined;
+      await Promise.race([this.loop, new Promise<void>((r) => (t = setTimeout(r, FETCH_EXPIRES + 1000)))]);
+      clearTimeout(t);
+    }
     // What was delivered but never acknowledged goes back to the server now instead of after ack_wait.
     let naked = 0;
     const delay = this.options.nak_delay;
