@@ -2,7 +2,12 @@
 
 import pino from 'pino';
 import type { BadRecord, ConnectorContext, Decoder, Encoder, SluiceRecord, Source, SourceBatch, StateScope, Sink, SinkContext } from '../core/types.js';
-import { mapScope } from '../core/state.js';
+import { mapScope, memoryStateStore, type StateStore } from '../core/state.js';
+import { z } from 'zod';
+import { SluiceError } from '../core/errors.js';
+import type { ConnectorSpec } from '../core/spec.js';
+import type { RuntimeEnv } from '../core/runtime.js';
+import { findConnector } from '../connectors/index.js';
 
 export const silentLog = pino({ level: 'silent' });
 
@@ -83,4 +88,57 @@ export async function writeAll(sink: Sink, ctx: SinkContext, batches: SluiceReco
   await sink.open(ctx);
   for (const b of batches) await sink.write(b);
   await sink.close?.();
+}
+
+// ---- whole pipelines in tests -----------------------------------------------------------------------------------
+
+/** A sink the test controls: what it received, and switches for an outage or a slow write. */
+export interface RecordingSink {
+  written: SluiceRecord[];
+  /** While true, writes fail with a retriable error (a sink outage). */
+  down: boolean;
+  /** Each write waits this long first (a slow sink). */
+  delayMs: number;
+  /** Write calls, failed ones included. */
+  writes: number;
+}
+
+export const newRecordingSink = (): RecordingSink => ({ written: [], down: false, delayMs: 0, writes: 0 });
+
+/** A `rec` connector whose `name` option picks one of `sinks`, for pipelines built in tests. */
+export function recordingSinkSpec(sinks: Record<string, RecordingSink>): ConnectorSpec {
+  return {
+    name: 'rec',
+    title: 'Recording sink (tests)',
+    description: 'Keeps what it receives in memory for assertions.',
+    sink: {
+      options: z.object({ name: z.string() }),
+      create: (o: { name: string }) => ({
+        async open() {},
+        async write(records: SluiceRecord[]) {
+          const s = sinks[o.name];
+          if (!s) throw new Error(`no recording sink named '${o.name}'`);
+          s.writes++;
+          if (s.delayMs) await new Promise((r) => setTimeout(r, s.delayMs));
+          if (s.down) throw new SluiceError('SINK', 'sink is down', { retriable: true });
+          s.written.push(...records);
+        },
+      }),
+    },
+  };
+}
+
+/** A runtime environment with every registered connector plus `extra` ones (such as a recording sink). */
+export function pipelineEnv(o: { state?: StateStore; dataDir: string; extra?: ConnectorSpec[] }): RuntimeEnv {
+  const extra = new Map((o.extra ?? []).map((c) => [c.name, c]));
+  return {
+    log: silentLog,
+    state: o.state ?? memoryStateStore(),
+    dataDir: o.dataDir,
+    connector(name) {
+      const c = extra.get(name) ?? findConnector(name);
+      if (!c) throw new Error(`unknown connector '${name}'`);
+      return c;
+    },
+  };
 }

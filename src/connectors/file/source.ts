@@ -7,6 +7,7 @@ import type { EndpointInfo } from '../../core/spec.js';
 import type { BadRecord, Counter, Decoder, SluiceRecord, Source, SourceContext } from '../../core/types.js';
 import { LengthDelimitedSplitter, LineSplitter } from '../../formats/framing.js';
 import { describePatterns, displayPath, resolvePaths, toPatterns } from './paths.js';
+import { untilSettledOrAborted } from '../../core/abort.js';
 
 export interface FileSourceOptions {
   path: string | string[];
@@ -606,26 +607,3 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-/** Wait for backpressure to clear, but not past a stop: the pipeline may never resolve it once it is stopping. */
-function untilSettledOrAborted(p: Promise<void>, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) {
-    p.catch(noop);
-    return Promise.resolve();
-  }
-  return new Promise((resolve, reject) => {
-    const onAbort = () => resolve();
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      () => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      },
-      (e) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}
-
-function noop() {}

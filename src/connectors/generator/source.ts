@@ -3,6 +3,7 @@
 import type { SluiceRecord, Source, SourceContext } from '../../core/types.js';
 import { Prng, randomSeed } from './prng.js';
 import { createMaker, type MakerOptions, type RowMaker } from './templates.js';
+import { untilSettledOrAborted } from '../../core/abort.js';
 
 /** Validated, resolved options (what `parseOptions(spec.source.options, ...)` returns). */
 export interface GeneratorConfig extends MakerOptions {
@@ -76,7 +77,7 @@ export class GeneratorSource implements Source {
     const size = this.cfg.batchSize;
     while (!signal.aborted && this.nextSeq < total) {
       const p = this.emitBatch(ctx, Math.min(size, total - this.nextSeq));
-      if (p) await untilSettled(p, signal);
+      if (p) await untilSettledOrAborted(p, signal);
       if (signal.aborted || this.nextSeq >= total) break;
       // A sink that never pushes back would otherwise starve timers and sockets (status line, HTTP API, stop signal).
       await yieldToLoop();
@@ -95,7 +96,7 @@ export class GeneratorSource implements Source {
       const due = Math.min(total, first + Math.floor((performance.now() - t0) / interval) + 1);
       if (due > this.nextSeq) {
         const p = this.emitBatch(ctx, Math.min(size, due - this.nextSeq));
-        if (p) await untilSettled(p, signal);
+        if (p) await untilSettledOrAborted(p, signal);
         await yieldToLoop();
         continue;
       }
@@ -159,27 +160,3 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-/**
- * Wait for the pipeline to take more, but not past a stop: a runtime that is shutting down may never resolve the
- * promise. A rejection after the abort is swallowed here (nobody waits for it any more); before it, it propagates.
- */
-function untilSettled(p: Promise<void>, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) {
-    p.catch(() => undefined);
-    return Promise.resolve();
-  }
-  return new Promise((resolve, reject) => {
-    const onAbort = () => resolve();
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      () => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
-}
