@@ -242,6 +242,9 @@ describe('avro with a schema registry', () => {
       'message does not start with the Confluent magic byte 0 (got 1); is it in the Confluent wire format?',
       'message of 2 bytes is too short for the Confluent header (magic byte + 4-byte schema id)',
     ]);
+    // A missing id is not asked for again on every batch.
+    await f.prepare!([unknown]);
+    expect(reg.count('GET /schemas/ids/987654')).toBe(1);
     // Without prepare the decoder says so rather than guessing.
     const g = createFormat({ name: 'avro', options: opts() });
     expect(decodeAll(g, [framed(1, tradeV1, { sym: 'A', qty: 1 })]).errors[0]!.message).toMatch(/unknown schema id 1 \(not fetched from .*the batch was not prepared\)/);
@@ -322,12 +325,25 @@ describe('avro with a schema registry', () => {
 
   it('names the registry and the options when credentials are refused, without the secret', async () => {
     const f = createFormat({ name: 'avro', options: opts({ schema_registry_api_secret: 'wrong-secret' }) }) as PreparedFormat;
-    const err = (await f.prepare!([framed(1, tradeV1, { sym: 'A', qty: 1 })]).catch((e: unknown) => e)) ?? undefined;
-    // 401 is not retriable: reported per record.
-    expect(err).toBeUndefined();
-    const { errors } = decodeAll(f, [framed(1, tradeV1, { sym: 'A', qty: 1 })]);
-    expect(errors[0]!.message).toMatch(/refused the credentials \(HTTP 401\).*check schema_registry_api_key/);
-    expect(errors[0]!.message).not.toContain('wrong-secret');
+    // A setup problem stops the batch (nothing is dropped as bad data) and is not worth retrying.
+    const err = await f.prepare!([framed(1, tradeV1, { sym: 'A', qty: 1 })]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SluiceError);
+    expect((err as SluiceError).code).toBe('AUTH');
+    expect((err as SluiceError).retriable).toBe(false);
+    expect((err as Error).message).toMatch(/refused the credentials \(HTTP 401\).*check schema_registry_api_key/);
+    expect((err as Error).message).not.toContain('wrong-secret');
+  });
+
+  it('takes credentials written into the registry URL without showing them', async () => {
+    const f = createFormat({ name: 'avro', options: { schema_registry_address: reg.url.replace('http://', 'http://key:secret@') } }) as PreparedFormat;
+    const id = reg.add(`url-auth-${Date.now()}`, tradeV1);
+    const msg = framed(id, tradeV1, { sym: 'U', qty: 1 });
+    await f.prepare!([msg]);
+    expect(decodeAll(f, [msg]).rows).toEqual([{ sym: 'U', qty: 1 }]);
+    const g = createFormat({ name: 'avro', options: { schema_registry_address: reg.url.replace('http://', 'http://key:nope@') } }) as PreparedFormat;
+    const err = ((await g.prepare!([msg]).catch((e: unknown) => e)) as Error).message;
+    expect(err).toMatch(/refused the credentials/);
+    expect(err).not.toContain('nope');
   });
 
   it('fails prepare with a retriable error naming the registry when it is unreachable', async () => {

@@ -15,6 +15,8 @@ import {
   readSchemaId,
   registryOptionProblems,
   registryOptionShape,
+  IdFailures,
+  RegistryError,
   SchemaRegistryClient,
   subjectFor,
   unknownIds,
@@ -400,7 +402,7 @@ export function avroFormat(o: AvroOptions, pipelineSchema?: SchemaSpec): Prepare
   const wire = o.confluent_wire_format ?? registry !== undefined;
   const reader = o.schema !== undefined ? parseAvroSchema(o.schema) : undefined;
   const byId = new Map<number, IdEntry>();
-  const failed = new Map<number, string>();
+  const failed = new IdFailures();
 
   const entryFor = (id: number, writerSchema: string): IdEntry => {
     const writer = avroType(JSON.parse(writerSchema));
@@ -424,7 +426,7 @@ export function avroFormat(o: AvroOptions, pipelineSchema?: SchemaSpec): Prepare
     name: 'avro',
     async prepare(payloads) {
       if (!registry || !wire) return;
-      const ids = unknownIds(payloads, (id) => byId.has(id));
+      const ids = unknownIds(payloads, (id) => byId.has(id) || failed.recent(id));
       if (!ids.length) return;
       await Promise.all(
         ids.map(async (id) => {
@@ -434,9 +436,10 @@ export function avroFormat(o: AvroOptions, pipelineSchema?: SchemaSpec): Prepare
             byId.set(id, entryFor(id, s.schema));
             failed.delete(id);
           } catch (e) {
+            // Only an id the registry does not have (or of another kind) is bad data, reported per record; an
+            // unreachable registry or refused credentials stop the batch, so nothing is dropped for a setup problem.
+            if (e instanceof RegistryError && e.status !== 404) throw e;
             failed.set(id, errorMessage(e));
-            // An unreachable registry is worth retrying the batch for; a missing id is bad data, reported per record.
-            if (e instanceof SluiceError && e.retriable) throw e;
           }
         }),
       );
@@ -474,7 +477,7 @@ export function avroFormat(o: AvroOptions, pipelineSchema?: SchemaSpec): Prepare
           if (registry) {
             entry = byId.get(id);
             if (!entry) {
-              const why = failed.get(id);
+              const why = failed.message(id);
               return onError(
                 new RecordError('DECODE', `unknown schema id ${id}${why ? `: ${why}` : ` (not fetched from ${registry.url}; the batch was not prepared)`}`),
                 payload,

@@ -15,6 +15,8 @@ import {
   readSchemaId,
   registryOptionProblems,
   registryOptionShape,
+  IdFailures,
+  RegistryError,
   SchemaRegistryClient,
   subjectFor,
   unknownIds,
@@ -358,7 +360,7 @@ export function protobufFormat(o: ProtobufOptions): PreparedFormat {
   const local = o.proto !== undefined ? loadProto(o.proto) : undefined;
   const localType = local && o.message ? lookupMessage(local.root, o.message) : undefined;
   const byId = new Map<number, Parsed>();
-  const failed = new Map<number, string>();
+  const failed = new IdFailures();
   let writerId: number | undefined;
   let writerIndexes: Uint8Array | undefined;
 
@@ -376,7 +378,7 @@ export function protobufFormat(o: ProtobufOptions): PreparedFormat {
     name: 'protobuf',
     async prepare(payloads) {
       if (!registry || !wire) return;
-      const ids = unknownIds(payloads, (id) => byId.has(id));
+      const ids = unknownIds(payloads, (id) => byId.has(id) || failed.recent(id));
       await Promise.all(
         ids.map(async (id) => {
           try {
@@ -385,8 +387,8 @@ export function protobufFormat(o: ProtobufOptions): PreparedFormat {
             byId.set(id, { root: parseProtoText(s.schema), pkg: packageOf(s.schema) });
             failed.delete(id);
           } catch (e) {
+            if (e instanceof RegistryError && e.status !== 404) throw e;
             failed.set(id, errorMessage(e));
-            if (e instanceof SluiceError && e.retriable) throw e;
           }
         }),
       );
@@ -414,7 +416,7 @@ export function protobufFormat(o: ProtobufOptions): PreparedFormat {
           if (registry) {
             const p = byId.get(id);
             if (!p) {
-              const why = failed.get(id);
+              const why = failed.message(id);
               return onError(new RecordError('DECODE', `unknown schema id ${id}${why ? `: ${why}` : ` (not fetched from ${registry.url}; the batch was not prepared)`}`), payload);
             }
             t = typeByIndexes(p.root, p.pkg, idx.path);

@@ -195,8 +195,24 @@ export class SchemaRegistryClient {
   requests = 0;
 
   constructor(o: RegistryClientOptions) {
-    this.url = o.url.replace(/\/+$/, '');
-    this.auth = o.username !== undefined ? 'Basic ' + Buffer.from(`${o.username}:${o.password ?? ''}`).toString('base64') : undefined;
+    let url = o.url;
+    let user = o.username;
+    let pass = o.password;
+    // fetch refuses URLs with credentials, and messages show the URL: move `user:pass@` into the auth header.
+    try {
+      const u = new URL(o.url);
+      if (u.username || u.password) {
+        user ??= decodeURIComponent(u.username);
+        pass ??= decodeURIComponent(u.password);
+        u.username = '';
+        u.password = '';
+        url = u.toString();
+      }
+    } catch {
+      /* validated with the options */
+    }
+    this.url = url.replace(/\/+$/, '');
+    this.auth = user !== undefined ? 'Basic ' + Buffer.from(`${user}:${pass ?? ''}`).toString('base64') : undefined;
     this.timeoutMs = o.timeoutMs ?? 10_000;
   }
 
@@ -341,4 +357,27 @@ export function unknownIds(payloads: (string | Uint8Array)[], have: (id: number)
     if (!have(id) && !out.includes(id)) out.push(id);
   }
   return out;
+}
+
+/**
+ * Why an id could not be fetched, kept for the decode error. A permanent failure (404, wrong schema type) is not asked
+ * again for `retryMs`, so a stream of messages with a bad id does not send one request per batch.
+ */
+export class IdFailures {
+  private readonly m = new Map<number, { message: string; at: number }>();
+  constructor(private readonly retryMs = 30_000) {}
+  set(id: number, message: string): void {
+    this.m.set(id, { message, at: Date.now() });
+  }
+  delete(id: number): void {
+    this.m.delete(id);
+  }
+  message(id: number): string | undefined {
+    return this.m.get(id)?.message;
+  }
+  /** Failed recently enough that asking again is pointless. */
+  recent(id: number): boolean {
+    const f = this.m.get(id);
+    return f !== undefined && Date.now() - f.at < this.retryMs;
+  }
 }
