@@ -162,6 +162,8 @@ export class MqttConnection {
   private connectedOnce = false;
   fatal?: Error;
   refs = 0;
+  /** Reconnections after the first connection (metrics, tests). */
+  reconnects = 0;
   /** No reconnects (test()): the first failure is final. */
   private readonly once: boolean;
 
@@ -205,6 +207,7 @@ export class MqttConnection {
       this.epoch++;
       this.held.clear();
       const resumed = !!connack.sessionPresent;
+      if (this.connectedOnce) this.reconnects++;
       if (this.connectedOnce) this.log.info({ server: this.shown, client_id: this.clientId, session_present: resumed }, 'mqtt: reconnected');
       else this.log.info({ server: this.shown, client_id: this.clientId, session_present: resumed }, 'mqtt: connected');
       this.connectedOnce = true;

@@ -58,9 +58,10 @@ async function waitFor(cond: () => boolean, what: string, ms = 10_000): Promise<
   }
 }
 
-/** At most 20 QoS 1/2 publishes in flight: Mosquitto silently drops QoS 2 messages beyond `max_inflight_messages`. */
+/** QoS 2: at most 20 publishes in flight, as Mosquitto silently drops QoS 2 messages beyond `max_inflight_messages`. */
 async function publish(topic: string, payloads: string[], qos: 0 | 1 | 2 = 1, client = pub): Promise<void> {
-  for (let i = 0; i < payloads.length; i += 20) await Promise.all(payloads.slice(i, i + 20).map((p) => client.publishAsync(topic, p, { qos })));
+  const step = qos === 2 ? 20 : 500;
+  for (let i = 0; i < payloads.length; i += step) await Promise.all(payloads.slice(i, i + step).map((p) => client.publishAsync(topic, p, { qos })));
 }
 
 const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
@@ -366,23 +367,47 @@ describe('mqtt source and sink against mosquitto', () => {
 
   it('keeps up with a slow sink through backpressure without losing QoS 1 messages (20k records)', async () => {
     const topic = uniq('load');
-    const sinks: Record<string, Rec> = { main: { written: [], down: false, delayMs: 1 } };
-    const h = start(pipeline('load', mqttEndpoint('source', { topic, qos: 1 }), recEndpoint('main'), { buffer: { max_records: 2000 } }), env(sinks));
+    const sinks: Record<string, Rec> = { main: { written: [], down: false, delayMs: 10 } };
+    // The in-flight window (max_inflight 1000) bounds what is unacknowledged; a smaller pipeline buffer makes the
+    // source pause reading as well.
+    const h = start(pipeline('load', mqttEndpoint('source', { topic, qos: 1 }), recEndpoint('main'), { buffer: { max_records: 300 } }), env(sinks));
     await waitUntilSubscribed(topic, h);
     const n = 20_000;
     const payload = (i: number) => JSON.stringify({ id: i, v: 'x'.repeat(80) });
     const t0 = Date.now();
-    // Paced so that Mosquitto's per-client queue (max_queued_messages 1000 beyond the in-flight window) never overflows.
+    // Paced to at most 800 outstanding messages: while the source pauses reading, Mosquitto holds the backlog in its
+    // per-client queue and drops QoS 1 messages beyond `max_queued_messages` (1000), persistent session or not.
     for (let i = 0; i < n; i += 500) {
+      await waitFor(() => sinks.main!.written.length >= i - 300, 'the pipeline to keep up', 20_000);
       await publish(topic, range(i, 500).map(payload));
-      await waitFor(() => sinks.main!.written.length >= i - 1000, 'the pipeline to keep up', 20_000);
     }
     await waitFor(() => sinks.main!.written.length >= n, `${n} records`, 30_000);
     const secs = (Date.now() - t0) / 1000;
     expect(distinct(sinks.main!.written).size).toBe(n);
     expect(ids(sinks.main!.written)).toHaveLength(n);
+    await h.stop();
+    expect(h.metrics.source.snapshot().pauses).toBeGreaterThan(0);
     console.log(`mqtt QoS 1 -> slow sink: ${n} records in ${secs.toFixed(2)} s (${Math.round(n / secs)} records/s)`);
   }, 60_000);
+
+
+  it('stays connected while reading is paused for longer than the keep-alive (a stalled sink)', async () => {
+    const topic = uniq('stall');
+    const sinks: Record<string, Rec> = { main: { written: [], down: false } };
+    const h = start(pipeline('stall', mqttEndpoint('source', { topic, qos: 1, keepalive: '1s' }), recEndpoint('main'), { buffer: { max_records: 5 } }), env(sinks));
+    await waitUntilSubscribed(topic, h);
+    await waitFor(() => sinks.main!.written.length >= 1, 'the probe');
+    sinks.main!.delayMs = 3000; // 3x the keep-alive: mqtt.js would declare the connection dead after 1.5x
+    await publish(topic, json(range(0, 50)));
+    await waitFor(() => ids(sinks.main!.written).length >= 1, 'the first stalled write', 10_000);
+    sinks.main!.delayMs = 0;
+    await waitFor(() => ids(sinks.main!.written).length >= 50, 'all 50 records', 15_000);
+    await h.stop();
+    const m = h.metrics.source.snapshot();
+    expect(m.pauses).toBeGreaterThan(0);
+    expect(m.reconnects).toBe(0);
+    expect(ids(sinks.main!.written).sort((a, b) => a - b)).toEqual(range(0, 50));
+  }, 30_000);
 });
 
 /** Established TCP connections from this process to the broker, as the kernel sees them. */

@@ -27,6 +27,8 @@ interface Metrics {
   bytes: Counter;
   queueDepth: Gauge;
   connected: Gauge;
+  reconnects: Gauge;
+  pauses: Counter;
 }
 
 function headersOf(props: IPublishPacket['properties']): Record<string, string> | undefined {
@@ -77,6 +79,8 @@ export class MqttSource implements Source, Subscriber {
       bytes: mt.counter('bytes_received', 'payload bytes received'),
       queueDepth: mt.gauge('queue_depth', 'messages waiting for the pipeline'),
       connected: mt.gauge('connected', '1 while the client is connected to the broker'),
+      reconnects: mt.gauge('reconnects', 'reconnections of the client since it started'),
+      pauses: mt.counter('pauses', 'times reading from the broker was paused because the pipeline was full'),
     };
     if (ctx.signal.aborted) return;
     const onAbort = () => this.stop.abort();
@@ -200,6 +204,7 @@ export class MqttSource implements Source, Subscriber {
     if (this.buffer && acks.length) this.conn?.ack(acks);
     if (p && !final) {
       this.waiting = true;
+      this.m.pauses.inc();
       this.conn?.setWaiting(this, true);
       p.then(this.onSpace, this.onEmitError);
     } else if (p) p.catch(() => undefined);
@@ -226,5 +231,6 @@ export class MqttSource implements Source, Subscriber {
     u.bytes = 0;
     this.m.queueDepth.set(this.pending.length);
     this.m.connected.set(this.conn?.client.connected ? 1 : 0);
+    this.m.reconnects.set(this.conn?.reconnects ?? 0);
   };
 }
