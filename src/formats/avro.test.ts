@@ -227,6 +227,8 @@ describe('avro with a schema registry', () => {
     await Promise.all([f.prepare!(batch), f.prepare!(batch)]);
     await f.prepare!([framed(id, tradeV1, { sym: 'C', qty: 3 })]);
     expect(reg.count(`GET /schemas/ids/${id}`) - before).toBe(1);
+    // Once every id of a batch is known, prepare costs nothing: no promise for the runtime to wait on.
+    expect(f.prepare!(batch)).toBeUndefined();
     const { rows, errors } = decodeAll(f, [...batch, framed(id, tradeV1, { sym: 'C', qty: 3 })]);
     expect(errors).toEqual([]);
     expect(rows).toEqual([{ sym: 'A', qty: 1 }, { sym: 'B', qty: 2 }, { sym: 'C', qty: 3 }]);
@@ -279,6 +281,17 @@ describe('avro with a schema registry', () => {
     expect(JSON.parse(latest.schema).fields[1].type).toEqual({ type: 'long', logicalType: 'timestamp-millis' });
   });
 
+  it("prepares through the encoder: without a topic it waits for the sink to name one", async () => {
+    const topic = `late-${Date.now()}`;
+    const schema = { type: 'record', name: 'Late', fields: [{ name: 'n', type: 'int' }] };
+    const enc = createFormat({ name: 'avro', options: opts({ schema, auto_register: true }) }).encoder() as import('../core/types.js').Encoder & { prepare(topic?: string): Promise<void> };
+    await enc.prepare(); // what the runtime does before the sink opens: no topic yet, so nothing happens
+    expect(() => enc.encode({ n: 1 })).toThrow('the registry subject is unknown: set subject (or topic for subject_strategy topic_name)');
+    await enc.prepare(topic); // what a Kafka sink does once it knows its topic
+    expect(reg.count(`POST /subjects/${topic}-value/versions`)).toBe(1);
+    expect(Buffer.from(enc.encode({ n: 1 }) as Uint8Array)[0]).toBe(0);
+  });
+
   it('follows the record_name and topic_record_name strategies', async () => {
     const schema = { type: 'record', name: 'Ping', namespace: 'com.acme', fields: [{ name: 'n', type: 'int' }] };
     const a = createFormat({ name: 'avro', options: opts({ schema, auto_register: true, subject_strategy: 'record_name' }) }) as PreparedFormat;
@@ -288,7 +301,10 @@ describe('avro with a schema registry', () => {
     await b.prepareEncode!('pings');
     expect(reg.count('POST /subjects/pings-com.acme.Ping/versions')).toBe(1);
     const c = createFormat({ name: 'avro', options: opts({ schema }) }) as PreparedFormat;
-    await expect(c.prepareEncode!()).rejects.toThrow(/set subject/);
+    await expect(c.prepareEncode!('t')).rejects.toThrow(/not registered under subject 't-value'/); // topic_name: looked up as t-value
+    const d = createFormat({ name: 'avro', options: opts({ schema, subject_strategy: 'topic_record_name' }) }) as PreparedFormat;
+    await expect(d.prepareEncode!(undefined)).resolves.toBeUndefined();
+    expect(() => d.encoder().encode({ n: 1 })).toThrow('subject_strategy topic_record_name needs a topic and a record name; set subject');
   });
 
   it('without auto_register, uses a registered schema and refuses an unregistered one', async () => {
@@ -307,7 +323,7 @@ describe('avro with a schema registry', () => {
     expect(avro.Type.forSchema(tradeV1 as avro.Schema).fromBuffer(msg.subarray(5))).toEqual({ sym: 'Z', qty: 9 });
     // Encoding before prepareEncode is a clear error, not a message with a wrong id.
     const k = createFormat({ name: 'avro', options: opts({ schema: tradeV1, subject }) });
-    expect(() => k.encoder().encode({ sym: 'A', qty: 1 })).toThrow(/prepareEncode was not called/);
+    expect(() => k.encoder().encode({ sym: 'A', qty: 1 })).toThrow(/the encoder was not prepared/);
   });
 
   it("reports the registry's compatibility and validation errors with its message", async () => {
@@ -356,6 +372,8 @@ describe('avro with a schema registry', () => {
     expect(err).toBeInstanceOf(SluiceError);
     expect((err as SluiceError).retriable).toBe(true);
     expect((err as Error).message).toMatch(new RegExp(`^schema registry ${url} unreachable while fetching schema id 1: `));
+    // If the batch is decoded anyway, each record says why.
+    expect(decodeAll(f, [framed(1, tradeV1, { sym: 'A', qty: 1 })]).errors[0]!.message).toMatch(/^unknown schema id 1: schema registry .* unreachable/);
   });
 });
 
@@ -426,5 +444,60 @@ describe('avro through the runtime', () => {
     expect(dead).toHaveLength(1);
     expect(dead[0]).toMatchObject({ error: expect.stringMatching(/^truncated Avro data/), error_class: 'DECODE', metadata: { _offset: 1 } });
     expect(committed).toEqual(['a1']);
+  });
+
+  it('fetches registry schemas before decoding (the runtime awaits prepare), in order', async () => {
+    const { startPipeline } = await import('../core/runtime.js');
+    const { memoryStateStore } = await import('../core/state.js');
+    const { silentLog } = await import('../testing/harness.js');
+    const { DEFAULT_BATCH, DEFAULT_BUFFER, DEFAULT_RETRY } = await import('../core/model.js');
+    const { z } = await import('zod');
+    const reg = await new FakeSchemaRegistry().start();
+    try {
+      const v1 = { type: 'record', name: 'E', fields: [{ name: 'n', type: 'int' }] };
+      const v2 = { type: 'record', name: 'E', fields: [{ name: 'n', type: 'int' }, { name: 's', type: 'string', default: '' }] };
+      const id1 = reg.add('e-value', v1);
+      const id2 = reg.add('e-value', v2);
+      const frame = (id: number, schema: object, v: unknown) => {
+        const body = avro.Type.forSchema(schema as avro.Schema).toBuffer(v);
+        const b = Buffer.alloc(5 + body.length);
+        b.writeUInt32BE(id, 1);
+        body.copy(b, 5);
+        return b;
+      };
+      const written: unknown[] = [];
+      const connectors = {
+        src: { name: 'src', title: '', description: '', source: { options: z.object({}), create: () => ({
+          async run(ctx: import('../core/types.js').SourceContext) {
+            await ctx.emit({ records: [{ value: frame(id1, v1, { n: 1 }) }], ack: 1 });
+            await ctx.emit({ records: [{ value: frame(id2, v2, { n: 2, s: 'x' }) }, { value: frame(id1, v1, { n: 3 }) }], ack: 2 });
+          },
+        }) } },
+        rec: { name: 'rec', title: '', description: '', sink: { options: z.object({}), create: () => ({
+          async open() {},
+          async write(records: import('../core/types.js').SluiceRecord[]) {
+            written.push(...records.map((r) => r.value));
+          },
+        }) } },
+      } as Record<string, import('../core/spec.js').ConnectorSpec>;
+      const ep = (connector: string, format: unknown) => ({ connector, options: {}, config: {}, format, bad_data: 'fail' as const, metadata_fields: {} });
+      const h = startPipeline(
+        {
+          name: 'avro-reg',
+          source: ep('src', { name: 'avro', options: { schema_registry_address: reg.url } }),
+          sink: ep('rec', { name: 'json', options: {} }),
+          batch: { ...DEFAULT_BATCH, linger_ms: 0 },
+          buffer: { ...DEFAULT_BUFFER },
+          retry: { ...DEFAULT_RETRY },
+        } as never,
+        { log: silentLog, state: memoryStateStore(), dataDir: '/tmp/sluice-avro-test', connector: (n: string) => connectors[n]! },
+      );
+      const r = await h.done;
+      expect(r.status).toBe('completed');
+      expect(written).toEqual([{ n: 1 }, { n: 2, s: 'x' }, { n: 3 }]);
+      expect(reg.count('GET /schemas/ids/')).toBe(2);
+    } finally {
+      await reg.stop();
+    }
   });
 });

@@ -15,8 +15,8 @@ import {
   readSchemaId,
   registryOptionProblems,
   registryOptionShape,
+  fetchUnknownIds,
   IdFailures,
-  RegistryError,
   SchemaRegistryClient,
   subjectFor,
   unknownIds,
@@ -420,34 +420,32 @@ export function avroFormat(o: AvroOptions, pipelineSchema?: SchemaSpec): Prepare
   let writerType: AvroType | undefined =
     reader ?? (pipelineSchema?.fields.length ? avroType(avroSchemaFor(pipelineSchema, o.record_name)) : undefined);
   let writerId: number | undefined;
+  let encodeBlocker: string | undefined;
   const bytesInside = () => (writerType ? containsBytes(writerType) : false);
 
   const format: PreparedFormat = {
     name: 'avro',
-    async prepare(payloads) {
-      if (!registry || !wire) return;
-      const ids = unknownIds(payloads, (id) => byId.has(id) || failed.recent(id));
-      if (!ids.length) return;
-      await Promise.all(
-        ids.map(async (id) => {
-          try {
-            const s = await registry.schemaById(id);
-            if (s.schemaType !== 'AVRO') throw new SluiceError('DECODE', `schema id ${id} in ${registry.url} is a ${s.schemaType} schema, not Avro`);
-            byId.set(id, entryFor(id, s.schema));
-            failed.delete(id);
-          } catch (e) {
-            // Only an id the registry does not have (or of another kind) is bad data, reported per record; an
-            // unreachable registry or refused credentials stop the batch, so nothing is dropped for a setup problem.
-            if (e instanceof RegistryError && e.status !== 404) throw e;
-            failed.set(id, errorMessage(e));
-          }
-        }),
-      );
+    prepare(payloads) {
+      if (!registry || !wire) return undefined;
+      return fetchUnknownIds(registry, payloads, (id) => byId.has(id), failed, (s) => {
+        if (s.schemaType !== 'AVRO') throw new SluiceError('DECODE', `schema id ${s.id} in ${registry.url} is a ${s.schemaType} schema, not Avro`);
+        byId.set(s.id, entryFor(s.id, s.schema));
+      });
     },
     async prepareEncode(topic) {
       if (!registry || !wire || writerId !== undefined) return;
       const named = writerType as unknown as { name?: string } | undefined;
-      const subject = subjectFor(o, named?.name, topic);
+      let subject: string;
+      try {
+        subject = subjectFor(o, named?.name, topic);
+      } catch (e) {
+        // Called without a topic (by the runtime, before the sink opens): the sink may still call again with one.
+        if (topic === undefined) {
+          encodeBlocker = errorMessage(e);
+          return;
+        }
+        throw e;
+      }
       if (!writerType) {
         const latest = await registry.latest(subject);
         if (latest.schemaType !== 'AVRO') throw new SluiceError('CONFIG', `subject '${subject}' in ${registry.url} holds a ${latest.schemaType} schema, not Avro`);
@@ -495,11 +493,11 @@ export function avroFormat(o: AvroOptions, pipelineSchema?: SchemaSpec): Prepare
         if (!writerType) {
           throw new SluiceError(
             'CONFIG',
-            registry && wire ? 'the Avro schema was not fetched from the registry before encoding (prepareEncode was not called)' : 'Avro encoding needs a schema: set schema or declare the pipeline schema',
+            registry && wire ? encodeBlocker ?? 'the Avro schema was not fetched from the registry before encoding (the encoder was not prepared)' : 'Avro encoding needs a schema: set schema or declare the pipeline schema',
           );
         }
         if (wire && writerId === undefined && registry) {
-          throw new SluiceError('CONFIG', 'the Avro schema id is unknown: prepareEncode was not called before encoding');
+          throw new SluiceError('CONFIG', encodeBlocker ?? 'the Avro schema id is unknown: the encoder was not prepared (prepare) before encoding');
         }
         const v = fixBytes ? buffersFor(value) : value;
         let body: Buffer;
@@ -514,6 +512,7 @@ export function avroFormat(o: AvroOptions, pipelineSchema?: SchemaSpec): Prepare
         extension: 'bin',
         encode,
         encodeStream: (values) => encodeLengthDelimited(values.map(encode)),
+        prepare: (topic?: string) => format.prepareEncode!(topic),
       };
     },
   };

@@ -15,8 +15,8 @@ import {
   readSchemaId,
   registryOptionProblems,
   registryOptionShape,
+  fetchUnknownIds,
   IdFailures,
-  RegistryError,
   SchemaRegistryClient,
   subjectFor,
   unknownIds,
@@ -363,6 +363,7 @@ export function protobufFormat(o: ProtobufOptions): PreparedFormat {
   const failed = new IdFailures();
   let writerId: number | undefined;
   let writerIndexes: Uint8Array | undefined;
+  let encodeBlocker: string | undefined;
 
   const decodeBody = (t: protobuf.Type, b: Uint8Array, payload: string | Uint8Array, out: unknown[], onError: (e: Error, raw: string | Uint8Array) => void) => {
     let msg: protobuf.Message;
@@ -374,29 +375,29 @@ export function protobufFormat(o: ProtobufOptions): PreparedFormat {
     out.push(toRow(t, t.toObject(msg, TO_OBJECT)));
   };
 
-  return {
+  const format: PreparedFormat = {
     name: 'protobuf',
-    async prepare(payloads) {
-      if (!registry || !wire) return;
-      const ids = unknownIds(payloads, (id) => byId.has(id) || failed.recent(id));
-      await Promise.all(
-        ids.map(async (id) => {
-          try {
-            const s = await registry.schemaById(id);
-            if (s.schemaType !== 'PROTOBUF') throw new SluiceError('DECODE', `schema id ${id} in ${registry.url} is a ${s.schemaType} schema, not Protobuf`);
-            byId.set(id, { root: parseProtoText(s.schema), pkg: packageOf(s.schema) });
-            failed.delete(id);
-          } catch (e) {
-            if (e instanceof RegistryError && e.status !== 404) throw e;
-            failed.set(id, errorMessage(e));
-          }
-        }),
-      );
+    prepare(payloads) {
+      if (!registry || !wire) return undefined;
+      return fetchUnknownIds(registry, payloads, (id) => byId.has(id), failed, (s) => {
+        if (s.schemaType !== 'PROTOBUF') throw new SluiceError('DECODE', `schema id ${s.id} in ${registry.url} is a ${s.schemaType} schema, not Protobuf`);
+        byId.set(s.id, { root: parseProtoText(s.schema), pkg: packageOf(s.schema) });
+      });
     },
     async prepareEncode(topic) {
       if (!registry || !wire || writerId !== undefined) return;
       if (!local || !localType) throw new SluiceError('CONFIG', 'encoding Protobuf needs proto and message');
-      const subject = subjectFor(o, localType.fullName.slice(1), topic);
+      let subject: string;
+      try {
+        subject = subjectFor(o, localType.fullName.slice(1), topic);
+      } catch (e) {
+        // Called without a topic (by the runtime, before the sink opens): the sink may still call again with one.
+        if (topic === undefined) {
+          encodeBlocker = errorMessage(e);
+          return;
+        }
+        throw e;
+      }
       const id = o.auto_register ? await registry.register(subject, local.text, 'PROTOBUF') : await registry.lookup(subject, local.text, 'PROTOBUF');
       if (id === undefined) throw new SluiceError('CONFIG', `the .proto is not registered under subject '${subject}' in ${registry.url}; register it or set auto_register: true`);
       writerIndexes = encodeIndexes(indexesOf(local.root, packageOf(local.text), localType));
@@ -435,7 +436,7 @@ export function protobufFormat(o: ProtobufOptions): PreparedFormat {
         if (problem) throw new RecordError('SCHEMA', `does not fit ${localType.fullName.slice(1)}: ${problem}`);
         const body = localType.encode(localType.fromObject(obj)).finish();
         if (!wire) return body;
-        if (registry && writerId === undefined) throw new SluiceError('CONFIG', 'the Protobuf schema id is unknown: prepareEncode was not called before encoding');
+        if (registry && writerId === undefined) throw new SluiceError('CONFIG', encodeBlocker ?? 'the Protobuf schema id is unknown: the encoder was not prepared (prepare) before encoding');
         const idx = writerIndexes ?? encodeIndexes(local ? indexesOf(local.root, packageOf(local.text), localType) : [0]);
         const out = Buffer.allocUnsafe(5 + idx.length + body.length);
         out[0] = 0;
@@ -444,7 +445,8 @@ export function protobufFormat(o: ProtobufOptions): PreparedFormat {
         out.set(body, 5 + idx.length);
         return out;
       };
-      return { extension: 'bin', encode, encodeStream: (values) => encodeLengthDelimited(values.map(encode)) };
+      return { extension: 'bin', encode, encodeStream: (values) => encodeLengthDelimited(values.map(encode)), prepare: (topic?: string) => format.prepareEncode!(topic) };
     },
   };
+  return format;
 }

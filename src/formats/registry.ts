@@ -8,11 +8,12 @@ import { z, bool, duration, opt } from '../core/spec.js';
 import { RecordError, SluiceError, errorMessage } from '../core/errors.js';
 import type { Format } from '../core/types.js';
 
-/** A Format whose decoders/encoders depend on remote state fetched ahead of time. */
+/**
+ * A Format whose decoders/encoders depend on registry state fetched ahead of time. `prepare(payloads)` (the Format
+ * contract) fetches the schemas a batch names; `prepareEncode(topic)` looks up or registers the writer schema once,
+ * shared by every encoder of the format, and is what each encoder's `prepare(topic?)` calls.
+ */
 export interface PreparedFormat extends Format {
-  /** Fetch what decoding `payloads` needs (schemas by id). Decode stays synchronous afterwards. */
-  prepare?(payloads: (string | Uint8Array)[]): Promise<void>;
-  /** Look up or register the writer schema before the first encode. `topic` feeds the topic_name strategies. */
   prepareEncode?(topic?: string): Promise<void>;
 }
 
@@ -344,7 +345,7 @@ export class SchemaRegistryClient {
  * The ids named by the Confluent headers of `payloads` that `have` does not know, each once. Payloads without a valid
  * header are skipped here; decode reports them.
  */
-export function unknownIds(payloads: (string | Uint8Array)[], have: (id: number) => boolean): number[] {
+export function unknownIds(payloads: ReadonlyArray<string | Uint8Array>, have: (id: number) => boolean): number[] {
   const out: number[] = [];
   let last = -1;
   for (let i = 0; i < payloads.length; i++) {
@@ -364,10 +365,10 @@ export function unknownIds(payloads: (string | Uint8Array)[], have: (id: number)
  * again for `retryMs`, so a stream of messages with a bad id does not send one request per batch.
  */
 export class IdFailures {
-  private readonly m = new Map<number, { message: string; at: number }>();
+  private readonly m = new Map<number, { message: string; at: number; permanent: boolean }>();
   constructor(private readonly retryMs = 30_000) {}
-  set(id: number, message: string): void {
-    this.m.set(id, { message, at: Date.now() });
+  set(id: number, message: string, permanent: boolean): void {
+    this.m.set(id, { message, at: Date.now(), permanent });
   }
   delete(id: number): void {
     this.m.delete(id);
@@ -375,9 +376,43 @@ export class IdFailures {
   message(id: number): string | undefined {
     return this.m.get(id)?.message;
   }
-  /** Failed recently enough that asking again is pointless. */
+  /** Failed for good, recently enough that asking again is pointless. */
   recent(id: number): boolean {
     const f = this.m.get(id);
-    return f !== undefined && Date.now() - f.at < this.retryMs;
+    return f !== undefined && f.permanent && Date.now() - f.at < this.retryMs;
   }
+}
+
+/**
+ * The decode-side `prepare`: fetch the ids of `payloads` not known yet and hand each schema to `load`. Returns
+ * undefined when there is nothing to fetch, so the common batch costs no promise. Only an id the registry does not
+ * have, or one `load` rejects (another schema type, unreadable), becomes bad data per record; an unreachable registry
+ * or refused credentials reject, so that nothing is dropped or dead-lettered for a setup problem.
+ */
+export function fetchUnknownIds(
+  registry: SchemaRegistryClient,
+  payloads: ReadonlyArray<string | Uint8Array>,
+  known: (id: number) => boolean,
+  failed: IdFailures,
+  load: (s: RegisteredSchema) => void,
+): Promise<void> | undefined {
+  const ids = unknownIds(payloads, (id) => known(id) || failed.recent(id));
+  if (!ids.length) return undefined;
+  const one = (id: number) =>
+    registry.schemaById(id).then(
+      (s) => {
+        try {
+          load(s);
+          failed.delete(id);
+        } catch (e) {
+          failed.set(id, errorMessage(e), true);
+        }
+      },
+      (e: unknown) => {
+        const permanent = e instanceof RegistryError && e.status === 404;
+        failed.set(id, errorMessage(e), permanent);
+        if (!permanent) throw e;
+      },
+    );
+  return Promise.all(ids.map(one)).then(() => undefined);
 }
