@@ -68,7 +68,13 @@ const topicFilters = z
     }
   });
 
-const qos = z.preprocess((v) => (typeof v === 'string' && /^\d$/.test(v.trim()) ? Number(v) : v), z.union([z.literal(0), z.literal(1), z.literal(2)]));
+const qos = z.preprocess(
+  (v) => (typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : v),
+  z
+    .number()
+    .refine((v) => v === 0 || v === 1 || v === 2, { message: 'QoS must be 0, 1 or 2' })
+    .transform((v) => v as 0 | 1 | 2),
+);
 
 export const connectionOptionShape = {
   server: opt(
