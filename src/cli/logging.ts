@@ -8,7 +8,11 @@ import type { StatusLine } from './status.js';
 export type LogFormat = 'json' | 'pretty';
 
 /** Keys whose values never reach a log line, whatever object they are in. */
-export const SECRET_KEYS = ['password', 'passwd', 'token', 'secret', 'api_key', 'apikey', 'api_secret', 'authorization', 'sasl_password', 'private_key', 'key_password'];
+export const SECRET_KEYS = [
+  'password', 'passwd', 'token', 'secret', 'api_key', 'apikey', 'api_secret', 'authorization', 'sasl_password', 'private_key',
+  'key_password', 'passphrase', 'bearer', 'access_token', 'client_secret', 'secret_key', 'schema_registry_api_key',
+  'schema_registry_api_secret', 'schema_registry_password', 'credentials', 'creds', 'nkey', 'seed',
+];
 
 export function createLogger(o: { format?: LogFormat; level: string; status?: StatusLine }): { log: Logger; flush(): Promise<void> } {
   const format = o.format ?? (process.stderr.isTTY ? 'pretty' : 'json');

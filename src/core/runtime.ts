@@ -562,18 +562,36 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
   // Batches whose format must fetch something first (registry schemas) wait here, and every later batch waits behind
   // them, so order is kept.
   let preparing: Promise<void> | undefined;
+  /**
+   * A format's preparation fails only for setup problems (registry unreachable, refused credentials), never for one bad
+   * record: retry it like a sink write, then fail the pipeline without emitting, so replayable sources lose nothing.
+   */
+  const prepareWithRetry = async (first: Promise<void>, payloads: Array<string | Uint8Array>): Promise<boolean> => {
+    let attempt = 1;
+    for (let p: Promise<void> | undefined = first; ; p = sourceFormat.prepare!(payloads)) {
+      try {
+        await p;
+        return true;
+      } catch (e) {
+        const retriable = !(e instanceof SluiceError) || e.retriable;
+        if (!retriable || attempt >= def.retry.max_attempts || sourceAbort.signal.aborted) {
+          fail(new SluiceError('CONNECT', `format '${def.source.format.name}' is not ready: ${errorMessage(e)}`, { cause: e }), true);
+          return false;
+        }
+        const backoff = Math.min(def.retry.max_backoff_ms, def.retry.initial_backoff_ms * 2 ** (attempt - 1));
+        log.warn({ attempt, backoff_ms: backoff, err: errorMessage(e) }, 'format could not prepare a batch; retrying');
+        attempt++;
+        await sleep(backoff, sourceAbort.signal);
+      }
+    }
+  };
+  const payloadsOf = (batch: SourceBatch) => batch.records.map((r) => r.value as string | Uint8Array);
   const prepareThenEmit = (batch: SourceBatch): Promise<void> | undefined => {
     if (batch.decoded || !sourceFormat.prepare) return emitNow(batch);
-    const p = sourceFormat.prepare(batch.records.map((r) => r.value as string | Uint8Array));
+    const payloads = payloadsOf(batch);
+    const p = sourceFormat.prepare(payloads);
     if (!p) return emitNow(batch);
-    return p.then(
-      () => emitNow(batch),
-      (e) => {
-        // Decoding then reports each record it cannot read, under the bad_data policy.
-        log.warn({ err: errorMessage(e) }, 'format could not prepare a batch');
-        return emitNow(batch);
-      },
-    );
+    return prepareWithRetry(p, payloads).then((ok) => (ok ? emitNow(batch) : undefined));
   };
   const chain = (fn: () => Promise<void> | undefined): Promise<void> => {
     const mine = (preparing ?? Promise.resolve()).then(fn);
@@ -591,10 +609,11 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
     if (!accepting) return undefined;
     if (preparing) return chain(() => prepareThenEmit(batch));
     if (!batch.decoded && sourceFormat.prepare) {
-      const p = sourceFormat.prepare(batch.records.map((r) => r.value as string | Uint8Array));
+      const payloads = payloadsOf(batch);
+      const p = sourceFormat.prepare(payloads);
       if (p) {
-        const ready = p.catch((e) => log.warn({ err: errorMessage(e) }, 'format could not prepare a batch'));
-        return chain(() => ready.then(() => emitNow(batch)));
+        const ready = prepareWithRetry(p, payloads);
+        return chain(() => ready.then((ok) => (ok ? emitNow(batch) : undefined)));
       }
     }
     return emitNow(batch);

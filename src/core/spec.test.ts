@@ -78,3 +78,11 @@ describe('option specs', () => {
     expect(byName.tls!.children!.map((c) => c.name)).toEqual(['disable', 'skip_verify_server']);
   });
 });
+
+describe('nested spellings of dotted aliases', () => {
+  it('accepts `a: { b: v }` where `a.b` is an alias', () => {
+    const o = z.strictObject({ registry_url: opt(z.string(), { description: 'Registry.', aliases: ['schemaRegistryEnum.endpoint'] }) });
+    const r = parseOptions(o, { schemaRegistryEnum: { endpoint: 'http://r:8081' } });
+    expect(r.ok && r.value).toEqual({ registry_url: 'http://r:8081' });
+  });
+});

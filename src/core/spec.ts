@@ -309,6 +309,19 @@ function normalizeInto(
         }
       }
     }
+    if (target === undefined && v && typeof v === 'object' && !Array.isArray(v)) {
+      // A nested map whose dotted spelling is an alias (`schemaRegistryEnum: { endpoint }` for
+      // `schemaRegistryEnum.endpoint`): flatten it and normalise the dotted keys instead.
+      const inner = Object.entries(v as Record<string, unknown>);
+      if (inner.length && inner.every(([k2]) => table.has(`${key}.${k2}`) || table.has(loose(`${key}.${k2}`)))) {
+        for (const [k2, v2] of inner) {
+          const t = table.get(`${key}.${k2}`) ?? table.get(loose(`${key}.${k2}`))!;
+          seenFrom.set(t, `${key}.${k2}`);
+          out[t] = normalizeInto(shape[t]!, v2, [...canon, t], [...orig, key, k2], origin, issues);
+        }
+        continue;
+      }
+    }
     if (target === undefined) {
       if (!strict) {
         out[key] = v;

@@ -500,4 +500,52 @@ describe('avro through the runtime', () => {
       await reg.stop();
     }
   });
+
+  it('a registry that stays unreachable fails the pipeline after the retries, committing and dropping nothing', async () => {
+    const { startPipeline } = await import('../core/runtime.js');
+    const { memoryStateStore } = await import('../core/state.js');
+    const { silentLog } = await import('../testing/harness.js');
+    const { DEFAULT_BATCH, DEFAULT_BUFFER } = await import('../core/model.js');
+    const { z } = await import('zod');
+    const reg = await new FakeSchemaRegistry().start();
+    const url = reg.url;
+    await reg.stop(); // nothing listens there any more
+    const frame = Buffer.from([0, 0, 0, 0, 7, 2]);
+    const committed: unknown[] = [];
+    const written: unknown[] = [];
+    const connectors = {
+      src: { name: 'src', title: '', description: '', source: { options: z.object({}), create: () => ({
+        async run(ctx: import('../core/types.js').SourceContext) {
+          await ctx.emit({ records: [{ value: frame }], ack: 1 });
+        },
+        commit(acks: unknown[]) {
+          committed.push(...acks);
+        },
+      }) } },
+      rec: { name: 'rec', title: '', description: '', sink: { options: z.object({}), create: () => ({
+        async open() {},
+        async write(records: import('../core/types.js').SluiceRecord[]) {
+          written.push(...records);
+        },
+      }) } },
+    } as Record<string, import('../core/spec.js').ConnectorSpec>;
+    const ep = (connector: string, format: unknown) => ({ connector, options: {}, config: {}, format, bad_data: 'drop' as const, metadata_fields: {} });
+    const h = startPipeline(
+      {
+        name: 'avro-down',
+        source: ep('src', { name: 'avro', options: { schema_registry_address: url } }),
+        sink: ep('rec', { name: 'json', options: {} }),
+        batch: { ...DEFAULT_BATCH, linger_ms: 0 },
+        buffer: { ...DEFAULT_BUFFER },
+        retry: { max_attempts: 3, initial_backoff_ms: 1, max_backoff_ms: 5 },
+      } as never,
+      { log: silentLog, state: memoryStateStore(), dataDir: '/tmp/sluice-avro-test', connector: (n: string) => connectors[n]! },
+    );
+    const r = await h.done;
+    expect(r.status).toBe('failed');
+    expect(r.error?.message).toMatch(/format 'avro' is not ready/);
+    expect(r.stats.dropped).toBe(0);
+    expect(written).toEqual([]);
+    expect(committed).toEqual([]);
+  });
 });
