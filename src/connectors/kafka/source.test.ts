@@ -1,3 +1,4 @@
+import kafkajs from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mapScope } from '../../core/state.js';
 import { parseOptions } from '../../core/spec.js';
@@ -124,4 +125,43 @@ describe('kafka source (against ' + (process.env.KAFKA_BROKERS ? 'KAFKA_BROKERS'
     expect((err as Error).message).toMatch(/cannot reach Kafka brokers 127\.0\.0\.1:1 \(after 1 retries\).*ECONNREFUSED/);
     expect(Date.now() - t0).toBeGreaterThan(200);
   }, 30_000);
+  it.skipIf(!process.env.KAFKA_BROKERS)('a rebalance loses nothing: two members of one group together read every record (needs KAFKA_BROKERS: the emulator has no LeaveGroup/DescribeGroups)', async () => {
+    const topic = uniqueName('src-rebalance');
+    const group = uniqueName('g');
+    await broker.createTopic(topic, 4);
+    await broker.produce(topic, msgs(0, 2000, (i) => `k${i}`));
+    const o = options({ topic, group, offset: 'group', offset_reset: 'earliest' });
+    const seen = new Set<number>();
+    const state1 = mapScope(new Map());
+    const first = collectSource(new KafkaSource(o), { state: state1, timeoutMs: 25_000 });
+    // The second member joins while the first is reading, which moves partitions between them.
+    await new Promise((r) => setTimeout(r, 1000));
+    await broker.produce(topic, msgs(2000, 2000, (i) => `k${i}`));
+    const second = collectSource(new KafkaSource(o), { timeoutMs: 20_000 });
+    const [a, b] = await Promise.all([first, second]);
+    for (const r of [...a.records, ...b.records]) seen.add(JSON.parse(text(r.value)).id);
+    expect(seen.size).toBe(4000);
+  }, 60_000);
+
+  it.skipIf(!process.env.KAFKA_BROKERS)("read_committed skips aborted transactions (needs KAFKA_BROKERS: the emulator has no transactions)", async () => {
+    const topic = uniqueName('src-txn');
+    await broker.createTopic(topic, 1);
+    const k = new kafkajs.Kafka({ brokers: broker.brokers.split(','), logLevel: kafkajs.logLevel.NOTHING });
+    const p = k.producer({ transactionalId: uniqueName('tx'), idempotent: true, maxInFlightRequests: 1 });
+    await p.connect();
+    try {
+      const aborted = await p.transaction();
+      await aborted.send({ topic, messages: [{ value: '{"id":-1}' }] });
+      await aborted.abort();
+      const ok = await p.transaction();
+      await ok.send({ topic, messages: [{ value: '{"id":1}' }] });
+      await ok.commit();
+    } finally {
+      await p.disconnect();
+    }
+    const committed = await collectSource(new KafkaSource(options({ topic, offset: 'earliest', group: uniqueName('g') })), { limit: 1, timeoutMs: 20_000 });
+    expect(committed.records.map((r) => JSON.parse(text(r.value)).id)).toEqual([1]);
+    const all = await collectSource(new KafkaSource(options({ topic, offset: 'earliest', read_mode: 'read_uncommitted', group: uniqueName('g') })), { limit: 2, timeoutMs: 20_000 });
+    expect(all.records.map((r) => JSON.parse(text(r.value)).id)).toEqual([-1, 1]);
+  }, 60_000);
 });

@@ -112,6 +112,12 @@ export class KafkaSource implements Source {
       ctx.log.info({ group: this.group, partitions: this.assigned.size }, 'joined consumer group');
       if (this.pending.size) void this.flush();
     });
+    // KafkaJS has no revocation callback. The REBALANCING event comes before it rejoins, while this member's
+    // generation is still current, so that is the last moment acknowledged offsets can be committed for partitions it
+    // may lose.
+    consumer.on(consumer.events.REBALANCING, () => {
+      if (this.pending.size) void this.flush();
+    });
     consumer.on(consumer.events.CRASH, (e) => {
       const { error, restart } = e.payload;
       if (restart) {
