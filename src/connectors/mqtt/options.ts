@@ -141,6 +141,7 @@ export const sourceOptionShape = {
     examples: ['sensors/+/temperature', ['a/#', 'b/#'], '$share/ingest/sensors/#'],
   }),
   qos: opt(qos.prefault(1), {
+    enum: [0, 1, 2],
     description:
       'Subscription QoS. `0`: at most once. `1`/`2`: the message is acknowledged to the broker (PUBACK/PUBREC) only after the sink accepted it; with a persistent session, nothing is lost across restarts.',
     default: 1,
@@ -217,7 +218,7 @@ export const sinkOptionShape = {
       examples: ['events', 'sensors/{{ device_id }}/state', 'copy/{{ _topic }}'],
     },
   ),
-  qos: opt(qos.prefault(1), { description: 'QoS of the published messages. With 1 or 2 a write completes only when the broker acknowledged every message (PUBACK / PUBCOMP).', default: 1 }),
+  qos: opt(qos.prefault(1), { enum: [0, 1, 2], description: 'QoS of the published messages. With 1 or 2 a write completes only when the broker acknowledged every message (PUBACK / PUBCOMP).', default: 1 }),
   retain: bool({ default: false, description: 'Publish with the retain flag: the broker keeps the last message per topic for new subscribers.', aliases: ['retained'] }),
   user_properties: opt(userProperties.optional(), {
     description: 'MQTT 5 user properties on every message: a map (or `"k1:v1,k2:v2"`) of templates, e.g. `{ source: sluice, device: "{{ device_id }}" }`.',
