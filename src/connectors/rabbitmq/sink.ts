@@ -68,6 +68,7 @@ export class RabbitSink implements Sink {
     } catch (e) {
       await closeQuietly(this.ch, conn, 2000);
       this.ch = undefined;
+      this.conn = undefined;
       throw e instanceof SluiceError ? e : amqpError('connecting the sink', where, e);
     }
   }
@@ -155,6 +156,8 @@ export class RabbitSink implements Sink {
       const err = amqpError(`publishing to exchange '${exchange || '(default)'}'`, this.where, first);
       throw new SluiceError('SINK', err.message, { cause: first, retriable: !isPermanent(first) || !ch.active });
     }
+    // The client emits basic.return from a setImmediate, after the confirm that follows it has resolved.
+    if (o.mandatory) await new Promise<void>((r) => setImmediate(r));
     if (this.returned.length) {
       const m = this.returned[0]!;
       const n = this.returned.length;

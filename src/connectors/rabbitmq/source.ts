@@ -362,6 +362,11 @@ export class RabbitSource implements Source {
 
 /** Closes the channel and the connection, giving up after a few seconds (the broker may be gone). */
 export async function closeQuietly(ch: Channel | undefined, conn: Connection | undefined, ms = 5000): Promise<void> {
+  if (conn && !conn.ready) {
+    // Reconnecting (broker down, credentials refused): nothing to flush, and close() would wait for a connection.
+    conn.unsafeDestroy();
+    return;
+  }
   let timer: NodeJS.Timeout | undefined;
   const work = (async () => {
     if (ch?.active) await ch.close().catch(() => undefined);
