@@ -7,8 +7,9 @@ import { spec as generator } from './generator/index.js';
 import { spec as memory } from './memory/index.js';
 import { spec as stdout } from './stdout/index.js';
 import { spec as websocket } from './websocket/index.js';
+import { spec as mqtt } from './mqtt/index.js';
 
-export const CONNECTORS: readonly ConnectorSpec[] = [blackhole, file, generator, memory, stdout, websocket];
+export const CONNECTORS: readonly ConnectorSpec[] = [blackhole, file, generator, memory, stdout, websocket, mqtt];
 
 const byName = new Map<string, ConnectorSpec>();
 for (const c of CONNECTORS) {
