@@ -36,6 +36,7 @@ export class NatsSource implements Source {
   private pending: SluiceRecord[] = [];
   private head = 0;
   private scheduled = false;
+  private now = 0;
   private waiting = false;
   private dropsSinceLog = 0;
   private lastDropLog = 0;
@@ -132,11 +133,14 @@ export class NatsSource implements Source {
       this.drop();
     }
     const meta: Record<string, unknown> = { _subject: msg.subject, _reply: msg.reply || null };
-    const rec: SluiceRecord = { value: this.text ? msg.string() : msg.data, timestamp: Date.now(), meta };
+    // Messages of one socket read arrive in one synchronous run; they share a receive time (reset on the next tick).
+    const now = this.now || (this.now = Date.now());
+    const rec: SluiceRecord = { value: this.text ? msg.string() : msg.data, timestamp: now, meta };
     if (msg.headers) rec.headers = headersOf(msg.headers);
     this.pending.push(rec);
     if (depth + 1 > this.maxDepth) this.maxDepth = depth + 1;
-    if (!this.scheduled && !this.waiting) {
+    // One tick per socket read even while waiting: it also ends the shared receive time.
+    if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(this.onTick);
     }
@@ -158,6 +162,7 @@ export class NatsSource implements Source {
 
   private readonly onTick = (): void => {
     this.scheduled = false;
+    this.now = 0;
     this.flush(false);
   };
 
