@@ -13,6 +13,7 @@ import { sinkContext } from '../../testing/harness.js';
 import type { PipelineHandle } from '../../core/runtime.js';
 import { MetricSet } from '../../core/metrics.js';
 import { spec, sinkOptions, sourceOptions, JetStreamSink } from './index.js';
+import { spec as natsSpec, sourceOptions as natsSourceOptions } from '../nats/index.js';
 import { NATS_URL, STOP_NATS, endpoint, env, newRec, parsed, pipeline, removeTempDirs, startPipeline, uniq, waitFor, waitRunning, type Rec } from '../nats/testkit.js';
 
 let nc: NatsConnection;
@@ -195,7 +196,7 @@ describe('nats_jetstream acknowledgement', () => {
 });
 
 describe('nats_jetstream broker restart', () => {
-  it('survives a nats-server restart mid-stream: reconnects, and every message arrives', async () => {
+  it('survives a nats-server restart mid-stream: the source and the sink reconnect, nothing is lost or stored twice', async () => {
     const N = 20_000;
     const { name } = await stream(N);
     const rec = newRec();
@@ -203,8 +204,41 @@ describe('nats_jetstream broker restart', () => {
     const o = parsed(sourceOptions, { url: NATS_URL, stream: name, durable: 'restart', reconnect_wait: '200ms', ack_wait: '5s' });
     const h = startPipeline(pipeline(endpoint('nats_jetstream', o), endpoint('rec', { name: 'm' }), { batch: { max_records: 200 }, retry: { max_attempts: 1000 } }), env([spec], { m: rec }));
     handles.push(h);
+    // A core NATS pipeline on the same server: it must come back after the restart too.
+    const coreSubject = uniq('core');
+    const coreRec = newRec();
+    const hc = startPipeline(
+      pipeline(endpoint('nats', parsed(natsSourceOptions, { url: NATS_URL, subject: coreSubject, reconnect_wait: '200ms' })), endpoint('rec', { name: 'c' }), { name: 'core' }),
+      env([natsSpec], { c: coreRec }),
+    );
+    handles.push(hc);
+    // The sink writes batches through the restart, retrying failed ones as the runtime does; ids de-duplicate them.
+    const sinkStream = (await stream()).name;
+    const sink = new JetStreamSink(parsed(sinkOptions, { url: NATS_URL, subject: `${sinkStream}.x`, msg_id_field: 'i', publish_timeout: '1s', reconnect_wait: '200ms' }));
+    await sink.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder()));
+    const M = 3000;
+    let retries = 0;
+    let stopping = false;
+    const writing = (async () => {
+      for (let off = 0; off < M; off += 100) {
+        // The second half is written while the server goes down and comes back.
+        if (off === M / 2) await waitFor(() => stopping, 'the server to be stopped', 30_000);
+        const batch = Array.from({ length: 100 }, (_, k) => ({ value: { i: off + k } }));
+        for (;;) {
+          try {
+            await sink.write(batch);
+            break;
+          } catch (e) {
+            if (!(e as { retriable?: boolean }).retriable) throw e;
+            retries++;
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }
+      }
+    })();
     await waitRunning(h);
     await waitFor(() => rec.written.length >= N / 5, 'a fifth of the stream');
+    stopping = true;
     const start = await stopService('nats', STOP_NATS, 20_000);
     try {
       await new Promise((r) => setTimeout(r, 500));
@@ -216,7 +250,20 @@ describe('nats_jetstream broker restart', () => {
     expect(h.status()).toBe('running');
     expect(h.metrics.source.snapshot().reconnects).toBeGreaterThanOrEqual(1);
     expect([...new Set(ids(rec))].sort((a, b) => a - b)).toEqual(Array.from({ length: N }, (_, i) => i));
-  }, 60_000);
+
+    await writing;
+    await sink.close();
+    expect(retries).toBeGreaterThan(0);
+    expect((await jsm.streams.info(sinkStream)).state.messages).toBe(M);
+
+    await waitFor(async () => {
+      nc.publish(coreSubject, enc.encode('{"after":true}'));
+      await nc.flush();
+      await new Promise((r) => setTimeout(r, 50));
+      return coreRec.written.length > 0;
+    }, 'the core NATS source to receive after the restart', 20_000);
+    expect(hc.status()).toBe('running');
+  }, 90_000);
 });
 
 describe('nats_jetstream autocomplete and test()', () => {
