@@ -77,6 +77,17 @@ describe('kafka options', () => {
     expect(cfg.sasl).toMatchObject({ mechanism: 'plain', username: 'u' });
   });
 
+  it("routes KafkaJS's log lines into the pipeline log at debug, with scalar fields only", () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const log = pino({ level: 'debug' }, { write: (l: string) => void lines.push(JSON.parse(l)) });
+    const cfg = kafkaConfig(ok({ brokers: 'k:1', topic: 't', sasl: 'plain', username: 'u', password: 'hunter2' }), log);
+    const entry = cfg.logCreator!(4)({ namespace: 'Connection', level: 1, label: 'ERROR', log: { timestamp: 'x', message: 'Connection error', broker: 'k:1', request: { password: 'hunter2' } } as never });
+    expect(entry).toBeUndefined();
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ level: 20, msg: 'Connection error', kafkajs: 'Connection', kafkajs_level: 'ERROR', broker: 'k:1' });
+    expect(JSON.stringify(lines)).not.toContain('hunter2');
+  });
+
   it('exposes the schema registry settings on the source as `registry`, from the Timeplus or the Laminar names', () => {
     const s = new KafkaSource(ok({ brokers: 'k:1', topic: 't', schema_registry_address: 'http://sr:8081', schema_registry_api_key: 'key', schema_registry_api_secret: 'sec' }));
     expect(s.registry).toEqual({ url: 'http://sr:8081', api_key: 'key', api_secret: 'sec' });
