@@ -31,7 +31,7 @@ export const sourceOptions = z
       description: 'Durable consumer name: the server keeps the position, so a restarted pipeline resumes after the last acknowledged message. Without it (and without `queue`), an ephemeral consumer starts at `deliver` on every start and is deleted on stop.',
       aliases: ['durable_name', 'consumer', 'consumer_name'],
     }),
-    queue: opt(z.string().regex(/^[^\s.*>]+$/).optional(), {
+    queue: opt(z.string().regex(/^[^\s.*>]+$/, { message: "must be a name without spaces, '.', '*' or '>' (it names the shared consumer)" }).optional(), {
       description: 'Queue group: pipelines naming the same queue share one durable pull consumer (named after the queue when `durable` is unset) and each message goes to one of them.',
       aliases: ['queue_group', 'group', 'deliver_group'],
     }),
