@@ -8,8 +8,10 @@ import { spec as memory } from './memory/index.js';
 import { spec as stdout } from './stdout/index.js';
 import { spec as websocket } from './websocket/index.js';
 import { spec as mqtt } from './mqtt/index.js';
+import { spec as nats } from './nats/index.js';
+import { spec as natsJetstream } from './nats_jetstream/index.js';
 
-export const CONNECTORS: readonly ConnectorSpec[] = [blackhole, file, generator, memory, stdout, websocket, mqtt];
+export const CONNECTORS: readonly ConnectorSpec[] = [blackhole, file, generator, memory, stdout, websocket, mqtt, nats, natsJetstream];
 
 const byName = new Map<string, ConnectorSpec>();
 for (const c of CONNECTORS) {
