@@ -224,6 +224,10 @@ function describeRecordPosition(meta: Record<string, unknown> | undefined, index
   if (meta) {
     if (meta._path !== undefined && meta._line !== undefined) return `${String(meta._path)}:${String(meta._line)}`;
     if (meta._offset !== undefined) return `${meta._partition !== undefined ? `partition ${String(meta._partition)} ` : ''}offset ${String(meta._offset)}`;
+    if (meta._sequence !== undefined) return `${meta._stream !== undefined ? `stream ${String(meta._stream)} ` : ''}sequence ${String(meta._sequence)}`;
+    if (meta._id !== undefined) return `${meta._stream !== undefined ? `stream ${String(meta._stream)} ` : ''}id ${String(meta._id)}`;
+    if (meta._delivery_tag !== undefined) return `delivery tag ${String(meta._delivery_tag)}`;
+    if (meta._topic !== undefined && meta._message_id !== undefined) return `topic ${String(meta._topic)} message ${String(meta._message_id)}`;
   }
   return `#${index}`;
 }
