@@ -195,8 +195,9 @@ const sinkShape = {
     z.preprocess((v) => (typeof v === 'string' ? (SINK_MODES[v.toLowerCase()] ?? v) : v), z.enum(['set', 'hash', 'list', 'stream', 'publish'])).default('set'),
     {
       description:
-        '`set`: SET the encoded record under `key` (with `ttl`). `hash`: HSET the row\'s fields under `key` (or one field per record with `hash_field`). `list`: RPUSH/LPUSH onto `key`. `stream`: XADD to `key`, trimmed to about `max_len`. `publish`: PUBLISH to the channel `key`. eKuiper\'s `string` means `set`.',
+        '`set`: SET the encoded record under `key` (with `ttl`). `hash`: HSET the row\'s fields under `key` (or one field per record with `hash_field`). `list`: RPUSH/LPUSH onto `key`. `stream`: XADD to `key`, trimmed to about `max_len`. `publish`: PUBLISH to the channel `key`. eKuiper\'s `string` means `set`. Default: `set`.',
       aliases: ['data_type', 'dataType', 'type', 'target'],
+      default: 'set',
     },
   ),
   key: opt(templateString('key').optional(), {
@@ -216,7 +217,7 @@ const sinkShape = {
   ttl: duration({ description: 'Set and hash modes: expire each written key after this long (`PX`/`PEXPIRE`). Default: no expiry.', aliases: ['expiration', 'expire'] }).optional(),
   push: opt(
     z.preprocess((v) => (v === 'append' || v === 'rpush' ? 'right' : v === 'prepend' || v === 'lpush' ? 'left' : v), z.enum(['right', 'left'])).default('right'),
-    { description: 'List mode: append with RPUSH (`right`, alias `append`) or prepend with LPUSH (`left`, alias `prepend`).', aliases: ['operation', 'list_operation'] },
+    { description: 'List mode: append with RPUSH (`right`, alias `append`) or prepend with LPUSH (`left`, alias `prepend`). Default: `right`.', aliases: ['operation', 'list_operation'], default: 'right' },
   ),
   max_len: num({
     int: true,
@@ -257,8 +258,9 @@ export const lookupOptions = z
     value_type: opt(
       z.preprocess((v) => (typeof v === 'string' ? v.toLowerCase() : v), z.enum(['string', 'hash'])).default('string'),
       {
-        description: '`string`: the key holds a JSON document (GET), decoded into the row. `hash`: the key is a hash (HGETALL) whose fields are the row.',
+        description: '`string`: the key holds a JSON document (GET), decoded into the row. `hash`: the key is a hash (HGETALL) whose fields are the row. Default: `string`.',
         aliases: ['data_type', 'datatype', 'dataType', 'type'],
+        default: 'string',
       },
     ),
     key_prefix: opt(z.string().default(''), { description: 'Text put in front of every looked-up key (`user:`).', aliases: ['prefix'] }),
