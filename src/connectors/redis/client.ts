@@ -50,6 +50,12 @@ export interface OpenOptions {
   log?: Logger;
   /** Called on each reconnect attempt after the connection was lost. */
   onReconnect?: () => void;
+  /**
+   * Fail commands at once while disconnected instead of queueing them until the reconnect. Sinks want this: the
+   * pipeline's retry policy (backoff, max attempts) then governs an outage, and a retried batch is not also waiting
+   * in the client's queue.
+   */
+  failWhileOffline?: boolean;
 }
 
 /** Errors that mean the server refused the credentials rather than being unreachable. */
@@ -66,6 +72,7 @@ export async function openClient(o: ConnectionOptions, opts: OpenOptions): Promi
   const client = createClient({
     url: ep.url,
     name: opts.name,
+    disableOfflineQueue: opts.failWhileOffline ?? false,
     socket: {
       connectTimeout: o.connect_timeout,
       rejectUnauthorized: !o.tls_skip_verify,

@@ -15,7 +15,9 @@ import { SluiceError } from '../../core/errors.js';
 import type { BadDataPolicy, SluiceRecord } from '../../core/types.js';
 import { ensureService, stopService } from '../../testing/services.js';
 import type { Client } from './client.js';
-import { sinkOptions, sourceOptions, spec } from './index.js';
+import { RedisSink, sinkOptions, sourceOptions, spec } from './index.js';
+import { sinkContext } from '../../testing/harness.js';
+import { createFormat } from '../../formats/index.js';
 import { addEntries, adminClient, cleanup, parsed, pendingCount, uniquePrefix, waitFor } from './testkit.js';
 
 let admin: Client;
@@ -166,9 +168,16 @@ describe('redis stream source in a pipeline', () => {
     const redisSink = endpoint('redis', parsed(sinkOptions, { mode: 'stream', key: out }) as Record<string, unknown>);
     const h = startPipeline(pipeline('redis-restart', { streams: stream, group: 'g', start_id: '0' }, redisSink), env(sinks, state));
     await waitFor(async () => (await admin.xLen(out)) === 50, '50 entries in the output stream');
+    // A sink of its own, to see what a write does while the server is down.
+    const probe = new RedisSink(parsed(sinkOptions, { mode: 'list', key: `${P}probe` }));
+    await probe.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder()));
     let restart: (() => Promise<void>) | undefined;
     try {
       restart = await stopService('redis', 'redis-cli -p 6379 shutdown nosave', 30_000);
+      // Fails at once (retriable, naming the server) rather than hanging, so the pipeline's retry policy applies.
+      const err = await probe.write([{ value: { x: 1 } }]).catch((e) => e);
+      expect(err).toMatchObject({ code: 'CONNECT', retriable: true });
+      expect(err.message).toMatch(/^redis redis:\/\/127\.0\.0\.1:6379\/0: writing 1 records/);
       await restart();
       restart = undefined;
     } finally {
@@ -177,6 +186,9 @@ describe('redis stream source in a pipeline', () => {
     }
     // This server keeps nothing across a restart: the old entries, the group and the output are gone.
     await waitFor(async () => admin.isReady, 'the admin client to reconnect');
+    await waitFor(() => probe.write([{ value: { x: 2 } }]).then(() => true, () => false), 'a sink write to succeed after the restart');
+    await probe.close();
+    expect(await admin.lRange(`${P}probe`, 0, -1)).toEqual(['{"x":2}']);
     await addEntries(admin, stream, 50, 50);
     await waitFor(async () => (await admin.xLen(out).catch(() => 0)) === 50, 'the 50 new entries in the output stream', 20_000);
     expect(h.status()).toBe('running');

@@ -57,7 +57,7 @@ export class RedisSink implements Sink {
   async open(ctx: SinkContext): Promise<void> {
     this.ctx = ctx;
     this.encoder = ctx.encoder;
-    this.client = await openClient(this.options, { name: `sluice-${ctx.pipeline}-sink`.replace(/\s/g, '_'), log: ctx.log });
+    this.client = await openClient(this.options, { name: `sluice-${ctx.pipeline}-sink`.replace(/\s/g, '_'), log: ctx.log, failWhileOffline: true });
     ctx.log.info({ server: this.ep.shown, mode: this.options.mode, key: this.options.key ?? this.options.key_field }, 'redis sink connected');
   }
 
