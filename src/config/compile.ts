@@ -348,7 +348,9 @@ export function compileEndpoint(
     }
   }
   const fallback = typeof factory.defaultFormat === 'function' ? (opts.ok ? factory.defaultFormat(opts.value) : 'json') : factory.defaultFormat;
-  const fmt = parseFormatConfig(formatInput ?? fallback ?? 'json');
+  let fmtInput: unknown = formatInput ?? fallback ?? 'json';
+  if (opts.ok) fmtInput = withRegistry(fmtInput, opts.value as Record<string, unknown>);
+  const fmt = parseFormatConfig(fmtInput);
   if (!fmt.ok) issues.push(...fmt.issues.map((i) => ({ ...i, path: [...epPath, 'format', ...i.path] })));
   let schema: EndpointDef['schema'];
   if (ep.schema !== undefined) {
@@ -401,4 +403,32 @@ function parseMetadataFields(v: unknown, path: Path, factory: ConnectorSpec['sou
   else if (v && typeof v === 'object') for (const [f, m] of Object.entries(v)) typeof m === 'string' ? add(f, m, [...path, f]) : issues.push({ path: [...path, f], message: 'expected a metadata name such as _offset' });
   else issues.push({ path, message: 'expected a list of metadata names or a map of field: metadata name' });
   return out;
+}
+
+const REGISTRY_FORMATS = new Set(['avro', 'protobuf']);
+
+/**
+ * The seeds put the schema registry among the connector's options (Timeplus `schema_registry_address` on the Kafka
+ * source, Laminar's `schemaRegistryEnum` on the profile); the registry belongs to the format, so hand those settings
+ * to a registry-aware format unless the format sets its own.
+ */
+function withRegistry(format: unknown, o: Record<string, unknown>): unknown {
+  const nested = (o.schema_registry ?? {}) as Record<string, unknown>;
+  const reg: Record<string, unknown> = {};
+  const address = o.schema_registry_address ?? nested.address ?? nested.endpoint;
+  if (address === undefined) return format;
+  reg.schema_registry_address = address;
+  const key = o.schema_registry_api_key ?? nested.api_key;
+  const secret = o.schema_registry_api_secret ?? nested.api_secret;
+  if (key !== undefined) reg.schema_registry_api_key = key;
+  if (secret !== undefined) reg.schema_registry_api_secret = secret;
+  // Subject names follow the topic (topic_name strategy) when the connector writes one fixed topic.
+  if (typeof o.topic === 'string' && !o.topic.includes('{{') && !o.topic.startsWith('/')) reg.topic = o.topic;
+  if (typeof format === 'string') return REGISTRY_FORMATS.has(format.toLowerCase()) ? { name: format, ...reg } : format;
+  if (!format || typeof format !== 'object' || Array.isArray(format)) return format;
+  const f = format as Record<string, unknown>;
+  if (typeof f.name === 'string') return REGISTRY_FORMATS.has(f.name.toLowerCase()) ? { ...reg, ...f } : format;
+  const keys = Object.keys(f);
+  if (keys.length === 1 && REGISTRY_FORMATS.has(keys[0]!.toLowerCase())) return { [keys[0]!]: { ...reg, ...((f[keys[0]!] as object) ?? {}) } };
+  return format;
 }

@@ -228,3 +228,26 @@ describe('env substitution', () => {
     expect(substituteEnv('${X:-d}', {})).toMatchObject({ value: 'd', referenced: true });
   });
 });
+
+describe('schema registry settings on the connector', () => {
+  it('hands the Kafka source registry options (Timeplus spelling and Laminar nested form) to the avro format', () => {
+    const d = loadConfigText(
+      `pipelines:
+  - name: a
+    source: { connector: kafka, config: { brokers: 127.0.0.1:9092, topic: t, data_type: avro, schema_registry_address: 'http://127.0.0.1:8081', schema_registry_api_key: k, schema_registry_api_secret: s } }
+    sink: { connector: blackhole }
+  - name: b
+    source: { connector: kafka, config: { bootstrapServers: 127.0.0.1:9092, topic: t, schemaRegistryEnum: { endpoint: 'http://r:8081' } }, format: { avro: {} } }
+    sink: { connector: blackhole }
+  - name: c
+    source: { connector: kafka, config: { brokers: 127.0.0.1:9092, topic: t, schema_registry_address: 'http://x:1' }, format: json }
+    sink: { connector: blackhole }
+`,
+      'k.yaml',
+    );
+    const [a, b, c] = d.pipelines;
+    expect(a!.source.format).toMatchObject({ name: 'avro', options: { schema_registry_address: 'http://127.0.0.1:8081', schema_registry_api_key: 'k', schema_registry_api_secret: 's', topic: 't' } });
+    expect(b!.source.format.options).toMatchObject({ schema_registry_address: 'http://r:8081' });
+    expect(c!.source.format.name).toBe('json');
+  });
+});
