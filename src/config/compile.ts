@@ -423,7 +423,8 @@ function withRegistry(format: unknown, o: Record<string, unknown>): unknown {
   if (key !== undefined) reg.schema_registry_api_key = key;
   if (secret !== undefined) reg.schema_registry_api_secret = secret;
   // Subject names follow the topic (topic_name strategy) when the connector writes one fixed topic.
-  if (typeof o.topic === 'string' && !o.topic.includes('{{') && !o.topic.startsWith('/')) reg.topic = o.topic;
+  const topic = Array.isArray(o.topic) && o.topic.length === 1 ? o.topic[0] : o.topic;
+  if (typeof topic === 'string' && !topic.includes('{{') && !topic.startsWith('/')) reg.topic = topic;
   if (typeof format === 'string') return REGISTRY_FORMATS.has(format.toLowerCase()) ? { name: format, ...reg } : format;
   if (!format || typeof format !== 'object' || Array.isArray(format)) return format;
   const f = format as Record<string, unknown>;

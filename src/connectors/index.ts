@@ -11,8 +11,9 @@ import { spec as mqtt } from './mqtt/index.js';
 import { spec as nats } from './nats/index.js';
 import { spec as natsJetstream } from './nats_jetstream/index.js';
 import { spec as kafka } from './kafka/index.js';
+import { spec as redis } from './redis/index.js';
 
-export const CONNECTORS: readonly ConnectorSpec[] = [blackhole, file, generator, memory, stdout, websocket, mqtt, nats, natsJetstream, kafka];
+export const CONNECTORS: readonly ConnectorSpec[] = [blackhole, file, generator, memory, stdout, websocket, mqtt, nats, natsJetstream, kafka, redis];
 
 const byName = new Map<string, ConnectorSpec>();
 for (const c of CONNECTORS) {
