@@ -45,6 +45,7 @@ export function renderConnectorDoc(spec: ConnectorSpec, handwritten: string): st
     const meta = Object.entries(spec.source.metadata ?? {});
     if (meta.length) s += `### Metadata fields\n\n| Field | Meaning |\n|---|---|\n${meta.map(([k, v]) => `| \`${k}\` | ${cell(v)} |`).join('\n')}\n\n`;
   }
+  if (spec.lookup) s += `## Lookup table options\n\n${table(describeOptions(spec.lookup.options))}\n`;
   if (spec.sink) {
     s += `## Sink options\n\n${table(describeOptions(spec.sink.options))}\n`;
     if (spec.sink.defaultFormat) s += `Default format: ${formatDefault(spec.sink.defaultFormat)}.\n\n`;
