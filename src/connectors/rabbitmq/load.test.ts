@@ -8,22 +8,28 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPipeline } from '../../core/runtime.js';
 import { memoryStateStore } from '../../core/state.js';
 import { ensureService } from '../../testing/services.js';
-import { Admin, endpoint, env, rabbitPipeline, uniqueName, waitFor, type Rec } from './testkit.js';
+import { Admin, endpoint, env, rabbitPipeline, uniqueName, waitFor, type Rec, useBroker } from './testkit.js';
 
 const N = 30_000;
 const body = (i: number) => JSON.stringify({ id: i, symbol: 'BTCUSDT', price: 64000.5 + (i % 100), qty: 0.25, side: i % 2 ? 'buy' : 'sell', ts: 1700000000000 + i });
 
 let admin: Admin;
 let dataDir: string;
+let release: (() => void) | undefined;
 beforeAll(async () => {
+  release = await useBroker();
   await ensureService('rabbitmq');
   admin = new Admin();
   await admin.conn.onConnect(10_000);
   dataDir = mkdtempSync(join(tmpdir(), 'sluice-rabbit-load-'));
-}, 70_000);
+}, 190_000);
 afterAll(async () => {
-  await admin?.cleanup();
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  try {
+    await admin?.cleanup();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  } finally {
+    release?.();
+  }
 });
 
 async function fill(queue: string) {

@@ -8,19 +8,25 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPipeline, type PipelineHandle } from '../../core/runtime.js';
 import { memoryStateStore } from '../../core/state.js';
 import { ensureService } from '../../testing/services.js';
-import { Admin, endpoint, env, ids, jsonBodies, rabbitPipeline, range, uniqSorted, uniqueName, waitFor, type Rec } from './testkit.js';
+import { Admin, endpoint, env, ids, jsonBodies, rabbitPipeline, range, uniqueName, waitFor, type Rec, useBroker } from './testkit.js';
 
 let admin: Admin;
 let dataDir: string;
+let release: (() => void) | undefined;
 beforeAll(async () => {
+  release = await useBroker();
   await ensureService('rabbitmq');
   admin = new Admin();
   await admin.conn.onConnect(10_000);
   dataDir = mkdtempSync(join(tmpdir(), 'sluice-rabbit-pipe-'));
-}, 70_000);
+}, 190_000);
 afterAll(async () => {
-  await admin?.cleanup();
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  try {
+    await admin?.cleanup();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  } finally {
+    release?.();
+  }
 });
 
 async function stopped(h: PipelineHandle) {
@@ -161,4 +167,3 @@ describe('rabbitmq source in pipelines', () => {
   }, 40_000);
 });
 
-export { uniqSorted };

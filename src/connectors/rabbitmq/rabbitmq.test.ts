@@ -12,19 +12,25 @@ import { createFormat } from '../../formats/index.js';
 import { sinkContext } from '../../testing/harness.js';
 import { ensureService } from '../../testing/services.js';
 import { RabbitSink, spec, type RabbitSinkOptions } from './index.js';
-import { Admin, endpoint, env, ids, jsonBodies, parsedSink, rabbitPipeline, range, uniqueName, URL_, waitFor, type Rec } from './testkit.js';
+import { Admin, endpoint, env, ids, jsonBodies, parsedSink, rabbitPipeline, range, uniqueName, URL_, waitFor, type Rec, useBroker } from './testkit.js';
 
 let admin: Admin;
 let dataDir: string;
+let release: (() => void) | undefined;
 beforeAll(async () => {
+  release = await useBroker();
   await ensureService('rabbitmq');
   admin = new Admin();
   await admin.conn.onConnect(10_000);
   dataDir = mkdtempSync(join(tmpdir(), 'sluice-rabbit-'));
-}, 70_000);
+}, 190_000);
 afterAll(async () => {
-  await admin?.cleanup();
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  try {
+    await admin?.cleanup();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  } finally {
+    release?.();
+  }
 });
 
 const jsonEncoder = () => createFormat({ name: 'json', options: {} }).encoder();

@@ -8,16 +8,24 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPipeline } from '../../core/runtime.js';
 import { memoryStateStore } from '../../core/state.js';
 import { ensureService, stopService } from '../../testing/services.js';
-import { Admin, endpoint, env, ids, jsonBodies, rabbitPipeline, range, uniqSorted, uniqueName, waitFor, type Rec } from './testkit.js';
+import { Admin, endpoint, env, ids, jsonBodies, rabbitPipeline, range, uniqSorted, uniqueName, waitFor, exclusiveBroker, type Rec } from './testkit.js';
 
 let dataDir: string;
+let release: (() => void) | undefined;
 beforeAll(async () => {
+  // The other RabbitMQ test files must not see the broker go away under them.
+  release = await exclusiveBroker();
   await ensureService('rabbitmq');
   dataDir = mkdtempSync(join(tmpdir(), 'sluice-rabbit-restart-'));
+}, 160_000);
+afterAll(async () => {
+  try {
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    await ensureService('rabbitmq');
+  } finally {
+    release?.();
+  }
 }, 70_000);
-afterAll(() => {
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-});
 
 describe('rabbitmq broker restart', () => {
   it('survives a broker restart mid-stream: reconnects and delivers every message (duplicates allowed, no loss)', async () => {

@@ -1,6 +1,9 @@
 // Helpers for the RabbitMQ tests: unique names, an admin connection, publishing, counting, cleanup, pipelines.
 
 import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pino from 'pino';
 import { z } from 'zod';
 import { Connection } from 'rabbitmq-client';
@@ -80,6 +83,52 @@ export class Admin {
     for (const e of this.exchanges) await this.conn.exchangeDelete({ exchange: e }).catch(() => undefined);
     await this.conn.close();
   }
+}
+
+// Test files run in parallel, and one of them stops the broker. Files that use the broker register themselves here;
+// the restart test first raises a marker (new users wait), then waits until no registered user is left.
+const LOCKS = join(tmpdir(), 'sluice-rabbitmq-test-locks');
+const MARKER = join(LOCKS, 'restarting');
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Registers a test file as using the broker (waiting out a restart in progress); returns the release function. */
+export async function useBroker(): Promise<() => void> {
+  mkdirSync(LOCKS, { recursive: true });
+  const me = join(LOCKS, `user-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const end = Date.now() + 120_000;
+  for (;;) {
+    writeFileSync(me, '');
+    if (!existsSync(MARKER)) return () => rmSync(me, { force: true });
+    rmSync(me, { force: true });
+    if (Date.now() > end) throw new Error('another test file kept the RabbitMQ broker restarting for 120 s');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** For the broker-restart test: waits until no other file uses the broker and keeps new ones out until released. */
+export async function exclusiveBroker(): Promise<() => void> {
+  mkdirSync(LOCKS, { recursive: true });
+  writeFileSync(MARKER, String(process.pid));
+  const release = () => rmSync(MARKER, { force: true });
+  try {
+    await waitFor(() => {
+      const users = readdirSync(LOCKS).filter((n) => n.startsWith('user-'));
+      for (const u of users) if (!alive(Number(u.split('-')[1]))) rmSync(join(LOCKS, u), { force: true });
+      return readdirSync(LOCKS).filter((n) => n.startsWith('user-')).length === 0;
+    }, 'the other RabbitMQ test files to finish', 90_000);
+  } catch (e) {
+    release();
+    throw e;
+  }
+  return release;
 }
 
 export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 20_000): Promise<void> {
