@@ -12,8 +12,9 @@ import { spec as nats } from './nats/index.js';
 import { spec as natsJetstream } from './nats_jetstream/index.js';
 import { spec as kafka } from './kafka/index.js';
 import { spec as redis } from './redis/index.js';
+import { spec as rabbitmq } from './rabbitmq/index.js';
 
-export const CONNECTORS: readonly ConnectorSpec[] = [blackhole, file, generator, memory, stdout, websocket, mqtt, nats, natsJetstream, kafka, redis];
+export const CONNECTORS: readonly ConnectorSpec[] = [blackhole, file, generator, memory, stdout, websocket, mqtt, nats, natsJetstream, kafka, redis, rabbitmq];
 
 const byName = new Map<string, ConnectorSpec>();
 for (const c of CONNECTORS) {
