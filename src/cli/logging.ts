@@ -31,9 +31,24 @@ export function createLogger(o: { format?: LogFormat; level: string; status?: St
     {
       level: o.level,
       base: undefined,
+      formatters: { log: scrubLogObject },
       redact: { paths: SECRET_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`]), censor: '[redacted]' },
     },
     stream as pino.DestinationStream,
   );
   return { log, flush: async () => undefined };
+}
+
+const URL_CREDENTIALS = /(\b[a-z][a-z0-9+.-]*:\/\/)([^\s/:@]*):([^\s/@]+)@/gi;
+
+/** `amqp://user:secret@host` -> `amqp://user:***@host`: passwords written into URLs are secrets too. */
+export function scrubUrlCredentials(s: string): string {
+  return s.includes('://') ? s.replace(URL_CREDENTIALS, '$1$2:***@') : s;
+}
+
+function scrubLogObject(obj: Record<string, unknown>): Record<string, unknown> {
+  for (const [k, v] of Object.entries(obj)) {
+    if (typeof v === 'string') obj[k] = scrubUrlCredentials(v);
+  }
+  return obj;
 }
