@@ -11,7 +11,7 @@ import { describeOptions, toJsonSchema, type OptionDoc } from '../core/spec.js';
 import { startPipeline, type PipelineHandle, type RuntimeEnv } from '../core/runtime.js';
 import { sqliteStateStore, type StateStore } from '../core/state.js';
 import type { StateScope, SluiceRecord } from '../core/types.js';
-import { createLogger, type LogFormat } from './logging.js';
+import { createLogger, scrubUrlCredentials, type LogFormat } from './logging.js';
 import { StatusLine } from './status.js';
 import { createFormat } from '../formats/index.js';
 import { inferSchema, describeSchema } from '../core/schema.js';
@@ -99,7 +99,7 @@ async function cmdRun(files: string[], o: { dataDir: string; drainTimeout: strin
     if (r.status === 'failed') {
       code = 1;
       const hint = r.error instanceof SluiceError && r.error.hint ? `\n  hint: ${r.error.hint}` : '';
-      process.stderr.write(`sluice: pipeline '${h.name}' failed: ${errorMessage(r.error)}${hint}\n`);
+      process.stderr.write(scrubUrlCredentials(`sluice: pipeline '${h.name}' failed: ${errorMessage(r.error)}${hint}\n`));
     }
   });
   const s = results.reduce((a, r) => ({ in: a.in + r.stats.records_in, out: a.out + r.stats.records_out }), { in: 0, out: 0 });
@@ -304,7 +304,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`sluice: ${e.message}\n`);
       return 2;
     }
-    process.stderr.write(`sluice: ${errorMessage(e)}\n`);
+    process.stderr.write(scrubUrlCredentials(`sluice: ${errorMessage(e)}\n`));
     return 1;
   }
 }
