@@ -7,8 +7,12 @@
 import generatorBlackhole from './scenarios/generator-blackhole.mjs';
 import fileJsonl from './scenarios/file-jsonl.mjs';
 import fileCsv from './scenarios/file-csv.mjs';
+import websocketFileJsonl from './scenarios/websocket-file-jsonl.mjs';
+import websocketBlackholeSchema from './scenarios/websocket-blackhole-schema.mjs';
+import websocketSlowSink from './scenarios/websocket-slow-sink.mjs';
+import websocketSlowSinkDurable from './scenarios/websocket-slow-sink-durable.mjs';
 
-export const SCENARIOS = [generatorBlackhole, fileJsonl, fileCsv];
+export const SCENARIOS = [generatorBlackhole, fileJsonl, fileCsv, websocketFileJsonl, websocketBlackholeSchema, websocketSlowSink, websocketSlowSinkDurable];
 
 /** Implementations in the order they run; `ratio` in the report is the first over the second. */
 export const IMPLS = ['sluice', 'bare'];

@@ -1,0 +1,156 @@
+// What the websocket-* scenarios share besides the feed server: a pipeline they can stop themselves (a WebSocket
+// source never ends on its own, so bench/lib/sluice.mjs's run-to-completion helper does not fit), and RSS sampling.
+
+import { mkdirSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+const dist = new URL('../../dist/', import.meta.url);
+
+async function loadRuntime() {
+  try {
+    const [load, runtime, state, connectors, logging] = await Promise.all([
+      import(new URL('config/load.js', dist).href),
+      import(new URL('core/runtime.js', dist).href),
+      import(new URL('core/state.js', dist).href),
+      import(new URL('connectors/index.js', dist).href),
+      import(new URL('cli/logging.js', dist).href),
+    ]);
+    return { ...load, ...runtime, ...state, ...connectors, ...logging };
+  } catch (e) {
+    throw new Error(`cannot load the compiled runtime from dist/ (run \`npm run build\` first): ${e.message}`);
+  }
+}
+
+// bench/lib/sluice.mjs keeps the worker's --pipeline-json to itself; reading the flag again keeps these scenarios
+// open to the same tuning experiments.
+function overridesFromArgv() {
+  const i = process.argv.indexOf('--pipeline-json');
+  return i === -1 ? undefined : JSON.parse(process.argv[i + 1]);
+}
+
+function merge(base, over) {
+  if (over === null || typeof over !== 'object' || Array.isArray(over)) return over;
+  const out = { ...(base && typeof base === 'object' && !Array.isArray(base) ? base : {}) };
+  for (const [k, v] of Object.entries(over)) out[k] = merge(out[k], v);
+  return out;
+}
+
+/**
+ * Compile `config` the way `sluice run` does (CLI logger, SQLite state store in `dataDir`). `start()` starts it and
+ * returns the handle plus `end()`, which stops the pipeline gracefully (drain, commit, close) and closes the state
+ * store. Loading and compiling happen here, before the caller starts its clock, as in bench/lib/sluice.mjs.
+ */
+export async function prepareSluice(config, { dataDir }) {
+  const rt = await loadRuntime();
+  mkdirSync(dataDir, { recursive: true });
+  const overrides = overridesFromArgv();
+  const doc = rt.loadConfigText(JSON.stringify(overrides ? merge(config, overrides) : config), join(dataDir, 'bench.yaml'), { env: {} });
+  const { log, flush } = rt.createLogger({ format: 'json', level: process.env.SLUICE_BENCH_LOG_LEVEL ?? 'warn' });
+  const state = rt.sqliteStateStore(join(dataDir, 'state.db'));
+  const env = {
+    log,
+    state,
+    dataDir,
+    connector(name) {
+      const c = rt.findConnector(name);
+      if (!c) throw new Error(`unknown connector '${name}'`);
+      return c;
+    },
+  };
+  return {
+    start() {
+      const handle = rt.startPipeline(doc.pipelines[0], env, {});
+      return {
+        handle,
+        async end() {
+          const result = await handle.stop();
+          await state.close();
+          await flush();
+          if (result.status !== 'stopped' && result.status !== 'completed') {
+            throw new Error(`pipeline ended '${result.status}': ${result.error?.message ?? 'no error given'}`);
+          }
+          return result;
+        },
+      };
+    },
+  };
+}
+
+/**
+ * Resolve once `done()` is true, checking every millisecond or so; reject if `failed` settles first (a pipeline that
+ * died must not leave the worker waiting until the parent's timeout).
+ */
+export function until(done, failed) {
+  return new Promise((resolve, reject) => {
+    const timer = setInterval(() => {
+      if (done()) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, 1);
+    failed?.then(
+      (r) => {
+        clearInterval(timer);
+        reject(new Error(`pipeline ended '${r.status}' before the expected records arrived: ${r.error?.message ?? 'no error given'}`));
+      },
+      (e) => {
+        clearInterval(timer);
+        reject(e);
+      },
+    );
+  });
+}
+
+/** `process.memoryUsage().rss` every `everyMs`; `stop()` returns the samples as [seconds since start, MB]. */
+export function sampleRss(everyMs = 100) {
+  const t0 = performance.now();
+  const samples = [];
+  const take = () => samples.push([(performance.now() - t0) / 1000, process.memoryUsage().rss / 2 ** 20]);
+  take();
+  const timer = setInterval(take, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      take();
+      return samples;
+    },
+  };
+}
+
+/** Max RSS, and the least-squares slope (MB/s) over the second half of the samples: growth that warm-up cannot explain. */
+export function rssSummary(samples) {
+  const end = samples.at(-1)[0];
+  const late = samples.filter(([t]) => t >= end / 2);
+  const n = late.length;
+  const mt = late.reduce((s, [t]) => s + t, 0) / n;
+  const mr = late.reduce((s, [, r]) => s + r, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (const [t, r] of late) {
+    num += (t - mt) * (r - mr);
+    den += (t - mt) ** 2;
+  }
+  const round = (x) => Math.round(x * 10) / 10;
+  return {
+    rss_samples: samples.length,
+    rss_max_mb: round(Math.max(...samples.map(([, r]) => r))),
+    rss_second_half_mean_mb: round(mr),
+    rss_slope_mb_per_s: Math.round((den ? num / den : 0) * 100) / 100,
+  };
+}
+
+/** Bytes in every file under `dir` (the durable buffer's segments). */
+export function dirBytes(dir) {
+  let total = 0;
+  let entries;
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    total += e.isDirectory() ? dirBytes(p) : e.isFile() ? statSync(p).size : 0;
+  }
+  return total;
+}
