@@ -290,4 +290,21 @@ describe('runtime', () => {
     expect(r.status).toBe('failed');
     expect(r.error?.message).toMatch(/payload_path 'data' not found/);
   });
+
+  it('an async transform (lookup joins) keeps batch order and commits only after the sink', async () => {
+    const batches = Array.from({ length: 20 }, (_, i) => ({ records: rows(i * 10, 10), decoded: true, ack: i }));
+    const src = { committed: [] as unknown[], emitReturnedPromise: 0 };
+    const sink: SinkLog = { written: [], failuresLeft: 0, delayMs: 0 };
+    let call = 0;
+    const transform = async (recs: SluiceRecord[]) => {
+      // Earlier batches take longer, so a transform that did not serialise batches would reorder them.
+      await new Promise((r) => setTimeout(r, Math.max(0, 10 - call++)));
+      return recs.filter((r) => (r.value as { id: number }).id % 2 === 0);
+    };
+    const h = startPipeline(def(), env(batches, src, sink), { transform });
+    const r = await h.done;
+    expect(r.status).toBe('completed');
+    expect(ids(sink.written)).toEqual(Array.from({ length: 100 }, (_, i) => i * 2));
+    expect(src.committed).toEqual(Array.from({ length: 20 }, (_, i) => i));
+  });
 });

@@ -33,8 +33,8 @@ export interface PipelineResult {
 export interface RunOptions {
   /** Read without writing: records go to `onRecords` instead of the sink, and no position is committed. */
   preview?: { limit: number; onRecords(records: SluiceRecord[]): void };
-  /** Rewrites each batch after schema validation (the SQL layer plugs in here). */
-  transform?: (records: SluiceRecord[]) => SluiceRecord[];
+  /** Rewrites each batch after schema validation (the SQL layer plugs in here); async for lookup joins. */
+  transform?: (records: SluiceRecord[]) => SluiceRecord[] | Promise<SluiceRecord[]>;
   /** How long a graceful stop may take to drain before giving up. */
   drainTimeoutMs?: number;
 }
@@ -530,7 +530,6 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
     }
     if (coerce) records = mapValues(records, coerce);
     stats.records_in += records.length + badBuf.length;
-    if (opts.transform && records.length) records = opts.transform(records);
     return { records, bytes };
   };
 
@@ -632,9 +631,42 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
     const token: Token = { ack: batch.ack, pending: 0 };
     tokens.push(token);
     const { records, bytes } = process(batch);
-    const parts = routed ? route(records) : undefined;
     stats.bytes_in += bytes;
+    const bad = badBuf;
+    badBuf = [];
+    if (opts.transform && records.length) {
+      let out: SluiceRecord[] | Promise<SluiceRecord[]>;
+      try {
+        out = opts.transform(records);
+      } catch (e) {
+        fail(new SluiceError('INTERNAL', `transform failed: ${errorMessage(e)}`, { cause: e }), true);
+        return undefined;
+      }
+      if (out instanceof Promise) {
+        // An async transform (lookup joins): later batches queue behind this one, so order is kept.
+        const p = out.then(
+          (recs) => finishEmit(token, recs, bytes, bad),
+          (e: unknown) => void fail(new SluiceError('CONNECT', `transform failed: ${errorMessage(e)}`, { cause: e }), true),
+        );
+        const tail = p.then(
+          () => undefined,
+          () => undefined,
+        );
+        preparing = tail;
+        void tail.then(() => {
+          if (preparing === tail) preparing = undefined;
+        });
+        return p;
+      }
+      return finishEmit(token, out, bytes, bad);
+    }
+    return finishEmit(token, records, bytes, bad);
+  };
+  const finishEmit = (token: Token, records: SluiceRecord[], bytes: number, bad: BadRecord[]): Promise<void> | undefined => {
+    if (bad.length && handleBad(bad, token)) return undefined;
+    const parts = routed ? route(records) : undefined;
     if (badBuf.length) {
+      // Routes' own payload paths and schemas can reject records too.
       const b = badBuf;
       badBuf = [];
       if (handleBad(b, token)) return undefined;
