@@ -32,7 +32,17 @@ try {
     mkdirSync(fixtureDir, { recursive: true });
     await scenario.prepare({ fixtureDir, n });
   }
+  // getrusage's maxRSS survives exec on Linux, so a worker forked from a large parent would report the parent's peak:
+  // sample our own RSS instead (every 20 ms, plus once at the end).
+  let peakRss = process.memoryUsage.rss();
+  const sampler = setInterval(() => {
+    const v = process.memoryUsage.rss();
+    if (v > peakRss) peakRss = v;
+  }, 20);
+  sampler.unref();
   const r = await scenario.impls[impl]({ n, fixtureDir, workDir, fsync: values.fsync });
+  clearInterval(sampler);
+  peakRss = Math.max(peakRss, process.memoryUsage.rss());
   const ru = process.resourceUsage();
   const line = {
     scenario: scenario.name,
@@ -41,7 +51,7 @@ try {
     ...r,
     records_per_sec: r.records / r.seconds,
     mb_per_sec: r.bytes ? r.bytes / 1e6 / r.seconds : undefined,
-    peak_rss_mb: Math.round((ru.maxRSS / 1024) * 10) / 10,
+    peak_rss_mb: Math.round((peakRss / 1024 / 1024) * 10) / 10,
     cpu_user_s: ru.userCPUTime / 1e6,
     cpu_system_s: ru.systemCPUTime / 1e6,
   };

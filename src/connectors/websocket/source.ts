@@ -221,7 +221,7 @@ export class WebSocketSource implements Source {
     this.lastDataAt = now;
     conn.lastDataAt = now;
     conn.sawData();
-    const meta = { _received_at: now, _connection_id: conn.id, _url: conn.shownUrl, _message_type: isBinary ? 'binary' : 'text' };
+    const meta = conn.meta(now, isBinary);
     if (this.selfDecode) {
       let row: unknown;
       try {
@@ -372,6 +372,15 @@ export class Connection {
   state: ConnState = ConnState.Disconnected;
   id = '';
   readonly shownUrl: string;
+  /** Frames of one connection arriving in the same millisecond share one metadata object (it is never mutated). */
+  private lastMeta?: { _received_at: number; _connection_id: string; _url: string; _message_type: string };
+
+  meta(now: number, isBinary: boolean) {
+    const type = isBinary ? 'binary' : 'text';
+    const m = this.lastMeta;
+    if (m && m._received_at === now && m._message_type === type && m._connection_id === this.id) return m;
+    return (this.lastMeta = { _received_at: now, _connection_id: this.id, _url: this.shownUrl, _message_type: type });
+  }
   private readonly url: string;
   private ws?: WebSocket;
   private attempt = 0;
