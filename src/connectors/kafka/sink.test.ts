@@ -3,7 +3,8 @@ import { parseOptions } from '../../core/spec.js';
 import { sinkContext } from '../../testing/harness.js';
 import { createFormat } from '../../formats/index.js';
 import type { SluiceRecord } from '../../core/types.js';
-import { KafkaSink, sinkOptions, spec, type KafkaSinkOptions } from './index.js';
+import { sinkOptions, spec, type KafkaSinkOptions } from './index.js';
+import { KafkaSink } from './sink.js';
 import { startTestBroker, uniqueName, type TestBroker } from './test-broker.js';
 
 let broker: TestBroker;

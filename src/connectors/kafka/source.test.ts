@@ -4,7 +4,8 @@ import { mapScope } from '../../core/state.js';
 import { parseOptions } from '../../core/spec.js';
 import { collectSource } from '../../testing/harness.js';
 import type { SourceBatch } from '../../core/types.js';
-import { KafkaSource, sourceOptions, type KafkaAck, type KafkaSourceOptions } from './index.js';
+import { sourceOptions, type KafkaAck, type KafkaSourceOptions } from './index.js';
+import { KafkaSource } from './source.js';
 import { startTestBroker, uniqueName, type TestBroker } from './test-broker.js';
 
 let broker: TestBroker;
