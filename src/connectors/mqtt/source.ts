@@ -13,15 +13,6 @@ import type { Counter, Gauge, SluiceRecord, Source, SourceContext } from '../../
 import { acquireConnection, compileFilter, releaseConnection, type AckEntry, type MqttConnection, type Subscriber } from './connection.js';
 import type { MqttSourceOptions } from './options.js';
 
-export const SOURCE_METADATA = {
-  _topic: 'the topic the message was published to',
-  _qos: 'QoS the message was delivered with (0, 1 or 2)',
-  _retain: 'true for a retained message the broker replayed on subscribe',
-  _dup: 'true when the broker marked the message as a redelivery',
-  _message_id: 'MQTT packet identifier (QoS 1/2; null for QoS 0); unique only among unacknowledged messages',
-  _properties: 'MQTT 5 publish properties: userProperties, contentType, responseTopic, correlationData, messageExpiryInterval, payloadFormatIndicator (null for MQTT 3)',
-};
-
 interface Metrics {
   messages: Counter;
   bytes: Counter;
