@@ -9,7 +9,8 @@ import { memoryStateStore } from '../../core/state.js';
 import { createFormat } from '../../formats/index.js';
 import { sinkContext } from '../../testing/harness.js';
 import type { PipelineHandle } from '../../core/runtime.js';
-import { spec, sinkOptions, sourceOptions, NatsSink } from './index.js';
+import { spec, sinkOptions, sourceOptions } from './index.js';
+import { NatsSink } from './sink.js';
 import { NATS_URL, endpoint, env, newRec, parsed, pipeline, removeTempDirs, startPipeline, tempDir, uniq, waitFor, waitRunning, type Rec } from './testkit.js';
 
 let nc: NatsConnection;

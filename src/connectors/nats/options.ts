@@ -1,7 +1,7 @@
 // Options of the core NATS source and sink. The connection part lives in connection.ts (shared with JetStream).
 
 import { bool, duration, num, opt, size, z } from '../../core/spec.js';
-import { checkConnection, connectionShape } from './connection.js';
+import { checkConnection, connectionShape } from './connection-options.js';
 import { fieldTemplateString } from './fields.js';
 
 /** A subject to subscribe to: dot-separated tokens, `*` for one token, `>` for the rest. */
