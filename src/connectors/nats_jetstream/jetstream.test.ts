@@ -12,7 +12,8 @@ import { createFormat } from '../../formats/index.js';
 import { sinkContext } from '../../testing/harness.js';
 import type { PipelineHandle } from '../../core/runtime.js';
 import { MetricSet } from '../../core/metrics.js';
-import { spec, sinkOptions, sourceOptions, JetStreamSink } from './index.js';
+import { spec, sinkOptions, sourceOptions } from './index.js';
+import { JetStreamSink } from './sink.js';
 import { spec as natsSpec, sourceOptions as natsSourceOptions } from '../nats/index.js';
 import { NATS_URL, STOP_NATS, endpoint, env, newRec, parsed, pipeline, removeTempDirs, startPipeline, uniq, waitFor, waitRunning, type Rec } from '../nats/testkit.js';
 

@@ -2,7 +2,7 @@
 // stream creation. The connection part is shared with core NATS (../nats/connection.ts).
 
 import { bool, duration, list, num, opt, size, z } from '../../core/spec.js';
-import { checkConnection, connectionShape } from '../nats/connection.js';
+import { checkConnection, connectionShape } from '../nats/connection-options.js';
 import { fieldTemplateString } from '../nats/fields.js';
 import { subscribeSubject } from '../nats/options.js';
 
