@@ -2,7 +2,8 @@
 
 import { describe, expect, it } from 'vitest';
 import { parseOptions } from '../../core/spec.js';
-import { describeEndpoint, endpointOf, sinkOptions, sourceOptions } from './index.js';
+import { sinkOptions, sourceOptions } from './index.js';
+import { describeEndpoint, endpointOf } from './connection.js';
 import { allBindings, queueArguments } from './source.js';
 import { compileTemplate } from './template.js';
 

@@ -11,7 +11,8 @@ import type { SluiceRecord } from '../../core/types.js';
 import { createFormat } from '../../formats/index.js';
 import { sinkContext } from '../../testing/harness.js';
 import { ensureService } from '../../testing/services.js';
-import { RabbitSink, spec, type RabbitSinkOptions } from './index.js';
+import { spec, type RabbitSinkOptions } from './index.js';
+import { RabbitSink } from './sink.js';
 import { Admin, endpoint, env, ids, jsonBodies, parsedSink, rabbitPipeline, range, uniqueName, URL_, waitFor, type Rec, useBroker } from './testkit.js';
 
 let admin: Admin;

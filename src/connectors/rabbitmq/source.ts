@@ -24,15 +24,6 @@ export interface RabbitAck {
   tag: number;
 }
 
-export const SOURCE_METADATA = {
-  _exchange: 'exchange the message was published to (empty for the default exchange)',
-  _routing_key: 'routing key it was published with',
-  _delivery_tag: 'delivery tag on the consuming channel',
-  _redelivered: '`true` when the broker delivered the message before and it was not acknowledged (a possible duplicate)',
-  _properties:
-    'message properties as a map: `content_type`, `content_encoding`, `delivery_mode`, `priority`, `correlation_id`, `reply_to`, `expiration`, `message_id`, `timestamp` (ms since the epoch), `type`, `user_id`, `app_id`',
-};
-
 /** AMQP header values are typed (numbers, booleans, tables); record headers are text or bytes. */
 function headerText(v: unknown): string | Uint8Array {
   if (typeof v === 'string' || v instanceof Uint8Array) return v;
