@@ -7,7 +7,10 @@ import { collectSource, sinkContext, writeAll } from '../../testing/harness.js';
 import { ensureService } from '../../testing/services.js';
 import type { SluiceRecord } from '../../core/types.js';
 import type { Client } from './client.js';
-import { RedisLookup, RedisSink, RedisSource, lookupOptions, sinkOptions, sourceOptions, spec } from './index.js';
+import { lookupOptions, sinkOptions, sourceOptions, spec } from './index.js';
+import { RedisLookup } from './lookup.js';
+import { RedisSink } from './sink.js';
+import { RedisSource } from './source.js';
 import { addEntries, adminClient, cleanup, parsed, pendingCount, uniquePrefix, waitFor } from './testkit.js';
 
 let admin: Client;
