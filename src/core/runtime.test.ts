@@ -307,4 +307,17 @@ describe('runtime', () => {
     expect(ids(sink.written)).toEqual(Array.from({ length: 100 }, (_, i) => i * 2));
     expect(src.committed).toEqual(Array.from({ length: 20 }, (_, i) => i));
   });
+
+  it('hands the record key to formats that need it: a keyed Debezium tombstone becomes a delete marker', async () => {
+    const create = JSON.stringify({ op: 'c', before: null, after: { id: 1, name: 'a' }, source: { table: 't' } });
+    const batches = [{ records: [{ value: create, key: '{"id":1}' }, { value: Buffer.alloc(0), key: '{"id":1}' }], ack: 1 }];
+    const src = { committed: [] as unknown[], emitReturnedPromise: 0 };
+    const sink: SinkLog = { written: [], failuresLeft: 0, delayMs: 0 };
+    const h = startPipeline(def({ source: ep('scripted', { format: { name: 'debezium-json-upsert', options: {} } }) }), env(batches, src, sink));
+    const r = await h.done;
+    expect(r.status).toBe('completed');
+    const values = sink.written.flat().map((x) => x.value as Record<string, unknown>);
+    expect(values[0]).toMatchObject({ id: 1, name: 'a', __op: 'c' });
+    expect(values[1]).toMatchObject({ id: 1, __op: 'd', __deleted: true });
+  });
 });

@@ -500,7 +500,8 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
         current = r;
         rows.length = 0;
         try {
-          dec.decode(payload, rows, onDecodeError);
+          if (dec.decodeWithKey) dec.decodeWithKey(payload, r.key, rows, onDecodeError);
+          else dec.decode(payload, rows, onDecodeError);
         } catch (e) {
           badBuf.push({ raw: payload, error: e as Error, meta: r.meta });
           continue;

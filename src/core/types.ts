@@ -114,6 +114,13 @@ export interface Decoder {
    * own raw text and the rest go on; `decode` throws only when a `fail` decision is needed for the whole payload.
    */
   decode(payload: string | Uint8Array, out: unknown[], onError: (err: Error, raw: string | Uint8Array) => void): void;
+  /** Formats that need the record key too (Debezium upserts turn a keyed tombstone into a delete) implement this. */
+  decodeWithKey?(
+    payload: string | Uint8Array,
+    key: string | Uint8Array | null | undefined,
+    out: unknown[],
+    onError: (err: Error, raw: string | Uint8Array) => void,
+  ): void;
 }
 
 export interface Encoder {

@@ -26,6 +26,8 @@ const EMIT_SLICE = 1000;
 const tp = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 
 /** Header values as text when they are UTF-8 (almost always), else the bytes; repeated headers keep the first. */
+const EMPTY = Buffer.alloc(0);
+
 function convertHeaders(h: IHeaders): Record<string, string | Uint8Array> | undefined {
   let out: Record<string, string | Uint8Array> | undefined;
   for (const k in h) {
@@ -55,12 +57,14 @@ export class KafkaSource implements Source {
   private inFlight = 0;
   private idle?: () => void;
   private tombstones?: Counter;
+  private readonly keepTombstones: boolean;
 
   constructor(
     readonly options: KafkaSourceOptions,
     readonly info?: EndpointInfo,
   ) {
     this.registry = registryConfig(options);
+    this.keepTombstones = /upsert/.test(info?.format ?? '');
   }
 
   async run(ctx: SourceContext): Promise<void> {
@@ -207,10 +211,13 @@ export class KafkaSource implements Source {
         for (let i = from; i < to; i++) {
           const m = msgs[i]!;
           if (m.value === null) {
-            tombstones++;
-            continue;
+            // Upsert formats turn a tombstone (null value, key set) into a delete; for every other format it is noise.
+            if (!this.keepTombstones || m.key === null || m.key === undefined) {
+              tombstones++;
+              continue;
+            }
           }
-          const rec: SluiceRecord = { value: m.value, timestamp: Number(m.timestamp), meta: { _topic: topic, _partition: partition, _offset: Number(m.offset) } };
+          const rec: SluiceRecord = { value: m.value ?? EMPTY, timestamp: Number(m.timestamp), meta: { _topic: topic, _partition: partition, _offset: Number(m.offset) } };
           if (m.key !== null && m.key !== undefined) rec.key = m.key;
           if (m.headers) {
             const h = convertHeaders(m.headers);
