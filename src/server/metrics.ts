@@ -1,0 +1,146 @@
+// Prometheus metrics (prom-client), read from the pipelines' own counters at scrape time, so the hot path pays
+// nothing for them. Used by `sluice serve` (GET /metrics) and by `sluice run --metrics-port` (startMetricsServer).
+
+import { createServer, type Server } from 'node:http';
+import client from 'prom-client';
+import type { PipelineHandle } from '../core/runtime.js';
+import type { PipelineStats } from '../core/metrics.js';
+import type { MetricSet } from '../core/metrics.js';
+
+export interface PipelineRun {
+  name: string;
+  /** `running`, `failed`, ...; the handle's own status when absent. */
+  state?: string;
+  restarts?: number;
+  handle?: PipelineHandle;
+}
+
+const STATES = ['starting', 'running', 'draining', 'completed', 'stopped', 'failed', 'restarting'];
+
+const COUNTERS: Array<[keyof PipelineStats, string, string]> = [
+  ['records_in', 'sluice_pipeline_records_in_total', 'Records that entered the pipeline (decoded rows plus records that failed decoding).'],
+  ['records_out', 'sluice_pipeline_records_out_total', 'Records the outputs accepted.'],
+  ['bytes_in', 'sluice_pipeline_bytes_in_total', 'Payload bytes read from the source.'],
+  ['errors', 'sluice_pipeline_errors_total', 'Records that failed decoding or schema validation.'],
+  ['dropped', 'sluice_pipeline_dropped_total', 'Bad records dropped by bad_data: drop.'],
+  ['dlq', 'sluice_pipeline_dlq_total', 'Records written to the dead-letter sink.'],
+  ['unrouted', 'sluice_pipeline_unrouted_total', 'Records no route took, with no default sink.'],
+  ['sink_retries', 'sluice_pipeline_sink_retries_total', 'Sink writes that failed and were retried.'],
+];
+
+/** A registry whose values come from `runs()` on every scrape; counters restart from 0 when a pipeline restarts. */
+export function createMetricsRegistry(runs: () => PipelineRun[], o: { processMetrics?: boolean } = {}): client.Registry {
+  const registry = new client.Registry();
+  if (o.processMetrics !== false) client.collectDefaultMetrics({ register: registry, prefix: 'sluice_' });
+  for (const [key, name, help] of COUNTERS) {
+    new client.Counter({
+      name,
+      help,
+      labelNames: ['pipeline'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const r of runs()) if (r.handle) this.inc({ pipeline: r.name }, r.handle.stats[key]);
+      },
+    });
+  }
+  new client.Gauge({
+    name: 'sluice_pipeline_queue_depth',
+    help: 'Records waiting between source and outputs.',
+    labelNames: ['pipeline'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of runs()) if (r.handle) this.set({ pipeline: r.name }, r.handle.stats.queued);
+    },
+  });
+  new client.Gauge({
+    name: 'sluice_pipeline_state',
+    help: 'The pipeline state: 1 for the current state, 0 for the others.',
+    labelNames: ['pipeline', 'state'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of runs()) {
+        const cur = r.state ?? r.handle?.status() ?? 'stopped';
+        for (const s of STATES) this.set({ pipeline: r.name, state: s }, s === cur ? 1 : 0);
+      }
+    },
+  });
+  new client.Gauge({
+    name: 'sluice_pipeline_restarts',
+    help: 'Automatic restarts after failures since the server started.',
+    labelNames: ['pipeline'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of runs()) this.set({ pipeline: r.name }, r.restarts ?? 0);
+    },
+  });
+  // Connector metrics have names only the connector knows (`messages_received`, `connection_state`, `reconnects`),
+  // so they are one family with the connector's name as a label.
+  new client.Gauge({
+    name: 'sluice_connector_metric',
+    help: 'Metrics a connector reports, per pipeline and endpoint (source, each output, dlq); `metric` names it and `kind` says whether it only grows (counter).',
+    labelNames: ['pipeline', 'endpoint', 'connector', 'metric', 'kind'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of runs()) {
+        const h = r.handle;
+        if (!h) continue;
+        const sets: Array<[string, string, MetricSet | undefined]> = [
+          ['source', h.def.source.connector, h.metrics.source],
+          ...Object.entries(h.metrics.outputs).map(([n, m]): [string, string, MetricSet] => [n, (n === 'sink' ? h.def.sink?.connector : h.def.routes?.find((x) => x.name === n)?.sink.connector) ?? 'unknown', m]),
+          ['dlq', h.def.dlq?.connector ?? 'unknown', h.metrics.dlq],
+        ];
+        for (const [endpoint, connector, set] of sets) {
+          if (!set) continue;
+          for (const v of set.values.values()) this.set({ pipeline: r.name, endpoint, connector, metric: v.name, kind: v.kind }, v.value);
+        }
+      }
+    },
+  });
+  return registry;
+}
+
+/**
+ * A bare HTTP server with `/metrics` and `/healthz`, for `sluice run --metrics-port`. Binds to 127.0.0.1 unless a host
+ * is given; resolves once listening.
+ */
+export async function startMetricsServer(port: number, getHandles: () => PipelineHandle[], host = '127.0.0.1'): Promise<{ server: Server; port: number; close(): Promise<void> }> {
+  const registry = createMetricsRegistry(() => getHandles().map((h) => ({ name: h.name, handle: h })));
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method === 'GET' && path === '/metrics') {
+      registry.metrics().then(
+        (body) => {
+          res.writeHead(200, { 'content-type': registry.contentType });
+          res.end(body);
+        },
+        () => {
+          res.writeHead(500, { 'content-type': 'text/plain' });
+          res.end('metrics collection failed\n');
+        },
+      );
+      return;
+    }
+    if (req.method === 'GET' && path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"status":"ok"}\n');
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'text/plain' });
+    res.end('not found\n');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const addr = server.address();
+  return {
+    server,
+    port: typeof addr === 'object' && addr ? addr.port : port,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
