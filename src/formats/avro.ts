@@ -4,7 +4,8 @@
 // otherwise (never a silent precision loss), timestamps -> Date, date -> 'YYYY-MM-DD', decimal -> exact decimal text,
 // bytes -> Buffer, unions unwrapped to their value.
 
-import avro from 'avsc';
+import { createRequire } from 'node:module';
+import type * as Avsc from 'avsc';
 import { z } from '../core/spec.js';
 import { RecordError, SluiceError, errorMessage } from '../core/errors.js';
 import type { Decoder, Encoder, FieldSpec, SchemaSpec } from '../core/types.js';
@@ -68,208 +69,230 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 const I64_MIN = -(2n ** 63n);
 const I64_MAX = 2n ** 63n - 1n;
 
-/** int64 with full precision: a number while it is a safe integer, a BigInt beyond. */
-const Int64 = avro.types.LongType.__with({
-  fromBuffer(b: Buffer) {
-    const v = b.readBigInt64LE(0);
-    return v >= MIN_SAFE && v <= MAX_SAFE ? Number(v) : v;
-  },
-  toBuffer(v: number | bigint) {
-    const b = Buffer.allocUnsafe(8);
-    b.writeBigInt64LE(typeof v === 'bigint' ? v : BigInt(v), 0);
-    return b;
-  },
-  fromJSON(v: unknown) {
-    if (typeof v === 'string') {
-      const b = BigInt(v);
-      return b >= MIN_SAFE && b <= MAX_SAFE ? Number(b) : b;
-    }
-    return v;
-  },
-  toJSON(v: number | bigint) {
-    return typeof v === 'bigint' ? v.toString() : v;
-  },
-  isValid(v: unknown) {
-    if (typeof v === 'number') return Number.isSafeInteger(v);
-    return typeof v === 'bigint' && v >= I64_MIN && v <= I64_MAX;
-  },
-  compare(a: number | bigint, b: number | bigint) {
-    return a < b ? -1 : a > b ? 1 : 0;
-  },
-});
-
-type AvroType = avro.Type;
-const LogicalType = avro.types.LogicalType as unknown as new (schema: unknown, opts?: unknown) => LogicalBase;
+type AvroType = Avsc.Type;
 interface LogicalBase {
   readonly underlyingType: AvroType;
   readonly typeName: string;
 }
 
-function toMillis(v: unknown): number | undefined {
-  if (v instanceof Date) return Number.isNaN(v.getTime()) ? undefined : v.getTime();
-  if (typeof v === 'number') return Number.isFinite(v) ? Math.trunc(v) : undefined;
-  if (typeof v === 'bigint') return Number(v);
-  if (typeof v === 'string') {
-    const t = Date.parse(v);
-    return Number.isNaN(t) ? undefined : t;
-  }
-  return undefined;
+// avsc is CommonJS; it is required on first use, synchronously, because schemas are checked while options are
+// validated and formats are created synchronously. Its long and logical types extend avsc classes, so they are
+// defined then too.
+const require = createRequire(import.meta.url);
+
+interface AvscTypes {
+  avro: typeof Avsc;
+  Int64: AvroType;
+  logicalTypes: Record<string, new (schema: Avsc.Schema, opts?: unknown) => Avsc.types.LogicalType>;
 }
 
-/** The writer type is `kind` itself (already converted) or its underlying primitive (convert on read). */
-function resolveLogical(self: { _fromValue(v: unknown): unknown }, writer: AvroType, same: (w: AvroType) => boolean, base: string[]) {
-  if (same(writer)) return (v: unknown) => v;
-  if (base.includes(writer.typeName) || (writer.typeName === 'abstract:long' && base.includes('long'))) return (v: unknown) => self._fromValue(v);
-  return undefined;
+let loaded: AvscTypes | undefined;
+
+function avsc(): AvscTypes {
+  return (loaded ??= defineTypes(require('avsc') as typeof Avsc));
 }
 
-class TimestampMillis extends LogicalType {
-  _fromValue(v: number | bigint) {
-    return new Date(Number(v));
-  }
-  _toValue(v: unknown) {
-    return toMillis(v);
-  }
-  _resolve(t: AvroType) {
-    return resolveLogical(this, t, (w) => w instanceof TimestampMillis, ['long', 'int']);
-  }
-}
+function defineTypes(avro: typeof Avsc): AvscTypes {
+  /** int64 with full precision: a number while it is a safe integer, a BigInt beyond. */
+  const Int64 = avro.types.LongType.__with({
+    fromBuffer(b: Buffer) {
+      const v = b.readBigInt64LE(0);
+      return v >= MIN_SAFE && v <= MAX_SAFE ? Number(v) : v;
+    },
+    toBuffer(v: number | bigint) {
+      const b = Buffer.allocUnsafe(8);
+      b.writeBigInt64LE(typeof v === 'bigint' ? v : BigInt(v), 0);
+      return b;
+    },
+    fromJSON(v: unknown) {
+      if (typeof v === 'string') {
+        const b = BigInt(v);
+        return b >= MIN_SAFE && b <= MAX_SAFE ? Number(b) : b;
+      }
+      return v;
+    },
+    toJSON(v: number | bigint) {
+      return typeof v === 'bigint' ? v.toString() : v;
+    },
+    isValid(v: unknown) {
+      if (typeof v === 'number') return Number.isSafeInteger(v);
+      return typeof v === 'bigint' && v >= I64_MIN && v <= I64_MAX;
+    },
+    compare(a: number | bigint, b: number | bigint) {
+      return a < b ? -1 : a > b ? 1 : 0;
+    },
+  });
 
-class TimestampMicros extends LogicalType {
-  _fromValue(v: number | bigint) {
-    // A Date holds milliseconds; the microseconds below them are dropped (floor, so ordering is kept).
-    return new Date(typeof v === 'bigint' ? Number(v / 1000n) - (v % 1000n < 0n ? 1 : 0) : Math.floor(v / 1000));
-  }
-  _toValue(v: unknown) {
-    if (typeof v === 'bigint') return v;
-    const ms = toMillis(v);
-    return ms === undefined ? undefined : ms * 1000;
-  }
-  _resolve(t: AvroType) {
-    return resolveLogical(this, t, (w) => w instanceof TimestampMicros, ['long']);
-  }
-}
+  const LogicalType = avro.types.LogicalType as unknown as new (schema: unknown, opts?: unknown) => LogicalBase;
 
-const DAY = 86_400_000;
-
-class DateType extends LogicalType {
-  _fromValue(days: number) {
-    return new Date(days * DAY).toISOString().slice(0, 10);
-  }
-  _toValue(v: unknown) {
-    if (typeof v === 'number') return Number.isInteger(v) ? v : undefined;
-    if (v instanceof Date) return Number.isNaN(v.getTime()) ? undefined : Math.floor(v.getTime() / DAY);
-    if (typeof v === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(v)) {
-      const t = Date.parse(v + 'T00:00:00Z');
-      return Number.isNaN(t) ? undefined : t / DAY;
+  function toMillis(v: unknown): number | undefined {
+    if (v instanceof Date) return Number.isNaN(v.getTime()) ? undefined : v.getTime();
+    if (typeof v === 'number') return Number.isFinite(v) ? Math.trunc(v) : undefined;
+    if (typeof v === 'bigint') return Number(v);
+    if (typeof v === 'string') {
+      const t = Date.parse(v);
+      return Number.isNaN(t) ? undefined : t;
     }
     return undefined;
   }
-  _resolve(t: AvroType) {
-    return resolveLogical(this, t, (w) => w instanceof DateType, ['int']);
-  }
-}
 
-/** Decimal as exact text with `scale` fraction digits, stored as a big-endian two's-complement unscaled integer. */
-class DecimalType extends LogicalType {
-  private readonly scale: number;
-  private readonly precision: number;
-  private readonly size: number | undefined;
-  constructor(schema: { precision?: number; scale?: number; size?: number }, opts?: unknown) {
-    super(schema, opts);
-    this.precision = schema.precision ?? 0;
-    this.scale = schema.scale ?? 0;
-    this.size = schema.size;
+  /** The writer type is `kind` itself (already converted) or its underlying primitive (convert on read). */
+  function resolveLogical(self: { _fromValue(v: unknown): unknown }, writer: AvroType, same: (w: AvroType) => boolean, base: string[]) {
+    if (same(writer)) return (v: unknown) => v;
+    if (base.includes(writer.typeName) || (writer.typeName === 'abstract:long' && base.includes('long'))) return (v: unknown) => self._fromValue(v);
+    return undefined;
   }
-  _fromValue(b: Buffer) {
-    let n = 0n;
-    for (let i = 0; i < b.length; i++) n = (n << 8n) | BigInt(b[i]!);
-    if (b.length && b[0]! & 0x80) n -= 1n << BigInt(b.length * 8);
-    const neg = n < 0n;
-    let s = (neg ? -n : n).toString();
-    if (this.scale > 0) {
-      s = s.padStart(this.scale + 1, '0');
-      s = s.slice(0, s.length - this.scale) + '.' + s.slice(s.length - this.scale);
-    }
-    return neg ? '-' + s : s;
-  }
-  _toValue(v: unknown) {
-    const n = unscaled(v, this.scale);
-    if (n === undefined) return undefined;
-    if (this.precision > 0 && (n < 0n ? -n : n).toString().length > this.precision) return undefined;
-    let len = 1;
-    while (n >= 1n << BigInt(len * 8 - 1) || n < -(1n << BigInt(len * 8 - 1))) len++;
-    if (this.size !== undefined) {
-      if (len > this.size) return undefined;
-      len = this.size;
-    }
-    const out = Buffer.allocUnsafe(len);
-    let x = n < 0n ? (1n << BigInt(len * 8)) + n : n;
-    for (let i = len - 1; i >= 0; i--) {
-      out[i] = Number(x & 0xffn);
-      x >>= 8n;
-    }
-    return out;
-  }
-  _resolve(t: AvroType) {
-    return resolveLogical(this, t, (w) => w instanceof DecimalType && (w as unknown as DecimalType).scale === this.scale, ['bytes', 'fixed']);
-  }
-  _export(attrs: Record<string, unknown>) {
-    attrs.precision = this.precision;
-    attrs.scale = this.scale;
-  }
-}
 
-/** `value * 10^scale` as an exact integer, from decimal text, a number or a BigInt; undefined when it is not exact. */
-function unscaled(v: unknown, scale: number): bigint | undefined {
-  if (typeof v === 'bigint') return v * 10n ** BigInt(scale);
-  let s: string;
-  if (typeof v === 'number') {
-    if (!Number.isFinite(v)) return undefined;
-    s = String(v);
-  } else if (typeof v === 'string') s = v.trim();
-  else return undefined;
-  const m = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(s);
-  if (!m || (!m[2] && !m[3])) return undefined;
-  let digits = (m[2] ?? '') + (m[3] ?? '');
-  const point = (m[2] ?? '').length + (m[4] ? Number(m[4]) : 0) + scale;
-  if (point < 0) return /^0*$/.test(digits) ? 0n : undefined;
-  if (point < digits.length) {
-    // Digits below the scale must be zeros: rounding would change the value silently.
-    if (!/^0*$/.test(digits.slice(point))) return undefined;
-    digits = digits.slice(0, point);
-  } else digits += '0'.repeat(point - digits.length);
-  const n = BigInt(digits || '0');
-  return m[1] === '-' ? -n : n;
-}
-
-/** Any JSON value stored as a string (the `json` schema type); other Avro readers see plain JSON text. */
-class JsonText extends LogicalType {
-  _fromValue(s: string) {
-    try {
-      return JSON.parse(s);
-    } catch {
-      return s;
+  class TimestampMillis extends LogicalType {
+    _fromValue(v: number | bigint) {
+      return new Date(Number(v));
+    }
+    _toValue(v: unknown) {
+      return toMillis(v);
+    }
+    _resolve(t: AvroType) {
+      return resolveLogical(this, t, (w) => w instanceof TimestampMillis, ['long', 'int']);
     }
   }
-  _toValue(v: unknown) {
-    // null belongs to the union's null branch (a nullable field); matching it here too would make the union ambiguous.
-    return v === undefined || v === null ? undefined : stringifyJson(v);
-  }
-  _resolve(t: AvroType) {
-    return resolveLogical(this, t, (w) => w instanceof JsonText, ['string']);
-  }
-}
 
-const LOGICAL_TYPES = {
-  'timestamp-millis': TimestampMillis,
-  'local-timestamp-millis': TimestampMillis,
-  'timestamp-micros': TimestampMicros,
-  'local-timestamp-micros': TimestampMicros,
-  date: DateType,
-  decimal: DecimalType,
-  json: JsonText,
-} as unknown as Record<string, new (schema: avro.Schema, opts?: unknown) => avro.types.LogicalType>;
+  class TimestampMicros extends LogicalType {
+    _fromValue(v: number | bigint) {
+      // A Date holds milliseconds; the microseconds below them are dropped (floor, so ordering is kept).
+      return new Date(typeof v === 'bigint' ? Number(v / 1000n) - (v % 1000n < 0n ? 1 : 0) : Math.floor(v / 1000));
+    }
+    _toValue(v: unknown) {
+      if (typeof v === 'bigint') return v;
+      const ms = toMillis(v);
+      return ms === undefined ? undefined : ms * 1000;
+    }
+    _resolve(t: AvroType) {
+      return resolveLogical(this, t, (w) => w instanceof TimestampMicros, ['long']);
+    }
+  }
+
+  const DAY = 86_400_000;
+
+  class DateType extends LogicalType {
+    _fromValue(days: number) {
+      return new Date(days * DAY).toISOString().slice(0, 10);
+    }
+    _toValue(v: unknown) {
+      if (typeof v === 'number') return Number.isInteger(v) ? v : undefined;
+      if (v instanceof Date) return Number.isNaN(v.getTime()) ? undefined : Math.floor(v.getTime() / DAY);
+      if (typeof v === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(v)) {
+        const t = Date.parse(v + 'T00:00:00Z');
+        return Number.isNaN(t) ? undefined : t / DAY;
+      }
+      return undefined;
+    }
+    _resolve(t: AvroType) {
+      return resolveLogical(this, t, (w) => w instanceof DateType, ['int']);
+    }
+  }
+
+  /** Decimal as exact text with `scale` fraction digits, stored as a big-endian two's-complement unscaled integer. */
+  class DecimalType extends LogicalType {
+    private readonly scale: number;
+    private readonly precision: number;
+    private readonly size: number | undefined;
+    constructor(schema: { precision?: number; scale?: number; size?: number }, opts?: unknown) {
+      super(schema, opts);
+      this.precision = schema.precision ?? 0;
+      this.scale = schema.scale ?? 0;
+      this.size = schema.size;
+    }
+    _fromValue(b: Buffer) {
+      let n = 0n;
+      for (let i = 0; i < b.length; i++) n = (n << 8n) | BigInt(b[i]!);
+      if (b.length && b[0]! & 0x80) n -= 1n << BigInt(b.length * 8);
+      const neg = n < 0n;
+      let s = (neg ? -n : n).toString();
+      if (this.scale > 0) {
+        s = s.padStart(this.scale + 1, '0');
+        s = s.slice(0, s.length - this.scale) + '.' + s.slice(s.length - this.scale);
+      }
+      return neg ? '-' + s : s;
+    }
+    _toValue(v: unknown) {
+      const n = unscaled(v, this.scale);
+      if (n === undefined) return undefined;
+      if (this.precision > 0 && (n < 0n ? -n : n).toString().length > this.precision) return undefined;
+      let len = 1;
+      while (n >= 1n << BigInt(len * 8 - 1) || n < -(1n << BigInt(len * 8 - 1))) len++;
+      if (this.size !== undefined) {
+        if (len > this.size) return undefined;
+        len = this.size;
+      }
+      const out = Buffer.allocUnsafe(len);
+      let x = n < 0n ? (1n << BigInt(len * 8)) + n : n;
+      for (let i = len - 1; i >= 0; i--) {
+        out[i] = Number(x & 0xffn);
+        x >>= 8n;
+      }
+      return out;
+    }
+    _resolve(t: AvroType) {
+      return resolveLogical(this, t, (w) => w instanceof DecimalType && (w as unknown as DecimalType).scale === this.scale, ['bytes', 'fixed']);
+    }
+    _export(attrs: Record<string, unknown>) {
+      attrs.precision = this.precision;
+      attrs.scale = this.scale;
+    }
+  }
+
+  /** `value * 10^scale` as an exact integer, from decimal text, a number or a BigInt; undefined when it is not exact. */
+  function unscaled(v: unknown, scale: number): bigint | undefined {
+    if (typeof v === 'bigint') return v * 10n ** BigInt(scale);
+    let s: string;
+    if (typeof v === 'number') {
+      if (!Number.isFinite(v)) return undefined;
+      s = String(v);
+    } else if (typeof v === 'string') s = v.trim();
+    else return undefined;
+    const m = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(s);
+    if (!m || (!m[2] && !m[3])) return undefined;
+    let digits = (m[2] ?? '') + (m[3] ?? '');
+    const point = (m[2] ?? '').length + (m[4] ? Number(m[4]) : 0) + scale;
+    if (point < 0) return /^0*$/.test(digits) ? 0n : undefined;
+    if (point < digits.length) {
+      // Digits below the scale must be zeros: rounding would change the value silently.
+      if (!/^0*$/.test(digits.slice(point))) return undefined;
+      digits = digits.slice(0, point);
+    } else digits += '0'.repeat(point - digits.length);
+    const n = BigInt(digits || '0');
+    return m[1] === '-' ? -n : n;
+  }
+
+  /** Any JSON value stored as a string (the `json` schema type); other Avro readers see plain JSON text. */
+  class JsonText extends LogicalType {
+    _fromValue(s: string) {
+      try {
+        return JSON.parse(s);
+      } catch {
+        return s;
+      }
+    }
+    _toValue(v: unknown) {
+      // null belongs to the union's null branch (a nullable field); matching it here too would make the union ambiguous.
+      return v === undefined || v === null ? undefined : stringifyJson(v);
+    }
+    _resolve(t: AvroType) {
+      return resolveLogical(this, t, (w) => w instanceof JsonText, ['string']);
+    }
+  }
+
+  const LOGICAL_TYPES = {
+    'timestamp-millis': TimestampMillis,
+    'local-timestamp-millis': TimestampMillis,
+    'timestamp-micros': TimestampMicros,
+    'local-timestamp-micros': TimestampMicros,
+    date: DateType,
+    decimal: DecimalType,
+    json: JsonText,
+  } as unknown as AvscTypes['logicalTypes'];
+
+  return { avro, Int64: Int64 as unknown as AvroType, logicalTypes: LOGICAL_TYPES };
+}
 
 /** A schema option (JSON text or an object) as a schema object; throws naming what is wrong. */
 export function parseAvroSchema(schema: unknown): AvroType {
@@ -294,13 +317,14 @@ export function parseAvroSchema(schema: unknown): AvroType {
  * branches cannot be told apart (two records, string and enum); those few stay wrapped as `{BranchName: value}`.
  */
 function avroType(schema: unknown): AvroType {
+  const lib = avsc();
   const make = (wrapUnions: 'never' | 'auto') =>
-    avro.Type.forSchema(schema as avro.Schema, {
-      registry: { long: Int64 as unknown as AvroType },
-      logicalTypes: LOGICAL_TYPES,
+    lib.avro.Type.forSchema(schema as Avsc.Schema, {
+      registry: { long: lib.Int64 },
+      logicalTypes: lib.logicalTypes,
       wrapUnions,
       omitRecordMethods: true,
-    } as Partial<avro.ForSchemaOptions>);
+    } as Partial<Avsc.ForSchemaOptions>);
   try {
     return make('never');
   } catch (e) {
