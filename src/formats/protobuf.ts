@@ -5,7 +5,8 @@
 // -> Date; fields left unset get proto3 defaults so every row of one type has the same columns.
 
 import { readFileSync } from 'node:fs';
-import protobuf from 'protobufjs';
+import { createRequire } from 'node:module';
+import type * as protobuf from 'protobufjs';
 import { z, opt } from '../core/spec.js';
 import { RecordError, SluiceError, errorMessage } from '../core/errors.js';
 import type { Decoder, Encoder } from '../core/types.js';
@@ -23,6 +24,14 @@ import {
   type PreparedFormat,
   type RegistryOptions,
 } from './registry.js';
+
+// protobufjs is CommonJS; it is required on first use, synchronously, because a .proto is checked while options are
+// validated and formats are created synchronously.
+const require = createRequire(import.meta.url);
+let lib: typeof protobuf | undefined;
+function pb(): typeof protobuf {
+  return (lib ??= require('protobufjs') as typeof protobuf);
+}
 
 export const protobufOptions = z
   .strictObject({
@@ -81,7 +90,7 @@ function isInline(proto: string): boolean {
 }
 
 export function loadProto(proto: string): { root: protobuf.Root; text: string } {
-  const root = new protobuf.Root();
+  const root = new (pb().Root)();
   if (!isInline(proto)) {
     let text: string;
     try {
@@ -100,11 +109,11 @@ export function loadProto(proto: string): { root: protobuf.Root; text: string } 
   return { root: parseProtoText(proto, root), text: proto };
 }
 
-function parseProtoText(text: string, root = new protobuf.Root()): protobuf.Root {
+function parseProtoText(text: string, root = new (pb().Root)()): protobuf.Root {
   try {
-    const parsed = protobuf.parse(text, root, { keepCase: true });
+    const parsed = pb().parse(text, root, { keepCase: true });
     for (const imp of [...(parsed.imports ?? []), ...(parsed.weakImports ?? [])]) {
-      const common = (protobuf.common as unknown as Record<string, { nested?: protobuf.INamespace['nested'] }>)[imp];
+      const common = (pb().common as unknown as Record<string, { nested?: protobuf.INamespace['nested'] }>)[imp];
       if (!common?.nested) throw new Error(`import '${imp}' is not available inline (only google/protobuf well-known types are; use a .proto file path for other imports)`);
       root.addJSON(common.nested);
     }
@@ -126,8 +135,8 @@ function lookupMessage(root: protobuf.Root, name: string): protobuf.Type {
     const all: string[] = [];
     const walk = (ns: protobuf.NamespaceBase) => {
       for (const n of ns.nestedArray) {
-        if (n instanceof protobuf.Type) all.push(n.fullName.slice(1));
-        if (n instanceof protobuf.Namespace || n instanceof protobuf.Type) walk(n as protobuf.NamespaceBase);
+        if (n instanceof pb().Type) all.push(n.fullName.slice(1));
+        if (n instanceof pb().Namespace || n instanceof pb().Type) walk(n as protobuf.NamespaceBase);
       }
     };
     walk(root);
@@ -143,9 +152,9 @@ function fileMessages(root: protobuf.Root, pkg: string | undefined): protobuf.Ty
   let ns: protobuf.NamespaceBase = root;
   if (pkg) {
     const found = root.lookup(pkg);
-    if (found instanceof protobuf.Namespace) ns = found;
+    if (found instanceof pb().Namespace) ns = found;
   }
-  return ns.nestedArray.filter((n): n is protobuf.Type => n instanceof protobuf.Type && !n.fullName.startsWith('.google.protobuf.'));
+  return ns.nestedArray.filter((n): n is protobuf.Type => n instanceof pb().Type && !n.fullName.startsWith('.google.protobuf.'));
 }
 
 function typeByIndexes(root: protobuf.Root, pkg: string | undefined, path: number[]): protobuf.Type | undefined {
@@ -154,7 +163,7 @@ function typeByIndexes(root: protobuf.Root, pkg: string | undefined, path: numbe
   for (const i of path) {
     t = list[i];
     if (!t) return undefined;
-    list = t.nestedArray.filter((n): n is protobuf.Type => n instanceof protobuf.Type);
+    list = t.nestedArray.filter((n): n is protobuf.Type => n instanceof pb().Type);
   }
   return t;
 }
@@ -162,11 +171,11 @@ function typeByIndexes(root: protobuf.Root, pkg: string | undefined, path: numbe
 function indexesOf(root: protobuf.Root, pkg: string | undefined, type: protobuf.Type): number[] {
   const path: number[] = [];
   let t: protobuf.ReflectionObject | null = type;
-  while (t instanceof protobuf.Type) {
+  while (t instanceof pb().Type) {
     const parent: protobuf.NamespaceBase | null = t.parent;
-    const siblings = parent instanceof protobuf.Type ? parent.nestedArray.filter((n) => n instanceof protobuf.Type) : fileMessages(root, pkg);
+    const siblings = parent instanceof pb().Type ? parent.nestedArray.filter((n) => n instanceof pb().Type) : fileMessages(root, pkg);
     path.unshift(siblings.indexOf(t));
-    t = parent instanceof protobuf.Type ? parent : null;
+    t = parent instanceof pb().Type ? parent : null;
   }
   return path;
 }
@@ -248,11 +257,11 @@ function stepsOf(t: protobuf.Type): Step[] {
   stepsCache.set(t, s); // before recursing: message types may refer to themselves
   for (const f of t.fieldsArray) {
     f.resolve();
-    const map = f instanceof protobuf.MapField;
+    const map = f instanceof pb().MapField;
     const step = { name: f.name, repeated: f.repeated, map, unsigned: f.type.startsWith('u') || f.type === 'fixed64' };
     if (LONG_TYPES.has(f.type)) s.push({ ...step, kind: 'long' });
-    else if (f.resolvedType instanceof protobuf.Enum) s.push({ ...step, kind: 'enum', enumType: f.resolvedType });
-    else if (f.resolvedType instanceof protobuf.Type) {
+    else if (f.resolvedType instanceof pb().Enum) s.push({ ...step, kind: 'enum', enumType: f.resolvedType });
+    else if (f.resolvedType instanceof pb().Type) {
       s.push({ ...step, kind: f.resolvedType.fullName === TIMESTAMP ? 'timestamp' : 'message', type: f.resolvedType });
     }
   }
@@ -311,7 +320,7 @@ function fromRow(t: protobuf.Type, row: Record<string, unknown>): Record<string,
     const one = (x: unknown): unknown => {
       switch (s.kind) {
         case 'long':
-          if (typeof x === 'bigint' || (typeof x === 'string' && /^-?\d+$/.test(x))) return LongCtor.fromString(String(x), s.unsigned);
+          if (typeof x === 'bigint' || (typeof x === 'string' && /^-?\d+$/.test(x))) return longFrom(String(x), s.unsigned);
           return x;
         case 'enum':
           return typeof x === 'string' && s.enumType!.values[x] !== undefined ? s.enumType!.values[x] : x;
@@ -339,7 +348,9 @@ function fromRow(t: protobuf.Type, row: Record<string, unknown>): Record<string,
 }
 
 // protobufjs bundles long.js; its typings only declare the constructor.
-const LongCtor = protobuf.util.Long as unknown as { fromString(s: string, unsigned?: boolean): unknown };
+type LongCtor = { fromString(s: string, unsigned?: boolean): unknown };
+let longCtor: LongCtor | undefined;
+const longFrom = (s: string, unsigned?: boolean) => (longCtor ??= pb().util.Long as unknown as LongCtor).fromString(s, unsigned);
 
 const TO_OBJECT: protobuf.IConversionOptions = { longs: String, enums: String, defaults: true };
 
