@@ -44,6 +44,8 @@ export interface CompiledSelect {
   async: boolean;
   /** Names of the lookup tables the query joins, in join order. */
   lookups: string[];
+  /** Output column name of each select item (undefined for `*`). */
+  itemNames: Array<string | undefined>;
 }
 
 interface JoinPlan {
@@ -179,7 +181,9 @@ export function compileSelectStmt(stmt: SelectStmt, file: string, inputSchema: S
     seen.set(name, tok);
   };
   let onlyStar = true;
+  const itemNames: Array<string | undefined> = [];
   stmt.items.forEach((item, idx) => {
+    itemNames.push(undefined);
     if (item.star) {
       const targets = item.star.table === undefined ? tables : tables.filter((t) => (t.alias ?? t.name) === item.star!.table || t.name === item.star!.table);
       if (!targets.length) fail(item.star.tok, `unknown table '${item.star.table}'`);
@@ -199,6 +203,7 @@ export function compileSelectStmt(stmt: SelectStmt, file: string, inputSchema: S
     const c = new ExprCompiler(file, tables).compile(item.expr!);
     const name = item.alias ?? c.name ?? `col${idx + 1}`;
     addName(name, item.aliasTok ?? item.expr!.tok);
+    itemNames[idx] = name;
     names.push(name);
     fns.push(c.fn);
     const spec = c.spec ?? specOfType(c.type);
@@ -212,7 +217,7 @@ export function compileSelectStmt(stmt: SelectStmt, file: string, inputSchema: S
 
   const lookups = plan.joins.map((j) => j.name);
   const transform = plan.joins.length ? asyncTransform(plan, o) : syncTransform(plan, o);
-  return { transform, outputSchema: plan.outputSchema, async: plan.joins.length > 0, lookups };
+  return { transform, outputSchema: plan.outputSchema, async: plan.joins.length > 0, lookups, itemNames };
 }
 
 function projector(names: string[], fns: Fn[], starSource: boolean, starJoins: number[]): (c: Ctx) => Row {
