@@ -21,7 +21,7 @@ import type { ControlStore, PipelineRow, ProfileRow, TableRow, ControlTx } from 
 import { PipelineManager } from './manager.js';
 import { createMetricsRegistry } from './metrics.js';
 import { REDACTED, redactConfig, redactedPaths, restoreRedacted, secretValues, type Scrubber, type SecretBox } from './secrets.js';
-import { compilePipelineRow, compileTable, referencesOf, SqlUnavailableError, tableRole, tableToYaml, yamlToTable, loadSqlCompiler, substituteTree, type Catalog } from './resolve.js';
+import { compilePipelineRow, compileTable, referencesOf, SqlUnavailableError, tableRole, tableToYaml, yamlToTable, loadSqlCompiler, loadSqlRuntime, substituteTree, type Catalog } from './resolve.js';
 import * as S from './api-schemas.js';
 
 export interface AppOptions {
@@ -46,7 +46,9 @@ class HttpError extends Error {
   }
 }
 
-const bad = (issues: ConfigIssue[], message = 'invalid request') => new HttpError(400, 'invalid', `${message}: ${issues.map((i) => `${formatPath(i.path) || '(body)'}: ${i.message}`).join('; ')}`, issues);
+const where = (i: ConfigIssue) => (i.loc ? ` (line ${i.loc.line}, column ${i.loc.col})` : '');
+const bad = (issues: ConfigIssue[], message = 'invalid request') => new HttpError(400, 'invalid', `${message}: ${issues.map((i) => `${formatPath(i.path) || '(body)'}: ${i.message}${where(i)}`).join('; ')}`, issues);
+const issueView = (i: ConfigIssue, scrub: (s: string) => string) => ({ path: formatPath(i.path), message: scrub(i.message), ...(i.loc ? { line: i.loc.line, col: i.loc.col } : {}) });
 const notFound = (what: string, id: string) => new HttpError(404, 'not_found', `${what} '${id}' not found`);
 
 function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
@@ -161,11 +163,11 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; m
   });
   app.setErrorHandler((err: unknown, _req, reply) => {
     if (err instanceof HttpError) {
-      void reply.status(err.status).send({ error: { status: err.status, code: err.code, message: scrubber.scrub(err.message), ...(err.issues ? { issues: err.issues.map((i) => ({ path: formatPath(i.path), message: scrubber.scrub(i.message) })) } : {}) } });
+      void reply.status(err.status).send({ error: { status: err.status, code: err.code, message: scrubber.scrub(err.message), ...(err.issues ? { issues: err.issues.map((i) => issueView(i, (x) => scrubber.scrub(x))) } : {}) } });
       return;
     }
     if (err instanceof ConfigError) {
-      void reply.status(400).send({ error: { status: 400, code: 'invalid', message: scrubber.scrub(err.message), issues: err.issues.map((i) => ({ path: formatPath(i.path), message: scrubber.scrub(i.message) })) } });
+      void reply.status(400).send({ error: { status: 400, code: 'invalid', message: scrubber.scrub(err.message), issues: err.issues.map((i) => issueView(i, (x) => scrubber.scrub(x))) } });
       return;
     }
     if (err instanceof SqlUnavailableError) {
@@ -343,7 +345,16 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; m
         const summary = Object.entries(v).map(([k, list]) => `${list.length} ${k}`).join(', ');
         messages.push({ message: `connected${summary ? `; found ${summary}` : ''}` });
       } else if (spec.test) {
-        await spec.test(resolved, spec.source ? 'source' : 'sink', (s) => messages.push({ message: s.message, ...(s.error ? { error: true } : {}) }), signal);
+        try {
+          await spec.test(resolved, spec.source ? 'source' : 'sink', (s) => messages.push({ message: s.message, ...(s.error ? { error: true } : {}) }), signal);
+        } catch (e) {
+          // A profile holds only the connection part; options a table adds (a path, a topic) are not its fault.
+          const absent = (i: ConfigIssue) => i.message.startsWith('missing required option') || (typeof i.path[0] === 'string' && !(i.path[0] in resolved));
+          const missing = e instanceof ConfigError && e.issues.every(absent);
+          if (!missing) throw e;
+          const names = (e as ConfigError).issues.map((i) => formatPath(i.path)).join(', ');
+          messages.push({ message: `the connection options are valid; testing a connection also needs ${names}, which a table supplies (POST /v1/connection_tables/test)` });
+        }
       } else {
         messages.push({ message: `the options are valid; connector '${spec.name}' connects to nothing, so there is nothing more to test` });
       }
@@ -545,6 +556,12 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; m
   const validatePipeline = async (row: Pick<PipelineRow, 'name' | 'kind' | 'definition'>, c: Catalog) => {
     const r = await compilePipelineRow({ ...row, definition: openDefinition(box, row.definition) }, c, box);
     if (!r.def) throw bad(r.issues, 'invalid pipeline');
+    if (r.def.transform) {
+      const sql = await loadSqlRuntime();
+      if (!sql) throw new SqlUnavailableError('this pipeline has a SQL transform, but this build has no SQL layer');
+      const issues = sql.checkTransform(r.def, { tables: r.doc?.tables, profiles: r.doc?.profiles });
+      if (issues.length) throw bad(issues.map((i) => ({ ...i, path: row.kind === 'sql' ? ['query', ...i.path] : ['transform', ...i.path] })), 'invalid pipeline');
+    }
     return r.def;
   };
   const definitionOf = (body: Record<string, unknown>): Pick<PipelineRow, 'kind' | 'definition'> => {

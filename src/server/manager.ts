@@ -9,6 +9,9 @@ import type { ConnectorSpec } from '../core/spec.js';
 import type { Sink, SluiceRecord } from '../core/types.js';
 import type { PipelineDef } from '../core/model.js';
 import { findConnector } from '../connectors/index.js';
+import type { CompiledDocument } from '../config/compile.js';
+import { loadSqlRuntime } from './resolve.js';
+import type { RunOptions } from '../core/runtime.js';
 import type { ControlStore, PipelineRow } from './store.js';
 import type { Scrubber } from './secrets.js';
 
@@ -41,7 +44,7 @@ export interface ManagerOptions {
   store: ControlStore;
   dataDir: string;
   scrubber: Scrubber;
-  compile(row: PipelineRow): Promise<{ def?: PipelineDef; issues: { path: (string | number)[]; message: string }[] }>;
+  compile(row: PipelineRow): Promise<{ def?: PipelineDef; doc?: CompiledDocument; issues: { path: (string | number)[]; message: string }[] }>;
   initialBackoffMs?: number;
   maxBackoffMs?: number;
   drainTimeoutMs?: number;
@@ -86,6 +89,7 @@ export class PipelineManager {
     e.nextRestartAt = undefined;
     e.state = 'starting';
     let def: PipelineDef | undefined;
+    let transform: { transform: RunOptions['transform']; close(): Promise<void> } | undefined;
     try {
       const r = await this.o.compile(row);
       if (!r.def) {
@@ -94,6 +98,11 @@ export class PipelineManager {
         return;
       }
       def = r.def;
+      if (def.transform) {
+        const sql = await loadSqlRuntime();
+        if (!sql) throw new SluiceError('CONFIG', 'this pipeline has a SQL transform, but this build has no SQL layer');
+        transform = sql.createTransform(def, { tables: r.doc?.tables, profiles: r.doc?.profiles }) as typeof transform;
+      }
     } catch (err) {
       e.state = 'failed';
       this.recordError(e, errorMessage(err));
@@ -101,8 +110,9 @@ export class PipelineManager {
     }
     let handle: PipelineHandle;
     try {
-      handle = startPipeline(def, this.env(e, def), { drainTimeoutMs: this.o.drainTimeoutMs ?? 10_000 });
+      handle = startPipeline(def, this.env(e, def), { drainTimeoutMs: this.o.drainTimeoutMs ?? 10_000, transform: transform?.transform });
     } catch (err) {
+      void transform?.close().catch(() => undefined);
       this.recordError(e, errorMessage(err));
       this.scheduleRestart(e, row.id);
       return;
@@ -110,7 +120,11 @@ export class PipelineManager {
     e.handle = handle;
     e.startedAt = Date.now();
     e.state = 'running';
-    void handle.done.then((r) => this.onDone(e, handle, r));
+    void handle.done.then((r) => {
+      // Lookup tables the transform opened close with the run.
+      void transform?.close().catch(() => undefined);
+      this.onDone(e, handle, r);
+    });
   }
 
   private onDone(e: Entry, handle: PipelineHandle, r: PipelineResult) {

@@ -112,7 +112,7 @@ export function referencesOf(definition: unknown): { tables: Set<string>; profil
   return { tables, profiles };
 }
 
-type SqlCompiler = (text: string, file: string) => CompiledDocument;
+type SqlCompiler = (text: string, file: string, o?: { env?: NodeJS.ProcessEnv; profiles?: CompiledDocument['profiles'] }) => CompiledDocument;
 let sqlCompiler: Promise<SqlCompiler | undefined> | undefined;
 
 /** The SQL compiler, when this build has one (it lands separately in src/sql/). */
@@ -128,8 +128,22 @@ export function loadSqlCompiler(): Promise<SqlCompiler | undefined> {
 
 export class SqlUnavailableError extends Error {}
 
+interface SqlRuntime {
+  createTransform(def: PipelineDef, o: { tables?: Record<string, unknown>; profiles?: CompiledDocument['profiles'] }): { transform: (r: never[]) => unknown; close(): Promise<void> } | undefined;
+  checkTransform(def: PipelineDef, o: { tables?: Record<string, unknown>; profiles?: CompiledDocument['profiles'] }): ConfigIssue[];
+}
+
+/** The SQL layer's transform hook (`transform:` in a pipeline, the SELECT of an INSERT INTO). */
+export async function loadSqlRuntime(): Promise<SqlRuntime | undefined> {
+  const spec = '../sql/index.js';
+  return import(spec).then(
+    (m: Partial<SqlRuntime>) => (typeof m.createTransform === 'function' && typeof m.checkTransform === 'function' ? (m as SqlRuntime) : undefined),
+    () => undefined,
+  );
+}
+
 /** Compile one stored (or about to be stored) pipeline against the catalog. Issue paths are relative to the definition. */
-export async function compilePipelineRow(row: Pick<PipelineRow, 'name' | 'kind' | 'definition'>, c: Catalog, box: SecretBox, env: NodeJS.ProcessEnv = process.env): Promise<{ def?: PipelineDef; issues: ConfigIssue[] }> {
+export async function compilePipelineRow(row: Pick<PipelineRow, 'name' | 'kind' | 'definition'>, c: Catalog, box: SecretBox, env: NodeJS.ProcessEnv = process.env): Promise<{ def?: PipelineDef; doc?: CompiledDocument; issues: ConfigIssue[] }> {
   const scope = buildScope(c, box, env);
   if (row.kind === 'sql') {
     const compile = await loadSqlCompiler();
@@ -138,9 +152,10 @@ export async function compilePipelineRow(row: Pick<PipelineRow, 'name' | 'kind' 
     const text = substituteTree(String((row.definition as { query: string }).query), env, ['query'], issues) as string;
     if (issues.length) return { issues };
     try {
-      const doc = compile(text, `${row.name}.sql`);
+      // Stored profiles are usable from SQL (`connection_profile = 'name'`).
+      const doc = compile(text, `${row.name}.sql`, { env, profiles: scope.profiles });
       if (doc.pipelines.length !== 1) return { issues: [{ path: ['query'], message: `the query must define exactly one pipeline (an INSERT INTO ... SELECT); it defines ${doc.pipelines.length}` }] };
-      return { def: { ...doc.pipelines[0]!, name: row.name }, issues: [] };
+      return { def: { ...doc.pipelines[0]!, name: row.name }, doc, issues: [] };
     } catch (e) {
       if (e instanceof ConfigError) return { issues: e.issues.map((i) => ({ ...i, path: ['query', ...i.path] })) };
       throw e;
@@ -159,7 +174,7 @@ export async function compilePipelineRow(row: Pick<PipelineRow, 'name' | 'kind' 
     if (e.table) extra.push(...(scope.missing.get(`table:${e.table}`) ?? []));
   }
   if (extra.length) return { issues: extra };
-  return { def, issues: [] };
+  return { def, doc: full.value, issues: [] };
 }
 
 function compileWithScope(doc: Record<string, unknown>, scope: Scope) {

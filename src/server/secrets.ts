@@ -137,7 +137,8 @@ export function secretValues(config: unknown, spec: ConnectorSpec | undefined): 
 
 /** Put back secrets a client sent as the redaction marker (an export re-imported, a read-modify-write update). */
 export function restoreRedacted(next: unknown, prev: unknown): unknown {
-  if (next === REDACTED) return prev;
+  // Without a stored value the marker stays, so validation can name the secret that is missing.
+  if (next === REDACTED) return prev ?? REDACTED;
   if (Array.isArray(next)) return next.map((x, i) => restoreRedacted(x, Array.isArray(prev) ? prev[i] : undefined));
   if (next && typeof next === 'object' && !isEncrypted(next)) {
     const p = (prev && typeof prev === 'object' ? prev : {}) as Record<string, unknown>;
