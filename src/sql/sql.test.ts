@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../core/errors.js';
 import type { LookupTable } from '../core/spec.js';
@@ -438,5 +439,16 @@ pipelines:
       message: "unknown option 'key_prefx'; did you mean 'key_prefix'?",
       at: '3:106',
     });
+  });
+
+  it('the docs/sql.md example equals its YAML twin', () => {
+    const doc = readFileSync(new URL('../../docs/sql.md', import.meta.url), 'utf8');
+    const sql = /```sql\n(-- trades\.sql[\s\S]*?)```/.exec(doc)![1]!;
+    const yaml = /```yaml\n(# trades\.yaml[\s\S]*?)```/.exec(doc)![1]!;
+    const a = compileSqlText(sql, 'trades.sql', { env: {} });
+    const b = loadConfigText(yaml, 'trades.yaml', { env: {} });
+    expect(strip(a as never)).toEqual(strip(b as never));
+    expect(a.pipelines[0]!.transform).toBe('SELECT id AS id, upper(sym) AS sym, (price * qty) AS notional, file AS file FROM trades WHERE (price > 0)');
+    expect(createTransform(b.pipelines[0]!, b)!.outputSchema).toEqual(createTransform(a.pipelines[0]!, a)!.outputSchema);
   });
 });
