@@ -4,8 +4,9 @@ import pino from 'pino';
 import type { BadRecord, ConnectorContext, Decoder, Encoder, SluiceRecord, Source, SourceBatch, StateScope, Sink, SinkContext } from '../core/types.js';
 import { mapScope, memoryStateStore, type StateStore } from '../core/state.js';
 import { z } from 'zod';
-import { SluiceError } from '../core/errors.js';
-import type { ConnectorSpec } from '../core/spec.js';
+import { SluiceError, formatIssue } from '../core/errors.js';
+import { DEFAULT_BATCH, DEFAULT_BUFFER, DEFAULT_RETRY, type BatchPolicy, type EndpointDef, type PipelineDef, type RetryPolicy } from '../core/model.js';
+import { parseOptions, type ConnectorSpec } from '../core/spec.js';
 import type { RuntimeEnv } from '../core/runtime.js';
 import { findConnector } from '../connectors/index.js';
 
@@ -141,4 +142,61 @@ export function pipelineEnv(o: { state?: StateStore; dataDir: string; extra?: Co
       return c;
     },
   };
+}
+
+/** pipelineEnv with `sinks` behind the `rec` connector. */
+export function recordingEnv(sinks: Record<string, RecordingSink>, o: { state?: StateStore; dataDir: string }): RuntimeEnv {
+  return pipelineEnv({ ...o, extra: [recordingSinkSpec(sinks)] });
+}
+
+/** Connector options validated by `schema` (defaults applied, durations in ms); throws every issue when invalid. */
+export function parsedOptions<T>(schema: z.ZodType<T, any>, input: Record<string, unknown>): T {
+  const r = parseOptions(schema, input);
+  if (!r.ok) throw new Error(r.issues.map(formatIssue).join('\n'));
+  return r.value;
+}
+
+/** An endpoint as the config loader makes it: `options` as given (also as `config`), JSON format, `bad_data: fail`. */
+export function endpointDef(connector: string, options: Record<string, unknown>, extra: Partial<EndpointDef> = {}): EndpointDef {
+  return { connector, options, config: options, format: { name: 'json', options: {} }, bad_data: 'fail', metadata_fields: {}, ...extra };
+}
+
+/** The endpoint of the recording sink `name` (see recordingSinkSpec). */
+export const recordingEndpoint = (name: string): EndpointDef => endpointDef('rec', { name });
+
+export interface TestPipelineOptions {
+  dlq?: EndpointDef;
+  batch?: Partial<BatchPolicy>;
+  buffer?: Partial<typeof DEFAULT_BUFFER>;
+  retry?: Partial<RetryPolicy>;
+}
+
+/**
+ * A pipeline from `source` to `sink` with settings quick enough for tests: a 1 ms linger and retries backing off
+ * 10 to 50 ms; `o` overrides any of them (over the runtime defaults).
+ */
+export function pipelineDef(name: string, source: EndpointDef, sink: EndpointDef, o: TestPipelineOptions = {}): PipelineDef {
+  return {
+    name,
+    source,
+    sink,
+    dlq: o.dlq,
+    batch: { ...DEFAULT_BATCH, linger_ms: 1, ...o.batch },
+    buffer: { ...DEFAULT_BUFFER, ...o.buffer },
+    retry: { ...DEFAULT_RETRY, initial_backoff_ms: 10, max_backoff_ms: 50, ...o.retry },
+  };
+}
+
+// ---- waiting ----------------------------------------------------------------------------------------------------
+
+/**
+ * Polls `cond` every `everyMs` until it holds, failing with `what` once `ms` have passed. The condition is the
+ * assertion; the poll is not.
+ */
+export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 20_000, everyMs = 20): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
 }

@@ -9,7 +9,7 @@ import { mapScope } from '../../core/state.js';
 import type { BadRecord, Decoder, Encoder, SluiceRecord, Source, SourceBatch, StateScope } from '../../core/types.js';
 import { encodeLengthDelimited } from '../../formats/framing.js';
 import { createFormat } from '../../formats/index.js';
-import { collectSource, sinkContext, testContext, writeAll } from '../../testing/harness.js';
+import { collectSource, sinkContext, testContext, waitFor as pollUntil, writeAll } from '../../testing/harness.js';
 import { spec, type FileAck, type FileCheckpoint } from './index.js';
 import { withSequence } from './sink.js';
 
@@ -119,13 +119,7 @@ function sinkOf(options: Record<string, unknown>) {
   return spec.sink!.create(r.value, { format: 'json' });
 }
 
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+const waitFor = (cond: () => boolean, what: string, timeoutMs = 5000) => pollUntil(cond, what, timeoutMs, 5);
 
 interface Running {
   records: SluiceRecord[];

@@ -4,15 +4,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
-import pino from 'pino';
-import { startPipeline, type PipelineHandle, type RuntimeEnv } from '../../core/runtime.js';
+import type { z } from 'zod';
+import { startPipeline, type PipelineHandle } from '../../core/runtime.js';
 import { memoryStateStore, type StateStore } from '../../core/state.js';
-import { DEFAULT_BATCH, DEFAULT_BUFFER, DEFAULT_RETRY, type EndpointDef, type PipelineDef } from '../../core/model.js';
-import { parseOptions, type ConnectorSpec } from '../../core/spec.js';
-import { SluiceError } from '../../core/errors.js';
+import type { EndpointDef, PipelineDef } from '../../core/model.js';
 import type { BadDataPolicy, SluiceRecord } from '../../core/types.js';
-import { sinkOptions, sourceOptions, spec } from './index.js';
+import { endpointDef, newRecordingSink, parsedOptions, pipelineDef, recordingEndpoint, recordingEnv, waitFor, type RecordingSink, type TestPipelineOptions } from '../../testing/harness.js';
+import { sinkOptions, sourceOptions } from './index.js';
 import { startTestBroker, uniqueName, type TestBroker } from './test-broker.js';
 
 let broker: TestBroker;
@@ -26,62 +24,13 @@ afterAll(async () => {
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
-interface Rec {
-  written: SluiceRecord[];
-  /** While set, writes fail (a sink outage). */
-  down: boolean;
-  delayMs?: number;
-}
+const env = (sinks: Record<string, RecordingSink>, state: StateStore) => recordingEnv(sinks, { state, dataDir });
 
-function env(sinks: Record<string, Rec>, state: StateStore): RuntimeEnv {
-  const rec: ConnectorSpec = {
-    name: 'rec',
-    title: '',
-    description: '',
-    sink: {
-      options: z.object({ name: z.string() }),
-      create: (o: { name: string }) => ({
-        async open() {},
-        async write(records: SluiceRecord[]) {
-          const s = sinks[o.name]!;
-          if (s.delayMs) await new Promise((r) => setTimeout(r, s.delayMs));
-          if (s.down) throw new SluiceError('SINK', 'sink is down', { retriable: true });
-          for (const r of records) s.written.push(r);
-        },
-      }),
-    },
-  };
-  return { log: pino({ level: 'silent' }), state, dataDir, connector: (n) => (n === 'kafka' ? spec : rec) };
-}
+const parsed = (schema: typeof sourceOptions | typeof sinkOptions, o: Record<string, unknown>) => parsedOptions(schema as z.ZodType, { brokers: broker.brokers, ...o }) as Record<string, unknown>;
 
-function parsed(schema: typeof sourceOptions | typeof sinkOptions, o: Record<string, unknown>): Record<string, unknown> {
-  const r = parseOptions(schema as z.ZodType, { brokers: broker.brokers, ...o });
-  if (!r.ok) throw new Error(r.issues.map((i) => i.message).join('; '));
-  return r.value as Record<string, unknown>;
-}
-
-function endpoint(connector: string, options: Record<string, unknown>, extra: Partial<EndpointDef> = {}): EndpointDef {
-  return { connector, options, config: options, format: { name: 'json', options: {} }, bad_data: 'fail', metadata_fields: {}, ...extra };
-}
-
-function kafkaPipeline(name: string, source: Record<string, unknown>, sink: EndpointDef, o: { bad?: BadDataPolicy; dlq?: EndpointDef; retry?: Partial<typeof DEFAULT_RETRY>; buffer?: typeof DEFAULT_BUFFER; metadata?: Record<string, string> } = {}): PipelineDef {
-  return {
-    name,
-    source: endpoint('kafka', parsed(sourceOptions, { max_wait: '100ms', ...source }), { bad_data: o.bad ?? 'fail', metadata_fields: o.metadata ?? {} }),
-    sink,
-    dlq: o.dlq,
-    batch: { ...DEFAULT_BATCH, linger_ms: 1 },
-    buffer: o.buffer ?? DEFAULT_BUFFER,
-    retry: { ...DEFAULT_RETRY, initial_backoff_ms: 10, max_backoff_ms: 50, ...o.retry },
-  };
-}
-
-async function waitFor(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+function kafkaPipeline(name: string, source: Record<string, unknown>, sink: EndpointDef, o: TestPipelineOptions & { bad?: BadDataPolicy; metadata?: Record<string, string> } = {}): PipelineDef {
+  const src = endpointDef('kafka', parsed(sourceOptions, { max_wait: '100ms', ...source }), { bad_data: o.bad ?? 'fail', metadata_fields: o.metadata ?? {} });
+  return pipelineDef(name, src, sink, o);
 }
 
 const json = (from: number, n: number) => Array.from({ length: n }, (_, i) => ({ key: `k${(from + i) % 7}`, value: JSON.stringify({ id: from + i }) }));
@@ -100,8 +49,8 @@ describe('kafka in pipelines', () => {
     await broker.createTopic(topic, 2);
     await broker.produce(topic, json(0, 50));
     const state = memoryStateStore();
-    const sinks: Record<string, Rec> = { main: { written: [], down: true } };
-    const def = kafkaPipeline('fail', { topic, group, offset: 'group', offset_reset: 'earliest' }, endpoint('rec', { name: 'main' }), { retry: { max_attempts: 3 } });
+    const sinks: Record<string, RecordingSink> = { main: { ...newRecordingSink(), down: true } };
+    const def = kafkaPipeline('fail', { topic, group, offset: 'group', offset_reset: 'earliest' }, recordingEndpoint('main'), { retry: { max_attempts: 3 } });
     const h = startPipeline(def, env(sinks, state));
     const r = await h.done;
     expect(r.status).toBe('failed');
@@ -121,8 +70,8 @@ describe('kafka in pipelines', () => {
     await broker.createTopic(topic, 3);
     await broker.produce(topic, json(0, 300));
     const state = memoryStateStore();
-    const sinks: Record<string, Rec> = { main: { written: [], down: false } };
-    const def = kafkaPipeline('resume', { topic, offset: 'earliest' }, endpoint('rec', { name: 'main' }));
+    const sinks: Record<string, RecordingSink> = { main: newRecordingSink() };
+    const def = kafkaPipeline('resume', { topic, offset: 'earliest' }, recordingEndpoint('main'));
     const h = startPipeline(def, env(sinks, state));
     await waitFor(() => sinks.main!.written.length >= 300, 'the first 300');
     await stopped(h);
@@ -142,9 +91,9 @@ describe('kafka in pipelines', () => {
     const topic = uniqueName('pipe-bad');
     await broker.createTopic(topic, 1);
     await broker.produce(topic, [{ value: '{"id":1}' }, { value: '{not json' }, { value: '{"id":3}' }]);
-    const sinks: Record<string, Rec> = { main: { written: [], down: false }, dlq: { written: [], down: false } };
+    const sinks: Record<string, RecordingSink> = { main: newRecordingSink(), dlq: newRecordingSink() };
     const state = memoryStateStore();
-    const def = kafkaPipeline('bad', { topic, offset: 'earliest' }, endpoint('rec', { name: 'main' }), { bad: 'dlq', dlq: endpoint('rec', { name: 'dlq' }), metadata: { offset: '_offset', partition: '_partition' } });
+    const def = kafkaPipeline('bad', { topic, offset: 'earliest' }, recordingEndpoint('main'), { bad: 'dlq', dlq: recordingEndpoint('dlq'), metadata: { offset: '_offset', partition: '_partition' } });
     const h = startPipeline(def, env(sinks, state));
     await waitFor(() => sinks.main!.written.length >= 2 && sinks.dlq!.written.length >= 1, 'good and bad records');
     await stopped(h);
@@ -161,9 +110,9 @@ describe('kafka in pipelines', () => {
     const topic = uniqueName('pipe-badfail');
     await broker.createTopic(topic, 1);
     await broker.produce(topic, [{ value: '{"id":1}' }, { value: 'oops' }]);
-    const sinks: Record<string, Rec> = { main: { written: [], down: false } };
+    const sinks: Record<string, RecordingSink> = { main: newRecordingSink() };
     const state = memoryStateStore();
-    const h = startPipeline(kafkaPipeline('badfail', { topic, offset: 'earliest' }, endpoint('rec', { name: 'main' })), env(sinks, state));
+    const h = startPipeline(kafkaPipeline('badfail', { topic, offset: 'earliest' }, recordingEndpoint('main')), env(sinks, state));
     const r = await h.done;
     expect(r.status).toBe('failed');
     expect(r.error?.message).toMatch(/bad record at partition 0 offset 1/);
@@ -183,7 +132,7 @@ describe('kafka in pipelines', () => {
       { key: 'user-2', value: JSON.stringify({ id: 2, region: 'b' }), headers: { trace: 't2' }, timestamp: String(ts + 1) },
     ]);
     const sinkOpts = parsed(sinkOptions, { topic: outA.replace('-a-', '-{{ region }}-'), headers: { origin: '{{ _topic }}' } });
-    const h = startPipeline(kafkaPipeline('k2k', { topic: input, offset: 'earliest' }, endpoint('kafka', sinkOpts)), env({}, memoryStateStore()));
+    const h = startPipeline(kafkaPipeline('k2k', { topic: input, offset: 'earliest' }, endpointDef('kafka', sinkOpts)), env({}, memoryStateStore()));
     const [a, b] = await Promise.all([broker.readTopic(outA, 1), broker.readTopic(outB, 1)]);
     await stopped(h);
     expect(a).toHaveLength(1);
@@ -197,8 +146,8 @@ describe('kafka in pipelines', () => {
     await broker.createTopic(topic, 4);
     const N = 20_000;
     for (let i = 0; i < N; i += 5000) await broker.produce(topic, json(i, 5000));
-    const sinks: Record<string, Rec> = { main: { written: [], down: false, delayMs: 2 } };
-    const def = kafkaPipeline('load', { topic, offset: 'earliest' }, endpoint('rec', { name: 'main' }), { buffer: { max_records: 2000, max_bytes: 64 * 1024 * 1024 }, metadata: { p: '_partition', o: '_offset' } });
+    const sinks: Record<string, RecordingSink> = { main: { ...newRecordingSink(), delayMs: 2 } };
+    const def = kafkaPipeline('load', { topic, offset: 'earliest' }, recordingEndpoint('main'), { buffer: { max_records: 2000, max_bytes: 64 * 1024 * 1024 }, metadata: { p: '_partition', o: '_offset' } });
     const h = startPipeline(def, env(sinks, memoryStateStore()));
     let maxQueued = 0;
     const t = setInterval(() => (maxQueued = Math.max(maxQueued, h.stats.queued)), 5);

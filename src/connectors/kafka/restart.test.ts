@@ -4,13 +4,12 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import pino from 'pino';
-import { startPipeline, type RuntimeEnv } from '../../core/runtime.js';
-import { memoryStateStore } from '../../core/state.js';
-import { DEFAULT_BATCH, DEFAULT_BUFFER, DEFAULT_RETRY, type EndpointDef, type PipelineDef } from '../../core/model.js';
-import { parseOptions, type ConnectorSpec } from '../../core/spec.js';
-import type { SluiceRecord, SourceContext } from '../../core/types.js';
-import { sinkOptions, sourceOptions, spec } from './index.js';
+import { startPipeline } from '../../core/runtime.js';
+import { DEFAULT_RETRY } from '../../core/model.js';
+import type { ConnectorSpec } from '../../core/spec.js';
+import type { SourceContext } from '../../core/types.js';
+import { endpointDef, newRecordingSink, parsedOptions, pipelineDef, pipelineEnv, recordingEndpoint, recordingEnv, waitFor } from '../../testing/harness.js';
+import { sinkOptions, sourceOptions } from './index.js';
 import { startTestBroker, uniqueName, type TestBroker } from './test-broker.js';
 
 let broker: TestBroker;
@@ -21,23 +20,7 @@ afterAll(async () => {
   await broker?.stop();
 });
 
-async function waitFor(cond: () => boolean, what: string, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-function endpoint(connector: string, options: Record<string, unknown>): EndpointDef {
-  return { connector, options, config: options, format: { name: 'json', options: {} }, bad_data: 'fail', metadata_fields: {} };
-}
-
-function parsed(schema: z.ZodType, o: Record<string, unknown>): Record<string, unknown> {
-  const r = parseOptions(schema, { brokers: broker.brokers, ...o });
-  if (!r.ok) throw new Error(r.issues.map((i) => i.message).join('; '));
-  return r.value as Record<string, unknown>;
-}
+const parsed = (schema: z.ZodType, o: Record<string, unknown>) => parsedOptions(schema, { brokers: broker.brokers, ...o }) as Record<string, unknown>;
 
 const json = (from: number, n: number) => Array.from({ length: n }, (_, i) => ({ value: JSON.stringify({ id: from + i }) }));
 
@@ -46,20 +29,14 @@ describe.skipIf(!!process.env.KAFKA_BROKERS)('kafka broker restart (emulator: ki
     const topic = uniqueName('restart-src');
     await broker.createTopic(topic, 2);
     await broker.produce(topic, json(0, 100));
-    const written: SluiceRecord[] = [];
-    const rec: ConnectorSpec = { name: 'rec', title: '', description: '', sink: { options: z.object({}), create: () => ({ async open() {}, async write(r: SluiceRecord[]) { written.push(...r); } }) } };
-    const env: RuntimeEnv = { log: pino({ level: 'silent' }), state: memoryStateStore(), dataDir: '/tmp/sluice-kafka-restart', connector: (n) => (n === 'kafka' ? spec : rec) };
-    const def: PipelineDef = {
-      name: 'restart',
-      source: endpoint('kafka', parsed(sourceOptions, { topic, offset: 'group', offset_reset: 'earliest', group: uniqueName('g'), max_wait: '100ms', retries: 3, session_timeout: '10s', heartbeat_interval: '1s' })),
-      sink: endpoint('rec', {}),
-      batch: { ...DEFAULT_BATCH, linger_ms: 1 },
-      buffer: DEFAULT_BUFFER,
-      retry: DEFAULT_RETRY,
-    };
+    const sinks = { main: newRecordingSink() };
+    const { written } = sinks.main;
+    const env = recordingEnv(sinks, { dataDir: '/tmp/sluice-kafka-restart' });
+    const source = endpointDef('kafka', parsed(sourceOptions, { topic, offset: 'group', offset_reset: 'earliest', group: uniqueName('g'), max_wait: '100ms', retries: 3, session_timeout: '10s', heartbeat_interval: '1s' }));
+    const def = pipelineDef('restart', source, recordingEndpoint('main'), { retry: DEFAULT_RETRY });
     const h = startPipeline(def, env);
     try {
-      await waitFor(() => written.length >= 100, 'the first 100');
+      await waitFor(() => written.length >= 100, 'the first 100', 30_000);
       await broker.kill();
       try {
         // Long enough for the consumer to notice (fetches fail) but it must not give up.
@@ -107,18 +84,12 @@ describe.skipIf(!!process.env.KAFKA_BROKERS)('kafka broker restart (emulator: ki
         }),
       },
     };
-    const env: RuntimeEnv = { log: pino({ level: 'silent' }), state: memoryStateStore(), dataDir: '/tmp/sluice-kafka-restart', connector: (n) => (n === 'kafka' ? spec : ticker) };
-    const def: PipelineDef = {
-      name: 'restart-sink',
-      source: { ...endpoint('ticker', {}), bad_data: 'fail' },
-      sink: endpoint('kafka', parsed(sinkOptions, { topic, retries: 1, ack_timeout: '2s', request_timeout: '2s', connection_timeout: '1s' })),
-      batch: { ...DEFAULT_BATCH, linger_ms: 1 },
-      buffer: DEFAULT_BUFFER,
-      retry: { max_attempts: 100, initial_backoff_ms: 100, max_backoff_ms: 500 },
-    };
+    const env = pipelineEnv({ dataDir: '/tmp/sluice-kafka-restart', extra: [ticker] });
+    const sink = endpointDef('kafka', parsed(sinkOptions, { topic, retries: 1, ack_timeout: '2s', request_timeout: '2s', connection_timeout: '1s' }));
+    const def = pipelineDef('restart-sink', endpointDef('ticker', {}), sink, { retry: { max_attempts: 100, initial_backoff_ms: 100, max_backoff_ms: 500 } });
     const h = startPipeline(def, env);
     try {
-      await waitFor(() => h.stats.records_out >= 10, 'first writes');
+      await waitFor(() => h.stats.records_out >= 10, 'first writes', 30_000);
       await broker.kill();
       let outage: number;
       try {
@@ -132,7 +103,7 @@ describe.skipIf(!!process.env.KAFKA_BROKERS)('kafka broker restart (emulator: ki
       await broker.createTopic(topic, 1);
       // Everything from the first id that failed during the outage onwards reaches the restarted broker.
       const target = next + 20;
-      await waitFor(() => next >= target, 'more records');
+      await waitFor(() => next >= target, 'more records', 30_000);
       paused = true;
       await waitFor(() => h.stats.records_out >= emitted, 'the sink to catch up', 30_000);
       const all = await broker.readTopic(topic, emitted - outage, 10_000);

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseOptions } from '../../core/spec.js';
-import { sinkContext } from '../../testing/harness.js';
+import { parsedOptions, sinkContext } from '../../testing/harness.js';
 import { createFormat } from '../../formats/index.js';
 import type { SluiceRecord } from '../../core/types.js';
 import { sinkOptions, spec, type KafkaSinkOptions } from './index.js';
@@ -15,11 +14,7 @@ afterAll(async () => {
   await broker?.stop();
 });
 
-function options(over: Record<string, unknown>): KafkaSinkOptions {
-  const r = parseOptions(sinkOptions, { brokers: broker.brokers, retries: 1, ...over });
-  if (!r.ok) throw new Error(r.issues.map((i) => i.message).join('; '));
-  return r.value;
-}
+const options = (over: Record<string, unknown>): KafkaSinkOptions => parsedOptions(sinkOptions, { brokers: broker.brokers, retries: 1, ...over });
 
 const ctx = () => sinkContext(createFormat({ name: 'json', options: {} }).encoder(), { pipeline: 'sinktest' });
 

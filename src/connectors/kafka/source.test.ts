@@ -1,8 +1,7 @@
 import kafkajs from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mapScope } from '../../core/state.js';
-import { parseOptions } from '../../core/spec.js';
-import { collectSource } from '../../testing/harness.js';
+import { collectSource, parsedOptions } from '../../testing/harness.js';
 import type { SourceBatch } from '../../core/types.js';
 import { sourceOptions, type KafkaAck, type KafkaSourceOptions } from './index.js';
 import { KafkaSource } from './source.js';
@@ -16,11 +15,7 @@ afterAll(async () => {
   await broker?.stop();
 });
 
-function options(over: Record<string, unknown>): KafkaSourceOptions {
-  const r = parseOptions(sourceOptions, { brokers: broker.brokers, max_wait: '100ms', ...over });
-  if (!r.ok) throw new Error(r.issues.map((i) => i.message).join('; '));
-  return r.value;
-}
+const options = (over: Record<string, unknown>): KafkaSourceOptions => parsedOptions(sourceOptions, { brokers: broker.brokers, max_wait: '100ms', ...over });
 
 const text = (v: unknown) => Buffer.from(v as Uint8Array).toString('utf8');
 const msgs = (from: number, n: number, key = (i: number) => `k${i % 3}`) =>

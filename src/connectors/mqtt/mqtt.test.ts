@@ -9,15 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import mqtt, { type MqttClient } from 'mqtt';
 import { startPipeline, type PipelineHandle, type RuntimeEnv } from '../../core/runtime.js';
 import { memoryStateStore, type StateStore } from '../../core/state.js';
-import { DEFAULT_BATCH, DEFAULT_BUFFER, DEFAULT_RETRY, type EndpointDef, type PipelineDef } from '../../core/model.js';
-import { parseOptions, type ConnectorSpec } from '../../core/spec.js';
-import { SluiceError, formatIssue } from '../../core/errors.js';
+import type { EndpointDef, PipelineDef } from '../../core/model.js';
 import type { BadDataPolicy, SluiceRecord } from '../../core/types.js';
-import { silentLog } from '../../testing/harness.js';
+import { endpointDef, newRecordingSink, parsedOptions, pipelineDef, recordingEndpoint, recordingEnv, waitFor as pollUntil, type RecordingSink, type TestPipelineOptions } from '../../testing/harness.js';
 import { ensureService, portOpen } from '../../testing/services.js';
 import { spec } from './index.js';
 import { clientsOpened } from './connection.js';
@@ -50,13 +47,7 @@ afterAll(async () => {
   await pub?.endAsync();
 });
 
-async function waitFor(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const waitFor = (cond: () => boolean, what: string, ms = 10_000) => pollUntil(cond, what, ms, 10);
 
 /** QoS 2: at most 20 publishes in flight, as Mosquitto silently drops QoS 2 messages beyond `max_inflight_messages`. */
 async function publish(topic: string, payloads: string[], qos: 0 | 1 | 2 = 1, client = pub): Promise<void> {
@@ -67,52 +58,16 @@ async function publish(topic: string, payloads: string[], qos: 0 | 1 | 2 = 1, cl
 const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
 const json = (ids: number[]) => ids.map((id) => JSON.stringify({ id }));
 
-interface Rec {
-  written: SluiceRecord[];
-  /** While set, writes fail (a sink outage). */
-  down: boolean;
-  delayMs?: number;
-}
-
-function env(sinks: Record<string, Rec>, state: StateStore = memoryStateStore(), dataDir = '/tmp/sluice-mqtt-test'): RuntimeEnv {
-  const rec: ConnectorSpec = {
-    name: 'rec',
-    title: '',
-    description: '',
-    sink: {
-      options: z.object({ name: z.string() }),
-      create: (o: { name: string }) => ({
-        async open() {},
-        async write(records: SluiceRecord[]) {
-          const s = sinks[o.name]!;
-          if (s.delayMs) await new Promise((r) => setTimeout(r, s.delayMs));
-          if (s.down) throw new SluiceError('SINK', 'sink is down', { retriable: true });
-          s.written.push(...records);
-        },
-      }),
-    },
-  };
-  return { log: silentLog, state, dataDir, connector: (n) => (n === 'mqtt' ? spec : rec) };
-}
+const env = (sinks: Record<string, RecordingSink>, state: StateStore = memoryStateStore(), dataDir = '/tmp/sluice-mqtt-test') => recordingEnv(sinks, { state, dataDir });
 
 function mqttEndpoint(role: 'source' | 'sink', raw: Record<string, unknown>, extra: Partial<EndpointDef> = {}): EndpointDef {
-  const r = parseOptions(role === 'source' ? sourceOptions : sinkOptions, { server: BROKER, ...raw });
-  if (!r.ok) throw new Error(r.issues.map(formatIssue).join('\n'));
-  return { connector: 'mqtt', options: r.value as Record<string, unknown>, config: raw, format: { name: 'json', options: {} }, bad_data: 'fail', metadata_fields: {}, ...extra };
+  const input = { server: BROKER, ...raw };
+  const options = role === 'source' ? parsedOptions(sourceOptions, input) : parsedOptions(sinkOptions, input);
+  return endpointDef('mqtt', options as Record<string, unknown>, { config: raw, ...extra });
 }
 
-const recEndpoint = (name: string): EndpointDef => ({ connector: 'rec', options: { name }, config: { name }, format: { name: 'json', options: {} }, bad_data: 'fail', metadata_fields: {} });
-
-function pipeline(name: string, source: EndpointDef, sink: EndpointDef, o: { dlq?: EndpointDef; retry?: Partial<typeof DEFAULT_RETRY>; buffer?: Partial<typeof DEFAULT_BUFFER> } = {}): PipelineDef {
-  return {
-    name,
-    source,
-    sink,
-    dlq: o.dlq,
-    batch: { ...DEFAULT_BATCH, linger_ms: 2 },
-    buffer: { ...DEFAULT_BUFFER, ...o.buffer },
-    retry: { ...DEFAULT_RETRY, initial_backoff_ms: 20, max_backoff_ms: 200, ...o.retry },
-  };
+function pipeline(name: string, source: EndpointDef, sink: EndpointDef, o: Omit<TestPipelineOptions, 'batch'> = {}): PipelineDef {
+  return pipelineDef(name, source, sink, { ...o, batch: { linger_ms: 2 }, retry: { initial_backoff_ms: 20, max_backoff_ms: 200, ...o.retry } });
 }
 
 function start(def: PipelineDef, e: RuntimeEnv, drainTimeoutMs = 5000): PipelineHandle {
@@ -167,8 +122,8 @@ describe('mqtt source and sink against mosquitto', () => {
     const topic = uniq('ack');
     const clientId = `sluice-ack-${run}`;
     const src = { topic, qos: 1, client_id: clientId, clean_session: false };
-    const sinks: Record<string, Rec> = { main: { written: [], down: true } };
-    const h1 = start(pipeline('ack1', mqttEndpoint('source', src), recEndpoint('main'), { retry: { max_attempts: 1000 } }), env(sinks), 500);
+    const sinks: Record<string, RecordingSink> = { main: { ...newRecordingSink(), down: true } };
+    const h1 = start(pipeline('ack1', mqttEndpoint('source', src), recordingEndpoint('main'), { retry: { max_attempts: 1000 } }), env(sinks), 500);
     await waitUntilSubscribed(topic, h1);
     await publish(topic, json(range(0, 50)));
     await waitFor(() => h1.stats.records_in >= 50, 'the source to receive 50 messages');
@@ -178,14 +133,14 @@ describe('mqtt source and sink against mosquitto', () => {
     expect(sinks.main!.written).toHaveLength(0);
 
     sinks.main!.down = false;
-    const h2 = start(pipeline('ack2', mqttEndpoint('source', src), recEndpoint('main')), env(sinks));
+    const h2 = start(pipeline('ack2', mqttEndpoint('source', src), recordingEndpoint('main')), env(sinks));
     await waitFor(() => distinct(sinks.main!.written).size >= 50, 'the broker to redeliver the 50 unacknowledged messages');
     expect([...distinct(sinks.main!.written)].sort((a, b) => a - b)).toEqual(range(0, 50));
     expect(sinks.main!.written.every((r) => r.meta?._qos === 1)).toBe(true);
     await h2.stop();
     // Acknowledged now: a third session gets nothing more.
-    const again: Record<string, Rec> = { main: { written: [], down: false } };
-    const h3 = start(pipeline('ack3', mqttEndpoint('source', src), recEndpoint('main')), env(again));
+    const again: Record<string, RecordingSink> = { main: newRecordingSink() };
+    const h3 = start(pipeline('ack3', mqttEndpoint('source', src), recordingEndpoint('main')), env(again));
     await waitUntilSubscribed(topic, h3, 'probe-after');
     expect(ids(again.main!.written)).toEqual([]);
     await h3.stop();
@@ -196,14 +151,14 @@ describe('mqtt source and sink against mosquitto', () => {
     const topic = uniq('resume');
     const clientId = `sluice-resume-${run}`;
     const src = { topic, qos: 1, client_id: clientId, clean_session: false };
-    const sinks: Record<string, Rec> = { main: { written: [], down: false } };
-    const h1 = start(pipeline('resume1', mqttEndpoint('source', src), recEndpoint('main')), env(sinks));
+    const sinks: Record<string, RecordingSink> = { main: newRecordingSink() };
+    const h1 = start(pipeline('resume1', mqttEndpoint('source', src), recordingEndpoint('main')), env(sinks));
     await waitUntilSubscribed(topic, h1);
     await publish(topic, json(range(0, 100)));
     await waitFor(() => distinct(sinks.main!.written).size >= 100, 'the first 100');
     await h1.stop();
     await publish(topic, json(range(100, 300))); // while no pipeline runs
-    const h2 = start(pipeline('resume2', mqttEndpoint('source', src), recEndpoint('main')), env(sinks));
+    const h2 = start(pipeline('resume2', mqttEndpoint('source', src), recordingEndpoint('main')), env(sinks));
     await publish(topic, json(range(300, 100)));
     await waitFor(() => distinct(sinks.main!.written).size >= 400, 'all 400 messages');
     expect([...distinct(sinks.main!.written)].sort((a, b) => a - b)).toEqual(range(0, 400));
@@ -214,9 +169,9 @@ describe('mqtt source and sink against mosquitto', () => {
   it('survives a broker restart mid-stream: reconnects, and loses nothing published after the restart (QoS 1, persistent session)', async () => {
     const topic = uniq('restart');
     const clientId = `sluice-restart-${run}`;
-    const sinks: Record<string, Rec> = { main: { written: [], down: false } };
+    const sinks: Record<string, RecordingSink> = { main: newRecordingSink() };
     // Reconnecting only every 2 s leaves a window in which the broker is back but the source is not.
-    const h = start(pipeline('restart', mqttEndpoint('source', { topic, qos: 1, client_id: clientId, clean_session: false, reconnect_interval: '2s' }), recEndpoint('main')), env(sinks));
+    const h = start(pipeline('restart', mqttEndpoint('source', { topic, qos: 1, client_id: clientId, clean_session: false, reconnect_interval: '2s' }), recordingEndpoint('main')), env(sinks));
     await waitUntilSubscribed(topic, h);
     await publish(topic, json(range(0, 100)));
     await waitFor(() => distinct(sinks.main!.written).size >= 100, 'the first 100');
@@ -245,10 +200,10 @@ describe('mqtt source and sink against mosquitto', () => {
   it('spreads a shared subscription ($share/group/topic) over two pipelines, each message to one of them', async () => {
     const topic = uniq('share');
     const group = `g${run}`;
-    const sinks: Record<string, Rec> = { a: { written: [], down: false }, b: { written: [], down: false } };
+    const sinks: Record<string, RecordingSink> = { a: newRecordingSink(), b: newRecordingSink() };
     const e = env(sinks);
-    const ha = start(pipeline('share-a', mqttEndpoint('source', { topic: `$share/${group}/${topic}`, qos: 1 }), recEndpoint('a')), e);
-    const hb = start(pipeline('share-b', mqttEndpoint('source', { topic: `$share/${group}/${topic}`, qos: 1 }), recEndpoint('b')), e);
+    const ha = start(pipeline('share-a', mqttEndpoint('source', { topic: `$share/${group}/${topic}`, qos: 1 }), recordingEndpoint('a')), e);
+    const hb = start(pipeline('share-b', mqttEndpoint('source', { topic: `$share/${group}/${topic}`, qos: 1 }), recordingEndpoint('b')), e);
     // Probes go to one member each; repeat until both have seen one, so both subscriptions are live.
     const deadline = Date.now() + 15_000;
     while (!(ha.stats.records_in > 0 && hb.stats.records_in > 0)) {
@@ -268,9 +223,9 @@ describe('mqtt source and sink against mosquitto', () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'sluice-mqtt-'));
     cleanup.push(() => rmSync(dataDir, { recursive: true, force: true }));
     const state = memoryStateStore();
-    const sinks: Record<string, Rec> = { main: { written: [], down: true } };
+    const sinks: Record<string, RecordingSink> = { main: { ...newRecordingSink(), down: true } };
     const src = { topic, qos: 0, buffer: 'durable', buffer_fsync: 'never' };
-    const h1 = start(pipeline('durable', mqttEndpoint('source', src), recEndpoint('main'), { retry: { max_attempts: 3 } }), env(sinks, state, dataDir));
+    const h1 = start(pipeline('durable', mqttEndpoint('source', src), recordingEndpoint('main'), { retry: { max_attempts: 3 } }), env(sinks, state, dataDir));
     await waitUntilSubscribed(topic, h1);
     await publish(topic, json(range(0, 100)), 0);
     // The sink gives up, the pipeline fails: with QoS 0 the broker has nothing left, only the buffer does.
@@ -278,7 +233,7 @@ describe('mqtt source and sink against mosquitto', () => {
     expect(r1.status).toBe('failed');
     expect(sinks.main!.written).toHaveLength(0);
     sinks.main!.down = false;
-    const h2 = start(pipeline('durable', mqttEndpoint('source', src), recEndpoint('main')), env(sinks, state, dataDir));
+    const h2 = start(pipeline('durable', mqttEndpoint('source', src), recordingEndpoint('main')), env(sinks, state, dataDir));
     await waitFor(() => distinct(sinks.main!.written).size >= 100, 'the 100 buffered messages');
     expect([...distinct(sinks.main!.written)].sort((a, b) => a - b)).toEqual(range(0, 100));
     expect(sinks.main!.written[0]!.meta?._topic).toBe(topic);
@@ -287,9 +242,9 @@ describe('mqtt source and sink against mosquitto', () => {
 
   it('sends undecodable payloads to the dead-letter sink with their topic, and acknowledges them', async () => {
     const topic = uniq('bad');
-    const sinks: Record<string, Rec> = { main: { written: [], down: false }, dlq: { written: [], down: false } };
+    const sinks: Record<string, RecordingSink> = { main: newRecordingSink(), dlq: newRecordingSink() };
     const h = start(
-      pipeline('bad', mqttEndpoint('source', { topic, qos: 1 }, { bad_data: 'dlq' as BadDataPolicy }), recEndpoint('main'), { dlq: recEndpoint('dlq') }),
+      pipeline('bad', mqttEndpoint('source', { topic, qos: 1 }, { bad_data: 'dlq' as BadDataPolicy }), recordingEndpoint('main'), { dlq: recordingEndpoint('dlq') }),
       env(sinks),
     );
     await waitUntilSubscribed(topic, h);
@@ -304,15 +259,15 @@ describe('mqtt source and sink against mosquitto', () => {
 
   it('drops undecodable payloads with bad_data: drop and fails the pipeline naming the reason with bad_data: fail', async () => {
     const topic = uniq('bad2');
-    const sinks: Record<string, Rec> = { main: { written: [], down: false } };
-    const hd = start(pipeline('drop', mqttEndpoint('source', { topic, qos: 1 }, { bad_data: 'drop' as BadDataPolicy }), recEndpoint('main')), env(sinks));
+    const sinks: Record<string, RecordingSink> = { main: newRecordingSink() };
+    const hd = start(pipeline('drop', mqttEndpoint('source', { topic, qos: 1 }, { bad_data: 'drop' as BadDataPolicy }), recordingEndpoint('main')), env(sinks));
     await waitUntilSubscribed(topic, hd);
     for (const p of ['{"id":1}', 'not json', '{"id":2}']) await pub.publishAsync(topic, p, { qos: 1 });
     await waitFor(() => sinks.main!.written.length >= 2 && hd.stats.dropped >= 1, 'two good records and one dropped');
     await hd.stop();
 
     const topic2 = uniq('bad3');
-    const hf = start(pipeline('fail', mqttEndpoint('source', { topic: topic2, qos: 0 }), recEndpoint('main')), env(sinks));
+    const hf = start(pipeline('fail', mqttEndpoint('source', { topic: topic2, qos: 0 }), recordingEndpoint('main')), env(sinks));
     await waitUntilSubscribed(topic2, hf);
     await pub.publishAsync(topic2, 'not json', { qos: 0 });
     const r = await hf.done;
@@ -331,11 +286,11 @@ describe('mqtt source and sink against mosquitto', () => {
     await sub.subscribeAsync(out, { qos: 1 });
     const before = clientsOpened();
     const connsBefore = brokerConnections();
-    const sinks: Record<string, Rec> = { b: { written: [], down: false } };
+    const sinks: Record<string, RecordingSink> = { b: newRecordingSink() };
     const e = env(sinks);
     const profile = { profile: 'local' };
     const h1 = start(pipeline('conn-a', mqttEndpoint('source', { topic: ta, qos: 1 }, profile), mqttEndpoint('sink', { topic: out, qos: 1 }, profile)), e);
-    const h2 = start(pipeline('conn-b', mqttEndpoint('source', { topic: tb, qos: 1 }, profile), recEndpoint('b')), e);
+    const h2 = start(pipeline('conn-b', mqttEndpoint('source', { topic: tb, qos: 1 }, profile), recordingEndpoint('b')), e);
     await waitUntilSubscribed(ta, h1, 'probe', out, got);
     await waitUntilSubscribed(tb, h2);
     expect(clientsOpened() - before).toBe(1);
@@ -367,10 +322,10 @@ describe('mqtt source and sink against mosquitto', () => {
 
   it('keeps up with a slow sink through backpressure without losing QoS 1 messages (20k records)', async () => {
     const topic = uniq('load');
-    const sinks: Record<string, Rec> = { main: { written: [], down: false, delayMs: 10 } };
+    const sinks: Record<string, RecordingSink> = { main: { ...newRecordingSink(), delayMs: 10 } };
     // The in-flight window (max_inflight 1000) bounds what is unacknowledged; a smaller pipeline buffer makes the
     // source pause reading as well.
-    const h = start(pipeline('load', mqttEndpoint('source', { topic, qos: 1 }), recEndpoint('main'), { buffer: { max_records: 300 } }), env(sinks));
+    const h = start(pipeline('load', mqttEndpoint('source', { topic, qos: 1 }), recordingEndpoint('main'), { buffer: { max_records: 300 } }), env(sinks));
     await waitUntilSubscribed(topic, h);
     const n = 20_000;
     const payload = (i: number) => JSON.stringify({ id: i, v: 'x'.repeat(80) });
@@ -393,8 +348,8 @@ describe('mqtt source and sink against mosquitto', () => {
 
   it('stays connected while reading is paused for longer than the keep-alive (a stalled sink)', async () => {
     const topic = uniq('stall');
-    const sinks: Record<string, Rec> = { main: { written: [], down: false } };
-    const h = start(pipeline('stall', mqttEndpoint('source', { topic, qos: 1, keepalive: '1s' }), recEndpoint('main'), { buffer: { max_records: 5 } }), env(sinks));
+    const sinks: Record<string, RecordingSink> = { main: newRecordingSink() };
+    const h = start(pipeline('stall', mqttEndpoint('source', { topic, qos: 1, keepalive: '1s' }), recordingEndpoint('main'), { buffer: { max_records: 5 } }), env(sinks));
     await waitUntilSubscribed(topic, h);
     await waitFor(() => sinks.main!.written.length >= 1, 'the probe');
     sinks.main!.delayMs = 3000; // 3x the keep-alive: mqtt.js would declare the connection dead after 1.5x

@@ -7,11 +7,11 @@ import { ensureService } from '../../testing/services.js';
 import { parseOptions } from '../../core/spec.js';
 import { memoryStateStore } from '../../core/state.js';
 import { createFormat } from '../../formats/index.js';
-import { sinkContext } from '../../testing/harness.js';
+import { newRecordingSink, parsedOptions, sinkContext, type RecordingSink } from '../../testing/harness.js';
 import type { PipelineHandle } from '../../core/runtime.js';
 import { spec, sinkOptions, sourceOptions } from './index.js';
 import { NatsSink } from './sink.js';
-import { NATS_URL, endpoint, env, newRec, parsed, pipeline, removeTempDirs, startPipeline, tempDir, uniq, waitFor, waitRunning, type Rec } from './testkit.js';
+import { NATS_URL, endpoint, env, pipeline, removeTempDirs, startPipeline, tempDir, uniq, waitFor, waitRunning } from './testkit.js';
 
 let nc: NatsConnection;
 const handles: PipelineHandle[] = [];
@@ -31,7 +31,7 @@ afterAll(async () => {
 const enc = new TextEncoder();
 
 /** Publishes warm-up messages until the pipeline's subscription is live (core NATS only delivers while subscribed). */
-async function warmUp(subject: string, rec: Rec): Promise<void> {
+async function warmUp(subject: string, rec: RecordingSink): Promise<void> {
   await waitFor(async () => {
     nc.publish(subject, enc.encode('{"warm":true}'));
     await nc.flush();
@@ -39,18 +39,18 @@ async function warmUp(subject: string, rec: Rec): Promise<void> {
     return rec.written.some((r) => (r.value as { warm?: boolean }).warm);
   }, 'the subscription to become live');
 }
-const data = (rec: Rec) => rec.written.filter((r) => !(r.value as { warm?: boolean }).warm);
+const data = (rec: RecordingSink) => rec.written.filter((r) => !(r.value as { warm?: boolean }).warm);
 
 describe('nats options', () => {
   it('accepts the seed spellings: url list or bracketed string, aliases, dotted tls keys', () => {
-    const a = parsed(sourceOptions, { url: '[nats://127.0.0.1:4222, nats://127.0.0.1:4223]', subject: 'a.>', 'tls.disable': true });
+    const a = parsedOptions(sourceOptions, { url: '[nats://127.0.0.1:4222, nats://127.0.0.1:4223]', subject: 'a.>', 'tls.disable': true });
     expect(a.url).toEqual(['nats://127.0.0.1:4222', 'nats://127.0.0.1:4223']);
     expect(a.tls.disable).toBe(true);
-    const b = parsed(sourceOptions, { servers: ['nats://h:4222'], subject: 'a.*.b', queue_group: 'g', username: 'u', pass: 'p', 'tls.skip_verify_server': true });
+    const b = parsedOptions(sourceOptions, { servers: ['nats://h:4222'], subject: 'a.*.b', queue_group: 'g', username: 'u', pass: 'p', 'tls.skip_verify_server': true });
     expect(b).toMatchObject({ url: ['nats://h:4222'], queue: 'g', user: 'u', password: 'p', buffer: 'memory', queue_size: 65536 });
     expect(b.tls.skip_verify_server).toBe(true);
     // Timeplus lists prefetch_count and nak_delay for core nats as well.
-    expect(parsed(sourceOptions, { url: NATS_URL, subject: 'x', prefetch_count: 10, nak_delay: '1s' })).toMatchObject({ queue_size: 10, nak_delay: 1000 });
+    expect(parsedOptions(sourceOptions, { url: NATS_URL, subject: 'x', prefetch_count: 10, nak_delay: '1s' })).toMatchObject({ queue_size: 10, nak_delay: 1000 });
   });
 
   it('rejects unknown keys with a suggestion, bad subjects and conflicting auth, naming the option', () => {
@@ -69,8 +69,8 @@ describe('nats options', () => {
   });
 
   it('fails to connect with an error naming the server and the cause', async () => {
-    const o = parsed(sourceOptions, { url: 'nats://127.0.0.1:1', subject: 'x', connection_timeout: '2s' });
-    const h = startPipeline(pipeline(endpoint('nats', o), endpoint('rec', { name: 'm' })), env([spec], { m: newRec() }));
+    const o = parsedOptions(sourceOptions, { url: 'nats://127.0.0.1:1', subject: 'x', connection_timeout: '2s' });
+    const h = startPipeline(pipeline(endpoint('nats', o), endpoint('rec', { name: 'm' })), env({ m: newRecordingSink() }));
     const res = await h.done;
     expect(res.status).toBe('failed');
     expect(res.error!.message).toContain('nats://127.0.0.1:1');
@@ -80,11 +80,11 @@ describe('nats options', () => {
 describe('nats source', () => {
   it('delivers published messages in order with _subject, _reply and _headers metadata', async () => {
     const base = uniq('src');
-    const rec = newRec();
-    const o = parsed(sourceOptions, { url: NATS_URL, subject: `${base}.>` });
+    const rec = newRecordingSink();
+    const o = parsedOptions(sourceOptions, { url: NATS_URL, subject: `${base}.>` });
     const h = startPipeline(
       pipeline(endpoint('nats', o, { meta: { subj: '_subject', reply: '_reply', hdrs: '_headers' } }), endpoint('rec', { name: 'm' })),
-      env([spec], { m: rec }),
+      env({ m: rec }),
     );
     handles.push(h);
     await waitRunning(h);
@@ -103,10 +103,10 @@ describe('nats source', () => {
 
   it('applies bad_data: drop skips undecodable payloads, dlq keeps their bytes and subject', async () => {
     const base = uniq('bad');
-    const main = newRec();
-    const dead = newRec();
-    const o = parsed(sourceOptions, { url: NATS_URL, subject: `${base}.*` });
-    const h = startPipeline(pipeline(endpoint('nats', o, { bad: 'dlq' }), endpoint('rec', { name: 'm' }), { dlq: endpoint('rec', { name: 'd' }) }), env([spec], { m: main, d: dead }));
+    const main = newRecordingSink();
+    const dead = newRecordingSink();
+    const o = parsedOptions(sourceOptions, { url: NATS_URL, subject: `${base}.*` });
+    const h = startPipeline(pipeline(endpoint('nats', o, { bad: 'dlq' }), endpoint('rec', { name: 'm' }), { dlq: endpoint('rec', { name: 'd' }) }), env({ m: main, d: dead }));
     handles.push(h);
     await waitRunning(h);
     await warmUp(`${base}.warm`, main);
@@ -120,8 +120,8 @@ describe('nats source', () => {
     expect(d.metadata._subject).toBe(`${base}.x`);
     expect(h.stats.errors).toBe(1);
 
-    const failRec = newRec();
-    const h2 = startPipeline(pipeline(endpoint('nats', parsed(sourceOptions, { url: NATS_URL, subject: `${base}.f` }), { bad: 'fail' }), endpoint('rec', { name: 'f' }), { name: 'fail' }), env([spec], { f: failRec }));
+    const failRec = newRecordingSink();
+    const h2 = startPipeline(pipeline(endpoint('nats', parsedOptions(sourceOptions, { url: NATS_URL, subject: `${base}.f` }), { bad: 'fail' }), endpoint('rec', { name: 'f' }), { name: 'fail' }), env({ f: failRec }));
     handles.push(h2);
     await waitRunning(h2);
     await warmUp(`${base}.f`, failRec);
@@ -134,11 +134,11 @@ describe('nats source', () => {
 
   it('buffer: memory bounds the queue while the sink is slow and counts the drops', async () => {
     const base = uniq('slow');
-    const rec = newRec();
-    const o = parsed(sourceOptions, { url: NATS_URL, subject: base, queue_size: 100 });
+    const rec = newRecordingSink();
+    const o = parsedOptions(sourceOptions, { url: NATS_URL, subject: base, queue_size: 100 });
     const h = startPipeline(
       pipeline(endpoint('nats', o), endpoint('rec', { name: 'm' }), { buffer: { max_records: 50 }, batch: { max_records: 50 } }),
-      env([spec], { m: rec }),
+      env({ m: rec }),
     );
     handles.push(h);
     await waitRunning(h);
@@ -165,10 +165,10 @@ describe('nats durable buffer', () => {
     const base = uniq('dur');
     const dataDir = tempDir();
     const state = memoryStateStore();
-    const rec = newRec();
-    const o = parsed(sourceOptions, { url: NATS_URL, subject: base, buffer: 'durable', buffer_fsync: 'never' });
+    const rec = newRecordingSink();
+    const o = parsedOptions(sourceOptions, { url: NATS_URL, subject: base, buffer: 'durable', buffer_fsync: 'never' });
     const def = pipeline(endpoint('nats', o), endpoint('rec', { name: 'm' }), { retry: { max_attempts: 1000 } });
-    const h = startPipeline(def, env([spec], { m: rec }, state, dataDir), { drainTimeoutMs: 300 });
+    const h = startPipeline(def, env({ m: rec }, state, dataDir), { drainTimeoutMs: 300 });
     await waitRunning(h);
     await warmUp(base, rec);
     rec.down = true;
@@ -180,7 +180,7 @@ describe('nats durable buffer', () => {
     await h.stop();
     expect(data(rec)).toHaveLength(0);
     rec.down = false;
-    const h2 = startPipeline(def, env([spec], { m: rec }, state, dataDir));
+    const h2 = startPipeline(def, env({ m: rec }, state, dataDir));
     handles.push(h2);
     await waitFor(() => data(rec).length >= N, `all ${N} records after the restart`);
     const ids = data(rec).map((r) => (r.value as { i: number }).i);
@@ -195,7 +195,7 @@ describe('nats sink', () => {
     const got: Array<{ subject: string; data: string; h?: string; fwd?: string }> = [];
     const sub = nc.subscribe(`${base}.>`, { callback: (_e, m) => got.push({ subject: m.subject, data: m.string(), h: m.headers?.get('x-id'), fwd: m.headers?.get('from-source') }) });
     await nc.flush();
-    const sink = new NatsSink(parsed(sinkOptions, { url: NATS_URL, subject: `${base}.{{ region }}.{{ dev.id }}`, headers: { 'x-id': 'id-{{ n }}' } }));
+    const sink = new NatsSink(parsedOptions(sinkOptions, { url: NATS_URL, subject: `${base}.{{ region }}.{{ dev.id }}`, headers: { 'x-id': 'id-{{ n }}' } }));
     await sink.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder()));
     const N = 1000;
     await sink.write(Array.from({ length: N }, (_, n) => ({ value: { n, region: n % 2 ? 'eu' : 'us', dev: { id: `d${n % 3}` } }, headers: { 'from-source': 'yes' } })));
@@ -214,7 +214,7 @@ describe('nats sink', () => {
     const seen: string[] = [];
     const responder = nc.subscribe(subject, { callback: (_e, m) => (seen.push(m.string()), m.respond(enc.encode('ok'))) });
     await nc.flush();
-    const sink = new NatsSink(parsed(sinkOptions, { url: NATS_URL, subject, request: true, request_timeout: '2s' }));
+    const sink = new NatsSink(parsedOptions(sinkOptions, { url: NATS_URL, subject, request: true, request_timeout: '2s' }));
     await sink.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder()));
     await sink.write([{ value: { a: 1 } }, { value: { a: 2 } }]);
     expect(seen).toEqual(['{"a":1}', '{"a":2}']);

@@ -9,13 +9,13 @@ import { ensureService, stopService } from '../../testing/services.js';
 import { parseOptions } from '../../core/spec.js';
 import { memoryStateStore } from '../../core/state.js';
 import { createFormat } from '../../formats/index.js';
-import { sinkContext } from '../../testing/harness.js';
+import { newRecordingSink, parsedOptions, sinkContext, type RecordingSink } from '../../testing/harness.js';
 import type { PipelineHandle } from '../../core/runtime.js';
 import { MetricSet } from '../../core/metrics.js';
 import { spec, sinkOptions, sourceOptions } from './index.js';
 import { JetStreamSink } from './sink.js';
-import { spec as natsSpec, sourceOptions as natsSourceOptions } from '../nats/index.js';
-import { NATS_URL, STOP_NATS, endpoint, env, newRec, parsed, pipeline, removeTempDirs, startPipeline, uniq, waitFor, waitRunning, type Rec } from '../nats/testkit.js';
+import { sourceOptions as natsSourceOptions } from '../nats/index.js';
+import { NATS_URL, STOP_NATS, endpoint, env, pipeline, removeTempDirs, startPipeline, uniq, waitFor, waitRunning } from '../nats/testkit.js';
 
 let nc: NatsConnection;
 let jsm: JetStreamManager;
@@ -52,14 +52,14 @@ async function stream(n = 0, storage: 'file' | 'memory' = 'file'): Promise<{ nam
   return { name, subject: `${name}.>` };
 }
 
-const ids = (rec: Rec) => rec.written.map((r) => (r.value as { i: number }).i);
-const distinct = (rec: Rec) => new Set(ids(rec)).size;
+const ids = (rec: RecordingSink) => rec.written.map((r) => (r.value as { i: number }).i);
+const distinct = (rec: RecordingSink) => new Set(ids(rec)).size;
 
 describe('nats_jetstream options', () => {
   it('accepts the Timeplus names with defaults, and requires subject or stream', () => {
-    const o = parsed(sourceOptions, { url: '[nats://127.0.0.1:4222]', subject: 'a.>', durable: 'd', 'tls.disable': 'true' });
+    const o = parsedOptions(sourceOptions, { url: '[nats://127.0.0.1:4222]', subject: 'a.>', durable: 'd', 'tls.disable': 'true' });
     expect(o).toMatchObject({ deliver: 'all', ack_wait: 30_000, max_ack_pending: 1024, prefetch_count: 524288, bind: false, durable: 'd' });
-    expect(parsed(sourceOptions, { url: NATS_URL, stream_name: 'S', consumer: 'c', deliver_policy: 'by_start_time', start_time: '2026-01-02T03:04:05Z', nak_delay: '2s' })).toMatchObject({
+    expect(parsedOptions(sourceOptions, { url: NATS_URL, stream_name: 'S', consumer: 'c', deliver_policy: 'by_start_time', start_time: '2026-01-02T03:04:05Z', nak_delay: '2s' })).toMatchObject({
       stream: 'S',
       durable: 'c',
       start_time: '2026-01-02T03:04:05.000Z',
@@ -71,7 +71,7 @@ describe('nats_jetstream options', () => {
     expect(!typo.ok && typo.issues[0]!.message).toBe("unknown option 'max_ack_pendng'; did you mean 'max_ack_pending'?");
     const deliver = parseOptions(sourceOptions, { url: NATS_URL, stream: 'S', deliver: 'first' });
     expect(!deliver.ok && deliver.issues[0]!.message).toMatch(/must be one of "all", "last", "new", "by_start_time"/);
-    const sink = parsed(sinkOptions, { url: NATS_URL, subject: 'o.{{ r }}', msg_id: 'id', stream: { name: 'O', subjects: 'o.>', max_age: '1h' } });
+    const sink = parsedOptions(sinkOptions, { url: NATS_URL, subject: 'o.{{ r }}', msg_id: 'id', stream: { name: 'O', subjects: 'o.>', max_age: '1h' } });
     expect(sink.create_stream).toMatchObject({ name: 'O', subjects: ['o.>'], max_age: 3_600_000, storage: 'file' });
     expect(sink.msg_id_field).toBe('id');
   });
@@ -81,7 +81,7 @@ describe('nats_jetstream sink and source', () => {
   it('round trip: the sink creates the stream and publishes; the source reads every message with its metadata', async () => {
     const name = uniq('RT').toUpperCase();
     streams.push(name);
-    const sink = new JetStreamSink(parsed(sinkOptions, { url: NATS_URL, subject: `${name}.{{ kind }}`, msg_id_field: 'id', headers: { h: 'v-{{ id }}' }, create_stream: { name, subjects: [`${name}.>`] } }));
+    const sink = new JetStreamSink(parsedOptions(sinkOptions, { url: NATS_URL, subject: `${name}.{{ kind }}`, msg_id_field: 'id', headers: { h: 'v-{{ id }}' }, create_stream: { name, subjects: [`${name}.>`] } }));
     await sink.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder()));
     const N = 10_000;
     for (let off = 0; off < N; off += 1000) {
@@ -90,11 +90,11 @@ describe('nats_jetstream sink and source', () => {
     await sink.close();
     expect((await jsm.streams.info(name)).state.messages).toBe(N);
 
-    const rec = newRec();
-    const o = parsed(sourceOptions, { url: NATS_URL, stream: name, durable: 'rt' });
+    const rec = newRecordingSink();
+    const o = parsedOptions(sourceOptions, { url: NATS_URL, stream: name, durable: 'rt' });
     const h = startPipeline(
       pipeline(endpoint('nats_jetstream', o, { meta: { st: '_stream', seq: '_sequence', subj: '_subject', dc: '_delivery_count', hd: '_headers' } }), endpoint('rec', { name: 'm' })),
-      env([spec], { m: rec }),
+      env({ m: rec }),
     );
     handles.push(h);
     await waitFor(() => rec.written.length >= N, `${N} records`);
@@ -106,7 +106,7 @@ describe('nats_jetstream sink and source', () => {
 
   it('Nats-Msg-Id from msg_id_field: a re-sent batch is stored once', async () => {
     const { name } = await stream();
-    const sink = new JetStreamSink(parsed(sinkOptions, { url: NATS_URL, subject: `${name}.x`, msg_id_field: 'order.id' }));
+    const sink = new JetStreamSink(parsedOptions(sinkOptions, { url: NATS_URL, subject: `${name}.x`, msg_id_field: 'order.id' }));
     const metrics = new MetricSet();
     await sink.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder(), { metrics }));
     const batch = Array.from({ length: 500 }, (_, i) => ({ value: { order: { id: `o${i}` } } }));
@@ -121,7 +121,7 @@ describe('nats_jetstream sink and source', () => {
 
   it('a subject no stream captures fails the write retriably, naming the subject', async () => {
     const subject = uniq('nostream');
-    const sink = new JetStreamSink(parsed(sinkOptions, { url: NATS_URL, subject, publish_timeout: '1s' }));
+    const sink = new JetStreamSink(parsedOptions(sinkOptions, { url: NATS_URL, subject, publish_timeout: '1s' }));
     await sink.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder()));
     const err = await sink.write([{ value: { a: 1 } }]).catch((e) => e);
     expect(err.message).toContain(`subject '${subject}'`);
@@ -133,11 +133,11 @@ describe('nats_jetstream sink and source', () => {
 describe('nats_jetstream acknowledgement', () => {
   it('acks nothing while the sink fails; on stop the messages are nak\'ed and redelivered to the next run', async () => {
     const { name } = await stream(300);
-    const rec = newRec();
+    const rec = newRecordingSink();
     rec.down = true;
-    const o = parsed(sourceOptions, { url: NATS_URL, stream: name, durable: 'acks', ack_wait: '60s' });
+    const o = parsedOptions(sourceOptions, { url: NATS_URL, stream: name, durable: 'acks', ack_wait: '60s' });
     const def = pipeline(endpoint('nats_jetstream', o), endpoint('rec', { name: 'm' }), { retry: { max_attempts: 1000 } });
-    const h = startPipeline(def, env([spec], { m: rec }), { drainTimeoutMs: 300 });
+    const h = startPipeline(def, env({ m: rec }), { drainTimeoutMs: 300 });
     await waitFor(() => rec.writes >= 3, 'the sink to fail a few times');
     const during = await jsm.consumers.info(name, 'acks');
     expect(during.ack_floor.stream_seq).toBe(0);
@@ -145,7 +145,7 @@ describe('nats_jetstream acknowledgement', () => {
     await h.stop();
     // Nak'ed on stop: redelivered at once (not after the 60 s ack_wait) to the next run, which acks them.
     rec.down = false;
-    const h2 = startPipeline(def, env([spec], { m: rec }));
+    const h2 = startPipeline(def, env({ m: rec }));
     handles.push(h2);
     await waitFor(() => distinct(rec) >= 300, 'the 300 redelivered records', 10_000);
     expect([...new Set(ids(rec))].sort((a, b) => a - b)).toEqual(Array.from({ length: 300 }, (_, i) => i));
@@ -156,15 +156,15 @@ describe('nats_jetstream acknowledgement', () => {
   it('a pipeline restart resumes after the last acknowledged message without loss', async () => {
     const N = 20_000;
     const { name } = await stream(N);
-    const rec = newRec();
-    const o = parsed(sourceOptions, { url: NATS_URL, stream: name, durable: 'resume' });
+    const rec = newRecordingSink();
+    const o = parsedOptions(sourceOptions, { url: NATS_URL, stream: name, durable: 'resume' });
     const def = pipeline(endpoint('nats_jetstream', o), endpoint('rec', { name: 'm' }), { batch: { max_records: 500 } });
-    const h = startPipeline(def, env([spec], { m: rec }));
+    const h = startPipeline(def, env({ m: rec }));
     await waitFor(() => rec.written.length >= N / 4, 'a quarter of the stream');
     await h.stop();
     const first = rec.written.length;
     expect(first).toBeLessThan(N);
-    const h2 = startPipeline(def, env([spec], { m: rec }));
+    const h2 = startPipeline(def, env({ m: rec }));
     handles.push(h2);
     await waitFor(() => distinct(rec) >= N, `all ${N} records`, 30_000);
     // A graceful stop drains and acks what was delivered, so the second run starts right after it.
@@ -178,17 +178,17 @@ describe('nats_jetstream acknowledgement', () => {
     await js.publish(`${name}.m`, enc.encode('{"i":0}'));
     await js.publish(`${name}.m`, enc.encode('{broken'));
     await js.publish(`${name}.m`, enc.encode('{"i":2}'));
-    const rec = newRec();
-    const failOpts = parsed(sourceOptions, { url: NATS_URL, stream: name, durable: 'bad' });
-    const h = startPipeline(pipeline(endpoint('nats_jetstream', failOpts, { bad: 'fail' }), endpoint('rec', { name: 'm' }), { batch: { max_records: 1 } }), env([spec], { m: rec }));
+    const rec = newRecordingSink();
+    const failOpts = parsedOptions(sourceOptions, { url: NATS_URL, stream: name, durable: 'bad' });
+    const h = startPipeline(pipeline(endpoint('nats_jetstream', failOpts, { bad: 'fail' }), endpoint('rec', { name: 'm' }), { batch: { max_records: 1 } }), env({ m: rec }));
     const res = await h.done;
     expect(res.status).toBe('failed');
     expect(res.error!.message).toMatch(/bad record/);
     const info = await jsm.consumers.info(name, 'bad');
     expect(info.ack_floor.stream_seq).toBeLessThan(2);
 
-    const rec2 = newRec();
-    const h2 = startPipeline(pipeline(endpoint('nats_jetstream', failOpts, { bad: 'drop' }), endpoint('rec', { name: 'm' })), env([spec], { m: rec2 }));
+    const rec2 = newRecordingSink();
+    const h2 = startPipeline(pipeline(endpoint('nats_jetstream', failOpts, { bad: 'drop' }), endpoint('rec', { name: 'm' })), env({ m: rec2 }));
     handles.push(h2);
     await waitFor(() => rec2.written.some((r) => (r.value as { i: number }).i === 2), 'the record after the bad one');
     await waitFor(async () => (await jsm.consumers.info(name, 'bad')).ack_floor.stream_seq === 3, 'the bad record to be acked under drop');
@@ -200,22 +200,22 @@ describe('nats_jetstream broker restart', () => {
   it('survives a nats-server restart mid-stream: the source and the sink reconnect, nothing is lost or stored twice', async () => {
     const N = 20_000;
     const { name } = await stream(N);
-    const rec = newRec();
+    const rec = newRecordingSink();
     rec.delayMs = 5;
-    const o = parsed(sourceOptions, { url: NATS_URL, stream: name, durable: 'restart', reconnect_wait: '200ms', ack_wait: '5s' });
-    const h = startPipeline(pipeline(endpoint('nats_jetstream', o), endpoint('rec', { name: 'm' }), { batch: { max_records: 200 }, retry: { max_attempts: 1000 } }), env([spec], { m: rec }));
+    const o = parsedOptions(sourceOptions, { url: NATS_URL, stream: name, durable: 'restart', reconnect_wait: '200ms', ack_wait: '5s' });
+    const h = startPipeline(pipeline(endpoint('nats_jetstream', o), endpoint('rec', { name: 'm' }), { batch: { max_records: 200 }, retry: { max_attempts: 1000 } }), env({ m: rec }));
     handles.push(h);
     // A core NATS pipeline on the same server: it must come back after the restart too.
     const coreSubject = uniq('core');
-    const coreRec = newRec();
+    const coreRec = newRecordingSink();
     const hc = startPipeline(
-      pipeline(endpoint('nats', parsed(natsSourceOptions, { url: NATS_URL, subject: coreSubject, reconnect_wait: '200ms' })), endpoint('rec', { name: 'c' }), { name: 'core' }),
-      env([natsSpec], { c: coreRec }),
+      pipeline(endpoint('nats', parsedOptions(natsSourceOptions, { url: NATS_URL, subject: coreSubject, reconnect_wait: '200ms' })), endpoint('rec', { name: 'c' }), { name: 'core' }),
+      env({ c: coreRec }),
     );
     handles.push(hc);
     // The sink writes batches through the restart, retrying failed ones as the runtime does; ids de-duplicate them.
     const sinkStream = (await stream()).name;
-    const sink = new JetStreamSink(parsed(sinkOptions, { url: NATS_URL, subject: `${sinkStream}.x`, msg_id_field: 'i', publish_timeout: '1s', reconnect_wait: '200ms' }));
+    const sink = new JetStreamSink(parsedOptions(sinkOptions, { url: NATS_URL, subject: `${sinkStream}.x`, msg_id_field: 'i', publish_timeout: '1s', reconnect_wait: '200ms' }));
     await sink.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder()));
     const M = 3000;
     let retries = 0;

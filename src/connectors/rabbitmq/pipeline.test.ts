@@ -1,33 +1,17 @@
 // The RabbitMQ source inside real pipelines, against the broker on 127.0.0.1:5672: acknowledgement after the sink,
 // requeue and dead-lettering on failure, resume after a restart, bad data, backpressure bounded by the prefetch.
 
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPipeline, type PipelineHandle } from '../../core/runtime.js';
 import { memoryStateStore } from '../../core/state.js';
-import { ensureService } from '../../testing/services.js';
-import { Admin, endpoint, env, ids, jsonBodies, rabbitPipeline, range, uniqueName, waitFor, type Rec, useBroker } from './testkit.js';
+import { newRecordingSink, recordingEndpoint, waitFor, type RecordingSink } from '../../testing/harness.js';
+import { Admin, env, ids, jsonBodies, rabbitPipeline, range, uniqueName, openRabbitTest } from './testkit.js';
 
 let admin: Admin;
 let dataDir: string;
-let release: (() => void) | undefined;
-beforeAll(async () => {
-  release = await useBroker();
-  await ensureService('rabbitmq');
-  admin = new Admin();
-  await admin.conn.onConnect(10_000);
-  dataDir = mkdtempSync(join(tmpdir(), 'sluice-rabbit-pipe-'));
-}, 190_000);
-afterAll(async () => {
-  try {
-    await admin?.cleanup();
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-  } finally {
-    release?.();
-  }
-});
+let done: (() => Promise<void>) | undefined;
+beforeAll(async () => void ({ admin, dataDir, done } = await openRabbitTest('sluice-rabbit-pipe-')), 190_000);
+afterAll(() => done?.());
 
 async function stopped(h: PipelineHandle) {
   const r = await h.stop();
@@ -39,8 +23,8 @@ describe('rabbitmq source in pipelines', () => {
   it('delivers every message with its metadata and acknowledges them all once written', async () => {
     const queue = await admin.queue(uniqueName('meta'));
     await admin.publish(queue, jsonBodies(0, 300), { messageId: 'm-1', contentType: 'application/json', headers: { region: 'eu', n: 7 } });
-    const sinks: Record<string, Rec> = { main: { written: [], down: false } };
-    const def = rabbitPipeline('meta', { queue, passive: true }, endpoint('rec', { name: 'main' }), {
+    const sinks: Record<string, RecordingSink> = { main: newRecordingSink() };
+    const def = rabbitPipeline('meta', { queue, passive: true }, recordingEndpoint('main'), {
       metadata: { rk: '_routing_key', ex: '_exchange', redelivered: '_redelivered', props: '_properties', hdrs: '_headers' },
     });
     const h = startPipeline(def, env(sinks, memoryStateStore(), dataDir));
@@ -62,15 +46,15 @@ describe('rabbitmq source in pipelines', () => {
   it('a failing sink acknowledges nothing: the messages stay in the queue and come back redelivered', async () => {
     const queue = await admin.queue(uniqueName('fail'));
     await admin.publish(queue, jsonBodies(0, 50));
-    const sinks: Record<string, Rec> = { main: { written: [], down: true } };
-    const def = rabbitPipeline('fail', { queue }, endpoint('rec', { name: 'main' }), { retry: { max_attempts: 3 } });
+    const sinks: Record<string, RecordingSink> = { main: { ...newRecordingSink(), down: true } };
+    const def = rabbitPipeline('fail', { queue }, recordingEndpoint('main'), { retry: { max_attempts: 3 } });
     const r = await startPipeline(def, env(sinks, memoryStateStore(), dataDir)).done;
     expect(r.status).toBe('failed');
     expect(r.error?.message).toMatch(/sink is down/);
     // The failed consumer's connection is closed: every message is ready again (on_failure: requeue).
     await waitFor(async () => (await admin.ready(queue)) === 50, 'all 50 messages back in the queue', 10_000);
     sinks.main!.down = false;
-    const h2 = startPipeline(rabbitPipeline('fail2', { queue }, endpoint('rec', { name: 'main' }), { metadata: { redelivered: '_redelivered' } }), env(sinks, memoryStateStore(), dataDir));
+    const h2 = startPipeline(rabbitPipeline('fail2', { queue }, recordingEndpoint('main'), { metadata: { redelivered: '_redelivered' } }), env(sinks, memoryStateStore(), dataDir));
     await waitFor(() => sinks.main!.written.length >= 50, '50 records after the restart');
     await stopped(h2);
     expect(ids(sinks.main!.written)).toEqual(range(50));
@@ -83,8 +67,8 @@ describe('rabbitmq source in pipelines', () => {
     const queue = admin.trackQueue(uniqueName('dlx-src'));
     await admin.conn.queueDeclare({ queue, durable: true, arguments: { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': dead } });
     await admin.publish(queue, jsonBodies(0, 20));
-    const sinks: Record<string, Rec> = { main: { written: [], down: true } };
-    const def = rabbitPipeline('dlx', { queue, on_failure: 'dead_letter', dead_letter_exchange: '', dead_letter_routing_key: dead }, endpoint('rec', { name: 'main' }), { retry: { max_attempts: 2 } });
+    const sinks: Record<string, RecordingSink> = { main: { ...newRecordingSink(), down: true } };
+    const def = rabbitPipeline('dlx', { queue, on_failure: 'dead_letter', dead_letter_exchange: '', dead_letter_routing_key: dead }, recordingEndpoint('main'), { retry: { max_attempts: 2 } });
     const r = await startPipeline(def, env(sinks, memoryStateStore(), dataDir)).done;
     expect(r.status).toBe('failed');
     await waitFor(async () => (await admin.ready(dead)) === 20, '20 dead-lettered messages', 10_000);
@@ -97,8 +81,8 @@ describe('rabbitmq source in pipelines', () => {
   it('a stopped and restarted pipeline resumes without loss', async () => {
     const queue = await admin.queue(uniqueName('resume'));
     await admin.publish(queue, jsonBodies(0, 2000));
-    const sinks: Record<string, Rec> = { main: { written: [], down: false, delayMs: 5 } };
-    const def = rabbitPipeline('resume', { queue, prefetch: 100 }, endpoint('rec', { name: 'main' }), { batch: { max_records: 50 } });
+    const sinks: Record<string, RecordingSink> = { main: { ...newRecordingSink(), delayMs: 5 } };
+    const def = rabbitPipeline('resume', { queue, prefetch: 100 }, recordingEndpoint('main'), { batch: { max_records: 50 } });
     const h = startPipeline(def, env(sinks, memoryStateStore(), dataDir));
     await waitFor(() => sinks.main!.written.length >= 300, 'some records before the stop');
     await stopped(h);
@@ -116,8 +100,8 @@ describe('rabbitmq source in pipelines', () => {
   it('bad payloads follow bad_data: dlq gets them, the good ones go through, all are acknowledged', async () => {
     const queue = await admin.queue(uniqueName('bad'));
     await admin.publish(queue, ['{"id":0}', 'not json', '{"id":2}', '{"id": 3', '{"id":4}']);
-    const sinks: Record<string, Rec> = { main: { written: [], down: false }, dlq: { written: [], down: false } };
-    const def = rabbitPipeline('bad', { queue }, endpoint('rec', { name: 'main' }), { bad: 'dlq', dlq: endpoint('rec', { name: 'dlq' }) });
+    const sinks: Record<string, RecordingSink> = { main: newRecordingSink(), dlq: newRecordingSink() };
+    const def = rabbitPipeline('bad', { queue }, recordingEndpoint('main'), { bad: 'dlq', dlq: recordingEndpoint('dlq') });
     const h = startPipeline(def, env(sinks, memoryStateStore(), dataDir));
     await waitFor(() => sinks.main!.written.length >= 3 && sinks.dlq!.written.length >= 2, '3 good and 2 bad records');
     await waitFor(async () => (await admin.ready(queue)) === 0, 'the queue to be empty');
@@ -132,8 +116,8 @@ describe('rabbitmq source in pipelines', () => {
     const dead = await admin.queue(uniqueName('bad-dead'));
     const queue = uniqueName('bad-fail');
     await admin.publish(dead, []);
-    const sinks: Record<string, Rec> = { main: { written: [], down: false } };
-    const def = rabbitPipeline('badfail', { queue, on_failure: 'dead_letter', dead_letter_exchange: '', dead_letter_routing_key: dead }, endpoint('rec', { name: 'main' }), { bad: 'fail' });
+    const sinks: Record<string, RecordingSink> = { main: newRecordingSink() };
+    const def = rabbitPipeline('badfail', { queue, on_failure: 'dead_letter', dead_letter_exchange: '', dead_letter_routing_key: dead }, recordingEndpoint('main'), { bad: 'fail' });
     // The pipeline declares the queue with its dead-letter arguments.
     admin.trackQueue(queue);
     const h = startPipeline(def, env(sinks, memoryStateStore(), dataDir));
@@ -153,8 +137,8 @@ describe('rabbitmq source in pipelines', () => {
   it('backpressure: the prefetch bounds what is in flight while the sink is slow', async () => {
     const queue = await admin.queue(uniqueName('bp'));
     await admin.publish(queue, jsonBodies(0, 600));
-    const sinks: Record<string, Rec> = { main: { written: [], down: false, delayMs: 10 } };
-    const def = rabbitPipeline('bp', { queue, prefetch: 40 }, endpoint('rec', { name: 'main' }), { batch: { max_records: 20 }, buffer: { max_records: 30, max_bytes: 1 << 20 } });
+    const sinks: Record<string, RecordingSink> = { main: { ...newRecordingSink(), delayMs: 10 } };
+    const def = rabbitPipeline('bp', { queue, prefetch: 40 }, recordingEndpoint('main'), { batch: { max_records: 20 }, buffer: { max_records: 30, max_bytes: 1 << 20 } });
     const h = startPipeline(def, env(sinks, memoryStateStore(), dataDir));
     let maxQueued = 0;
     await waitFor(() => {

@@ -1,38 +1,21 @@
 // RabbitMQ sink, source<->sink round trips, connection errors, test() and autocomplete, against 127.0.0.1:5672.
 
 import { createServer, type Server } from 'node:http';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPipeline } from '../../core/runtime.js';
 import { memoryStateStore } from '../../core/state.js';
 import type { SluiceRecord } from '../../core/types.js';
 import { createFormat } from '../../formats/index.js';
-import { sinkContext } from '../../testing/harness.js';
-import { ensureService } from '../../testing/services.js';
+import { sinkContext, endpointDef, newRecordingSink, recordingEndpoint, waitFor, type RecordingSink } from '../../testing/harness.js';
 import { spec, type RabbitSinkOptions } from './index.js';
 import { RabbitSink } from './sink.js';
-import { Admin, endpoint, env, ids, jsonBodies, parsedSink, rabbitPipeline, range, uniqueName, URL_, waitFor, type Rec, useBroker } from './testkit.js';
+import { Admin, env, ids, jsonBodies, parsedSink, rabbitPipeline, range, uniqueName, URL_, openRabbitTest } from './testkit.js';
 
 let admin: Admin;
 let dataDir: string;
-let release: (() => void) | undefined;
-beforeAll(async () => {
-  release = await useBroker();
-  await ensureService('rabbitmq');
-  admin = new Admin();
-  await admin.conn.onConnect(10_000);
-  dataDir = mkdtempSync(join(tmpdir(), 'sluice-rabbit-'));
-}, 190_000);
-afterAll(async () => {
-  try {
-    await admin?.cleanup();
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-  } finally {
-    release?.();
-  }
-});
+let done: (() => Promise<void>) | undefined;
+beforeAll(async () => void ({ admin, dataDir, done } = await openRabbitTest('sluice-rabbit-')), 190_000);
+afterAll(() => done?.());
 
 const jsonEncoder = () => createFormat({ name: 'json', options: {} }).encoder();
 
@@ -82,9 +65,9 @@ describe('rabbitmq sink', () => {
     await sink.close();
     expect(err?.message).toMatch(/connecting the sink on amqp:\/\/guest@127\.0\.0\.1:5672\/%2F failed: .*ACCESS_REFUSED|username\/password/);
     expect(err?.message).not.toContain('s3cr3t-pw');
-    const sinks: Record<string, Rec> = { main: { written: [], down: false } };
+    const sinks: Record<string, RecordingSink> = { main: newRecordingSink() };
     const r = await startPipeline(
-      rabbitPipeline('auth', { url: 'amqp://guest:s3cr3t-pw@127.0.0.1:5672', queue: uniqueName('never') }, endpoint('rec', { name: 'main' })),
+      rabbitPipeline('auth', { url: 'amqp://guest:s3cr3t-pw@127.0.0.1:5672', queue: uniqueName('never') }, recordingEndpoint('main')),
       env(sinks, memoryStateStore(), dataDir),
     ).done;
     expect(r.status).toBe('failed');
@@ -100,11 +83,11 @@ describe('rabbitmq round trip', () => {
     const output = uniqueName('rt-out');
     admin.trackQueue(output);
     await admin.publish(input, jsonBodies(0, 1000));
-    const sinks: Record<string, Rec> = { main: { written: [], down: false } };
+    const sinks: Record<string, RecordingSink> = { main: newRecordingSink() };
     // Copy: the sink declares the exchange and republishes with a key derived from the source's metadata.
-    const copy = rabbitPipeline('copy', { queue: input }, endpoint('rabbitmq', parsedSink({ exchange, exchange_type: 'topic', routing_key: 'copy.{{ _routing_key }}' })));
+    const copy = rabbitPipeline('copy', { queue: input }, endpointDef('rabbitmq', parsedSink({ exchange, exchange_type: 'topic', routing_key: 'copy.{{ _routing_key }}' })));
     // Read back: a second source declares `output` and binds it to the exchange.
-    const read = rabbitPipeline('read', { queue: output, bindings: [{ exchange, routing_key: 'copy.#', exchange_type: 'topic' }] }, endpoint('rec', { name: 'main' }), { metadata: { rk: '_routing_key', ex: '_exchange' } });
+    const read = rabbitPipeline('read', { queue: output, bindings: [{ exchange, routing_key: 'copy.#', exchange_type: 'topic' }] }, recordingEndpoint('main'), { metadata: { rk: '_routing_key', ex: '_exchange' } });
     const e = env(sinks, memoryStateStore(), dataDir);
     const reader = startPipeline(read, e);
     await waitFor(async () => admin.conn.queueDeclare({ queue: output, passive: true }).then(() => true, () => false), 'the output queue');

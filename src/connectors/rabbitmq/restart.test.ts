@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPipeline } from '../../core/runtime.js';
 import { memoryStateStore } from '../../core/state.js';
 import { ensureService, stopService } from '../../testing/services.js';
-import { Admin, endpoint, env, ids, jsonBodies, rabbitPipeline, range, uniqSorted, uniqueName, waitFor, exclusiveBroker, type Rec } from './testkit.js';
+import { newRecordingSink, recordingEndpoint, waitFor, type RecordingSink } from '../../testing/harness.js';
+import { Admin, env, ids, jsonBodies, rabbitPipeline, range, uniqSorted, uniqueName, exclusiveBroker } from './testkit.js';
 
 let dataDir: string;
 let release: (() => void) | undefined;
@@ -33,8 +34,8 @@ describe('rabbitmq broker restart', () => {
     const admin = new Admin();
     const queue = await admin.queue(uniqueName('restart'));
     await admin.publish(queue, jsonBodies(0, N));
-    const sinks: Record<string, Rec> = { main: { written: [], down: false, delayMs: 15 } };
-    const def = rabbitPipeline('restart', { queue, prefetch: 200, reconnect_max_backoff: '1s' }, endpoint('rec', { name: 'main' }), {
+    const sinks: Record<string, RecordingSink> = { main: { ...newRecordingSink(), delayMs: 15 } };
+    const def = rabbitPipeline('restart', { queue, prefetch: 200, reconnect_max_backoff: '1s' }, recordingEndpoint('main'), {
       batch: { max_records: 50 },
       metadata: { redelivered: '_redelivered' },
     });

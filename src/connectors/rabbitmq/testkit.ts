@@ -1,19 +1,18 @@
 // Helpers for the RabbitMQ tests: unique names, an admin connection, publishing, counting, cleanup, pipelines.
+// Recording sinks, endpoints and waits come from src/testing/harness.ts.
 
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
-import { z } from 'zod';
 import { Connection } from 'rabbitmq-client';
-import { SluiceError } from '../../core/errors.js';
-import { DEFAULT_BATCH, DEFAULT_BUFFER, DEFAULT_RETRY, type EndpointDef, type PipelineDef } from '../../core/model.js';
+import type { EndpointDef, PipelineDef } from '../../core/model.js';
 import type { RuntimeEnv } from '../../core/runtime.js';
-import { parseOptions, type ConnectorSpec } from '../../core/spec.js';
 import type { StateStore } from '../../core/state.js';
 import type { BadDataPolicy, SluiceRecord } from '../../core/types.js';
-import { sinkOptions, sourceOptions, spec } from './index.js';
+import { endpointDef, parsedOptions, pipelineDef, recordingEnv, waitFor, type RecordingSink, type TestPipelineOptions } from '../../testing/harness.js';
+import { ensureService } from '../../testing/services.js';
+import { sinkOptions, sourceOptions } from './index.js';
 
 export const URL_ = 'amqp://guest:guest@127.0.0.1:5672';
 
@@ -131,74 +130,53 @@ export async function exclusiveBroker(): Promise<() => void> {
   return release;
 }
 
-export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
+/** An admin connection and a data folder for one test file, holding the broker against a restart (see useBroker). */
+export interface RabbitTest {
+  admin: Admin;
+  dataDir: string;
+  /** Deletes what the admin created and the data folder, then lets the broker go. */
+  done(): Promise<void>;
+}
+
+export async function openRabbitTest(dirPrefix: string): Promise<RabbitTest> {
+  const release = await useBroker();
+  let admin: Admin | undefined;
+  let dataDir: string | undefined;
+  const done = async () => {
+    try {
+      await admin?.cleanup();
+      if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    } finally {
+      release();
+    }
+  };
+  try {
+    await ensureService('rabbitmq');
+    admin = new Admin();
+    await admin.conn.onConnect(10_000);
+    dataDir = mkdtempSync(join(tmpdir(), dirPrefix));
+    return { admin, dataDir, done };
+  } catch (e) {
+    await done();
+    throw e;
   }
 }
 
-export interface Rec {
-  written: SluiceRecord[];
-  /** While set, writes fail (a sink outage). */
-  down: boolean;
-  delayMs?: number;
-}
+/** Runtime env with the registered connectors and `rec` (recording sinks that can be made to fail). */
+export const env = (sinks: Record<string, RecordingSink>, state: StateStore, dataDir: string): RuntimeEnv => recordingEnv(sinks, { state, dataDir });
 
-/** Runtime env with the rabbitmq connector and `rec` (a recording sink that can be made to fail). */
-export function env(sinks: Record<string, Rec>, state: StateStore, dataDir: string): RuntimeEnv {
-  const rec: ConnectorSpec = {
-    name: 'rec',
-    title: '',
-    description: '',
-    sink: {
-      options: z.object({ name: z.string() }),
-      create: (o: { name: string }) => ({
-        async open() {},
-        async write(records: SluiceRecord[]) {
-          const s = sinks[o.name]!;
-          if (s.delayMs) await new Promise((r) => setTimeout(r, s.delayMs));
-          if (s.down) throw new SluiceError('SINK', 'sink is down', { retriable: true });
-          for (const r of records) s.written.push(r);
-        },
-      }),
-    },
-  };
-  return { log: pino({ level: 'silent' }), state, dataDir, connector: (n) => (n === 'rabbitmq' ? spec : rec) };
-}
+export const parsedSource = (o: Record<string, unknown>) => parsedOptions(sourceOptions, { url: URL_, ...o }) as Record<string, unknown>;
 
-export function parsedSource(o: Record<string, unknown>): Record<string, unknown> {
-  const r = parseOptions(sourceOptions, { url: URL_, ...o });
-  if (!r.ok) throw new Error(r.issues.map((i) => i.message).join('; '));
-  return r.value as Record<string, unknown>;
-}
-
-export function parsedSink(o: Record<string, unknown>): Record<string, unknown> {
-  const r = parseOptions(sinkOptions, { url: URL_, ...o });
-  if (!r.ok) throw new Error(r.issues.map((i) => i.message).join('; '));
-  return r.value as Record<string, unknown>;
-}
-
-export function endpoint(connector: string, options: Record<string, unknown>, extra: Partial<EndpointDef> = {}): EndpointDef {
-  return { connector, options, config: options, format: { name: 'json', options: {} }, bad_data: 'fail', metadata_fields: {}, ...extra };
-}
+export const parsedSink = (o: Record<string, unknown>) => parsedOptions(sinkOptions, { url: URL_, ...o }) as Record<string, unknown>;
 
 export function rabbitPipeline(
   name: string,
   source: Record<string, unknown>,
   sink: EndpointDef,
-  o: { bad?: BadDataPolicy; dlq?: EndpointDef; retry?: Partial<typeof DEFAULT_RETRY>; buffer?: typeof DEFAULT_BUFFER; batch?: Partial<typeof DEFAULT_BATCH>; metadata?: Record<string, string>; format?: string } = {},
+  o: TestPipelineOptions & { bad?: BadDataPolicy; metadata?: Record<string, string>; format?: string } = {},
 ): PipelineDef {
-  return {
-    name,
-    source: endpoint('rabbitmq', parsedSource(source), { bad_data: o.bad ?? 'fail', metadata_fields: o.metadata ?? {}, format: { name: o.format ?? 'json', options: {} } }),
-    sink,
-    dlq: o.dlq,
-    batch: { ...DEFAULT_BATCH, linger_ms: 1, ...o.batch },
-    buffer: o.buffer ?? DEFAULT_BUFFER,
-    retry: { ...DEFAULT_RETRY, initial_backoff_ms: 10, max_backoff_ms: 50, ...o.retry },
-  };
+  const src = endpointDef('rabbitmq', parsedSource(source), { bad_data: o.bad ?? 'fail', metadata_fields: o.metadata ?? {}, format: { name: o.format ?? 'json', options: {} } });
+  return pipelineDef(name, src, sink, o);
 }
 
 export const jsonBodies = (from: number, n: number) => Array.from({ length: n }, (_, i) => JSON.stringify({ id: from + i }));

@@ -5,19 +5,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
-import pino from 'pino';
-import { startPipeline, type PipelineHandle, type RuntimeEnv } from '../../core/runtime.js';
+import { startPipeline, type PipelineHandle } from '../../core/runtime.js';
 import { memoryStateStore, type StateStore } from '../../core/state.js';
-import { DEFAULT_BATCH, DEFAULT_BUFFER, DEFAULT_RETRY, type EndpointDef, type PipelineDef } from '../../core/model.js';
-import type { ConnectorSpec } from '../../core/spec.js';
-import { SluiceError } from '../../core/errors.js';
+import { DEFAULT_RETRY, type EndpointDef, type PipelineDef } from '../../core/model.js';
 import type { BadDataPolicy, SluiceRecord } from '../../core/types.js';
 import { ensureService, stopService } from '../../testing/services.js';
 import type { Client } from './client.js';
 import { sinkOptions, sourceOptions, spec } from './index.js';
 import { RedisSink } from './sink.js';
-import { sinkContext } from '../../testing/harness.js';
+import { endpointDef, newRecordingSink, pipelineDef, recordingEndpoint, recordingEnv, sinkContext, type RecordingSink } from '../../testing/harness.js';
 import { createFormat } from '../../formats/index.js';
 import { addEntries, adminClient, cleanup, parsed, pendingCount, uniquePrefix, waitFor } from './testkit.js';
 
@@ -39,56 +35,11 @@ afterAll(async () => {
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
-interface Rec {
-  written: SluiceRecord[];
-  /** While set, writes fail (a sink outage). */
-  down: boolean;
-  attempts: number;
-}
-const rec = (): Rec => ({ written: [], down: false, attempts: 0 });
-
-function env(sinks: Record<string, Rec>, state: StateStore): RuntimeEnv {
-  const recSpec: ConnectorSpec = {
-    name: 'rec',
-    title: '',
-    description: '',
-    sink: {
-      options: z.object({ name: z.string() }),
-      create: (o: { name: string }) => ({
-        async open() {},
-        async write(records: SluiceRecord[]) {
-          const s = sinks[o.name]!;
-          s.attempts++;
-          if (s.down) throw new SluiceError('SINK', 'sink is down', { retriable: true });
-          for (const r of records) s.written.push(r);
-        },
-      }),
-    },
-  };
-  return { log: pino({ level: 'silent' }), state, dataDir, connector: (n) => (n === 'redis' ? spec : recSpec) };
-}
-
-const endpoint = (connector: string, options: Record<string, unknown>, extra: Partial<EndpointDef> = {}): EndpointDef => ({
-  connector,
-  options,
-  config: options,
-  format: { name: 'json', options: {} },
-  bad_data: 'fail',
-  metadata_fields: {},
-  ...extra,
-});
-const recSink = (name: string) => endpoint('rec', { name });
+const env = (sinks: Record<string, RecordingSink>, state: StateStore) => recordingEnv(sinks, { state, dataDir });
 
 function pipeline(name: string, source: Record<string, unknown>, sink: EndpointDef, o: { bad?: BadDataPolicy; dlq?: EndpointDef; attempts?: number } = {}): PipelineDef {
-  return {
-    name,
-    source: endpoint('redis', parsed(sourceOptions, { block: '200ms', ...source }) as Record<string, unknown>, { bad_data: o.bad ?? 'fail' }),
-    sink,
-    dlq: o.dlq,
-    batch: { ...DEFAULT_BATCH, linger_ms: 1 },
-    buffer: DEFAULT_BUFFER,
-    retry: { ...DEFAULT_RETRY, max_attempts: o.attempts ?? DEFAULT_RETRY.max_attempts, initial_backoff_ms: 10, max_backoff_ms: 50 },
-  };
+  const src = endpointDef('redis', parsed(sourceOptions, { block: '200ms', ...source }) as Record<string, unknown>, { bad_data: o.bad ?? 'fail' });
+  return pipelineDef(name, src, sink, { dlq: o.dlq, retry: { max_attempts: o.attempts ?? DEFAULT_RETRY.max_attempts } });
 }
 
 const ids = (rs: SluiceRecord[]) => rs.map((r) => (r.value as { i: number }).i);
@@ -106,19 +57,19 @@ describe('redis stream source in a pipeline', () => {
     const group = 'ackgroup';
     await addEntries(admin, stream, 0, 200);
     const state = memoryStateStore();
-    const sinks = { out: rec() };
+    const sinks = { out: newRecordingSink() };
     sinks.out.down = true;
     const src = { streams: stream, group, start_id: '0' };
-    const failing = startPipeline(pipeline('redis-ack', src, recSink('out'), { attempts: 3 }), env(sinks, state));
+    const failing = startPipeline(pipeline('redis-ack', src, recordingEndpoint('out'), { attempts: 3 }), env(sinks, state));
     const r1 = await failing.done;
     expect(r1.status).toBe('failed');
     expect(r1.error!.message).toMatch(/sink is down/);
-    expect(sinks.out.attempts).toBe(3);
+    expect(sinks.out.writes).toBe(3);
     expect(await pendingCount(admin, stream, group)).toBe(200);
 
     // Same pipeline name -> same consumer name: its own pending entries come first.
     sinks.out.down = false;
-    const h2 = startPipeline(pipeline('redis-ack', src, recSink('out')), env(sinks, state));
+    const h2 = startPipeline(pipeline('redis-ack', src, recordingEndpoint('out')), env(sinks, state));
     await waitFor(() => sinks.out.written.length >= 200, '200 records');
     await waitFor(async () => (await pendingCount(admin, stream, group)) === 0, 'XACK of every entry');
     await stopped(h2);
@@ -126,7 +77,7 @@ describe('redis stream source in a pipeline', () => {
 
     // A graceful restart resumes after the last acknowledged entry: nothing lost, nothing repeated.
     await addEntries(admin, stream, 200, 100);
-    const h3 = startPipeline(pipeline('redis-ack', src, recSink('out')), env(sinks, state));
+    const h3 = startPipeline(pipeline('redis-ack', src, recordingEndpoint('out')), env(sinks, state));
     await waitFor(() => sinks.out.written.length >= 300, '300 records');
     await stopped(h3);
     expect(ids(sinks.out.written)).toEqual(range(0, 300));
@@ -139,8 +90,8 @@ describe('redis stream source in a pipeline', () => {
     await admin.xAdd(stream, '*', { payload: '{not json' });
     await admin.xAdd(stream, '*', { other: 'x' });
     await admin.xAdd(stream, '*', { payload: '{"i":2}' });
-    const sinks = { out: rec(), dead: rec() };
-    const h = startPipeline(pipeline('redis-bad', { streams: stream, group: 'g', start_id: '0' }, recSink('out'), { bad: 'dlq', dlq: recSink('dead') }), env(sinks, memoryStateStore()));
+    const sinks = { out: newRecordingSink(), dead: newRecordingSink() };
+    const h = startPipeline(pipeline('redis-bad', { streams: stream, group: 'g', start_id: '0' }, recordingEndpoint('out'), { bad: 'dlq', dlq: recordingEndpoint('dead') }), env(sinks, memoryStateStore()));
     await waitFor(() => sinks.out.written.length === 2 && sinks.dead.written.length === 2, 'good and dead-lettered records');
     await waitFor(async () => (await pendingCount(admin, stream, 'g')) === 0, 'XACK of the bad entries too');
     await stopped(h);
@@ -150,8 +101,8 @@ describe('redis stream source in a pipeline', () => {
     expect(dead.find((d) => d.raw === '{"other":"x"}')!.error).toMatch(/has no field 'payload' \(fields: other\)/);
     expect(dead[0]!.metadata).toMatchObject({ _stream: stream });
 
-    const failSinks = { out: rec() };
-    const f = startPipeline(pipeline('redis-bad-fail', { streams: stream, group: 'g2', start_id: '0' }, recSink('out'), { bad: 'fail' }), env(failSinks, memoryStateStore()));
+    const failSinks = { out: newRecordingSink() };
+    const f = startPipeline(pipeline('redis-bad-fail', { streams: stream, group: 'g2', start_id: '0' }, recordingEndpoint('out'), { bad: 'fail' }), env(failSinks, memoryStateStore()));
     const r = await f.done;
     expect(r.status).toBe('failed');
     expect(r.error!.message).toMatch(/bad record/);
@@ -163,10 +114,10 @@ describe('redis stream source in a pipeline', () => {
     const stream = `${P}restart`;
     const out = `${P}restart-out`;
     await addEntries(admin, stream, 0, 50);
-    const sinks = { out: rec() };
+    const sinks = { out: newRecordingSink() };
     const state = memoryStateStore();
     // Redis -> Redis: the source reads `stream`, the sink XADDs to `out`.
-    const redisSink = endpoint('redis', parsed(sinkOptions, { mode: 'stream', key: out }) as Record<string, unknown>);
+    const redisSink = endpointDef('redis', parsed(sinkOptions, { mode: 'stream', key: out }) as Record<string, unknown>);
     const h = startPipeline(pipeline('redis-restart', { streams: stream, group: 'g', start_id: '0' }, redisSink), env(sinks, state));
     await waitFor(async () => (await admin.xLen(out)) === 50, '50 entries in the output stream');
     // A sink of its own, to see what a write does while the server is down.
@@ -203,9 +154,9 @@ describe('redis stream source in a pipeline', () => {
   it('load: 20k entries through the pipeline in batches', async () => {
     const stream = `${P}load`;
     for (let i = 0; i < 20_000; i += 5000) await addEntries(admin, stream, i, 5000);
-    const sinks = { out: rec() };
+    const sinks = { out: newRecordingSink() };
     const t0 = Date.now();
-    const h = startPipeline(pipeline('redis-load', { streams: stream, group: 'g', start_id: '0', count: 1000 }, recSink('out')), env(sinks, memoryStateStore()));
+    const h = startPipeline(pipeline('redis-load', { streams: stream, group: 'g', start_id: '0', count: 1000 }, recordingEndpoint('out')), env(sinks, memoryStateStore()));
     await waitFor(() => sinks.out.written.length >= 20_000, '20k records', 30_000);
     const ms = Date.now() - t0;
     await stopped(h);
@@ -219,15 +170,15 @@ describe('redis list and pub/sub sources in a pipeline', () => {
   it('reliable list: a failing sink leaves the elements in the processing list; a restart delivers them', async () => {
     const key = `${P}jobs`;
     await admin.rPush(key, range(0, 20).map((i) => JSON.stringify({ i })));
-    const sinks = { out: rec() };
+    const sinks = { out: newRecordingSink() };
     sinks.out.down = true;
     const state = memoryStateStore();
     const src = { key, reliable: true, consumer: 'w' };
-    const r1 = await startPipeline(pipeline('redis-jobs', src, recSink('out'), { attempts: 2 }), env(sinks, state)).done;
+    const r1 = await startPipeline(pipeline('redis-jobs', src, recordingEndpoint('out'), { attempts: 2 }), env(sinks, state)).done;
     expect(r1.status).toBe('failed');
     expect(await admin.lLen(`${key}:processing:w`)).toBe(20);
     sinks.out.down = false;
-    const h = startPipeline(pipeline('redis-jobs', src, recSink('out')), env(sinks, state));
+    const h = startPipeline(pipeline('redis-jobs', src, recordingEndpoint('out')), env(sinks, state));
     await waitFor(() => sinks.out.written.length >= 20, '20 records');
     await waitFor(async () => (await admin.lLen(`${key}:processing:w`)) === 0, 'the processing list to empty');
     await stopped(h);
@@ -236,22 +187,22 @@ describe('redis list and pub/sub sources in a pipeline', () => {
 
   it('pub/sub with buffer: durable loses nothing across a sink outage and a pipeline restart', async () => {
     const channel = `${P}events`;
-    const sinks = { out: rec() };
+    const sinks = { out: newRecordingSink() };
     sinks.out.down = true;
     const state = memoryStateStore();
     const src = { channels: channel, buffer: 'durable', buffer_fsync: 'never' };
     // A short drain timeout: the stop gives up on the dead sink instead of retrying it for the whole test.
-    const h1 = startPipeline(pipeline('redis-pubsub-durable', src, recSink('out'), { attempts: 1000 }), env(sinks, state), { drainTimeoutMs: 500 });
+    const h1 = startPipeline(pipeline('redis-pubsub-durable', src, recordingEndpoint('out'), { attempts: 1000 }), env(sinks, state), { drainTimeoutMs: 500 });
     await waitFor(async () => Number((await admin.pubSubNumSub(channel))[channel]) === 1, 'the subscription');
     const m = admin.multi();
     for (let i = 0; i < 300; i++) m.publish(channel, JSON.stringify({ i }));
     await m.execAsPipeline();
-    await waitFor(() => sinks.out.attempts >= 2, 'the sink to be retried');
+    await waitFor(() => sinks.out.writes >= 2, 'the sink to be retried');
     // Stopping with the sink still down: the buffered messages stay on disk.
     await h1.stop();
     expect(sinks.out.written).toHaveLength(0);
     sinks.out.down = false;
-    const h2 = startPipeline(pipeline('redis-pubsub-durable', src, recSink('out')), env(sinks, state));
+    const h2 = startPipeline(pipeline('redis-pubsub-durable', src, recordingEndpoint('out')), env(sinks, state));
     await waitFor(() => sinks.out.written.length >= 300, '300 records from the buffer');
     await stopped(h2);
     expect(ids(sinks.out.written)).toEqual(range(0, 300));

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { createClient } from 'redis';
 import type { z } from 'zod';
-import { parseOptions } from '../../core/spec.js';
+import { parsedOptions, waitFor as pollUntil } from '../../testing/harness.js';
 import type { Client } from './client.js';
 
 export const REDIS_URL = 'redis://127.0.0.1:6379';
@@ -31,19 +31,9 @@ export async function cleanup(c: Client, prefix: string): Promise<void> {
   } while (cursor !== '0');
 }
 
-export function parsed<T>(schema: z.ZodType<T, any>, o: Record<string, unknown>): T {
-  const r = parseOptions(schema, { url: REDIS_URL, ...o });
-  if (!r.ok) throw new Error(r.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
-  return r.value;
-}
+export const parsed = <T>(schema: z.ZodType<T, any>, o: Record<string, unknown>): T => parsedOptions(schema, { url: REDIS_URL, ...o });
 
-export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+export const waitFor = (cond: () => boolean | Promise<boolean>, what: string, ms = 15_000) => pollUntil(cond, what, ms);
 
 /** Adds `n` JSON entries `{"i": from..}` to a stream in one pipelined round trip. */
 export async function addEntries(c: Client, stream: string, from: number, n: number, field = 'payload'): Promise<void> {

@@ -7,16 +7,12 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import { WebSocketServer } from 'ws';
-import pino from 'pino';
-import { startPipeline, type PipelineHandle, type RuntimeEnv } from '../../core/runtime.js';
-import { memoryStateStore, type StateStore } from '../../core/state.js';
-import { DEFAULT_BATCH, DEFAULT_BUFFER, DEFAULT_RETRY, type EndpointDef, type PipelineDef } from '../../core/model.js';
-import type { ConnectorSpec } from '../../core/spec.js';
-import { SluiceError } from '../../core/errors.js';
-import type { BadDataPolicy, SluiceRecord } from '../../core/types.js';
-import { spec } from './index.js';
+import { startPipeline, type PipelineHandle } from '../../core/runtime.js';
+import { memoryStateStore } from '../../core/state.js';
+import { DEFAULT_RETRY, type PipelineDef } from '../../core/model.js';
+import type { BadDataPolicy } from '../../core/types.js';
+import { endpointDef, newRecordingSink, pipelineDef, recordingEndpoint, recordingEnv, type RecordingSink } from '../../testing/harness.js';
 import { options, startServer, waitFor, type TestServer } from './testkit.js';
 
 let cleanup: Array<() => Promise<void> | void> = [];
@@ -25,46 +21,13 @@ afterEach(async () => {
   cleanup = [];
 });
 
-interface Rec {
-  written: SluiceRecord[];
-  /** While set, writes fail (a sink outage). */
-  down: boolean;
-}
-
-function env(sinks: Record<string, Rec>, state: StateStore, dataDir: string): RuntimeEnv {
-  const rec: ConnectorSpec = {
-    name: 'rec',
-    title: '',
-    description: '',
-    sink: {
-      options: z.object({ name: z.string() }),
-      create: (o: { name: string }) => ({
-        async open() {},
-        async write(records: SluiceRecord[]) {
-          const s = sinks[o.name]!;
-          if (s.down) throw new SluiceError('SINK', 'sink is down', { retriable: true });
-          s.written.push(...records);
-        },
-      }),
-    },
-  };
-  return { log: pino({ level: 'silent' }), state, dataDir, connector: (n) => (n === 'websocket' ? spec : rec) };
-}
-
-function endpoint(connector: string, opts: Record<string, unknown>, bad: BadDataPolicy = 'fail'): EndpointDef {
-  return { connector, options: opts, config: opts, format: { name: 'json', options: {} }, bad_data: bad, metadata_fields: {} };
-}
-
 function pipeline(wsOptions: Record<string, unknown>, o: { bad?: BadDataPolicy; dlq?: boolean; retry?: Partial<typeof DEFAULT_RETRY> } = {}): PipelineDef {
-  return {
-    name: 'ws',
-    source: endpoint('websocket', options(wsOptions) as unknown as Record<string, unknown>, o.bad),
-    sink: endpoint('rec', { name: 'main' }),
-    dlq: o.dlq ? endpoint('rec', { name: 'dlq' }) : undefined,
-    batch: { ...DEFAULT_BATCH, linger_ms: 0 },
-    buffer: DEFAULT_BUFFER,
+  const source = endpointDef('websocket', options(wsOptions) as unknown as Record<string, unknown>, { bad_data: o.bad ?? 'fail' });
+  return pipelineDef('ws', source, recordingEndpoint('main'), {
+    dlq: o.dlq ? recordingEndpoint('dlq') : undefined,
+    batch: { linger_ms: 0 },
     retry: { ...DEFAULT_RETRY, ...o.retry },
-  };
+  });
 }
 
 async function server(): Promise<TestServer> {
@@ -79,19 +42,17 @@ function tempDir(): string {
   return d;
 }
 
-function start(def: PipelineDef, sinks: Record<string, Rec>, state = memoryStateStore(), dataDir = tempDir()): PipelineHandle {
-  const h = startPipeline(def, env(sinks, state, dataDir));
+function start(def: PipelineDef, sinks: Record<string, RecordingSink>, state = memoryStateStore(), dataDir = tempDir()): PipelineHandle {
+  const h = startPipeline(def, recordingEnv(sinks, { state, dataDir }));
   cleanup.push(async () => void (await h.stop()));
   return h;
 }
-
-const rec = (): Rec => ({ written: [], down: false });
 
 describe('websocket source in a pipeline', () => {
   it('invalid JSON with bad_data: drop is counted and the rest goes on', async () => {
     const s = await server();
     s.onConnection = (c) => ['{"a":1}', '{oops', '{"a":2}'].forEach((m) => c.ws.send(m));
-    const sinks = { main: rec() };
+    const sinks = { main: newRecordingSink() };
     const h = start(pipeline({ url: s.url }, { bad: 'drop' }), sinks);
     await waitFor(() => sinks.main.written.length === 2, 'two good rows');
     expect(sinks.main.written.map((r) => r.value)).toEqual([{ a: 1 }, { a: 2 }]);
@@ -105,7 +66,7 @@ describe('websocket source in a pipeline', () => {
       (c.ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.from([0x81, 0x01, 0xff]));
       c.ws.send('{"a":3}');
     };
-    const sinks = { main: rec(), dlq: rec() };
+    const sinks = { main: newRecordingSink(), dlq: newRecordingSink() };
     start(pipeline({ url: s.url }, { bad: 'dlq', dlq: true }), sinks);
     await waitFor(() => sinks.main.written.length === 1 && sinks.dlq.written.length === 2, 'one good, two dead letters');
     const dead = sinks.dlq.written.map((r) => r.value as Record<string, unknown>);
@@ -118,7 +79,7 @@ describe('websocket source in a pipeline', () => {
   it('invalid JSON with bad_data: fail stops the pipeline naming the reason', async () => {
     const s = await server();
     s.onConnection = (c) => c.ws.send('{oops');
-    const h = start(pipeline({ url: s.url }, { bad: 'fail' }), { main: rec() });
+    const h = start(pipeline({ url: s.url }, { bad: 'fail' }), { main: newRecordingSink() });
     const r = await h.done;
     expect(r.status).toBe('failed');
     expect(r.error?.message).toMatch(/bad record at #0: .*JSON/i);
@@ -139,16 +100,16 @@ describe('websocket source in a pipeline', () => {
     cleanup.push(() => new Promise<void>((r) => (wss.clients.forEach((c) => c.terminate()), wss.close(), https.close(() => r()))));
     const url = `wss://localhost:${(https.address() as AddressInfo).port}/`;
 
-    const sinks = { main: rec() };
+    const sinks = { main: newRecordingSink() };
     start(pipeline({ url, tls: { ca: join(dir, 'ca.pem') } }), sinks);
     await waitFor(() => sinks.main.written.length === 1, 'a message over TLS');
     expect(sinks.main.written[0]!.value).toEqual({ secure: true });
 
-    const untrusted = start(pipeline({ url, reconnect: false }), { main: rec() });
+    const untrusted = start(pipeline({ url, reconnect: false }), { main: newRecordingSink() });
     const r = await untrusted.done;
     expect(r.error?.message).toMatch(/cannot connect to wss:\/\/localhost:\d+\/: TLS: .*(self.signed|unable to verify|local issuer).*set tls\.ca/i);
 
-    const sinks2 = { main: rec() };
+    const sinks2 = { main: newRecordingSink() };
     start(pipeline({ url, tls: { skip_verify: true } }), sinks2);
     await waitFor(() => sinks2.main.written.length === 1, 'a message with skip_verify');
   });
@@ -161,7 +122,7 @@ describe('websocket source in a pipeline', () => {
     const send = (k: number) => {
       for (let i = 0; i < k; i++) live!.ws.send(JSON.stringify({ n: n++ }));
     };
-    const sinks = { main: rec() };
+    const sinks = { main: newRecordingSink() };
     const state = memoryStateStore();
     const dataDir = tempDir();
     const h = start(pipeline({ url: s.url, buffer: 'durable', buffer_fsync: 'never' }, { retry: { max_attempts: 1000, initial_backoff_ms: 5, max_backoff_ms: 20 } }), sinks, state, dataDir);

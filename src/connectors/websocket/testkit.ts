@@ -6,19 +6,13 @@ import WebSocket, { WebSocketServer, type ServerOptions } from 'ws';
 import pino from 'pino';
 import { MetricSet } from '../../core/metrics.js';
 import { mapScope } from '../../core/state.js';
-import { parseOptions } from '../../core/spec.js';
 import type { BadRecord, SluiceRecord, SourceBatch, SourceContext } from '../../core/types.js';
+import { parsedOptions, waitFor as pollUntil } from '../../testing/harness.js';
 import { sourceOptions, type WebSocketSourceOptions } from './options.js';
 import { WebSocketSource } from './source.js';
 
-/** Wait until `cond` holds, checking after every turn of the event loop; fails with `what` after `ms`. */
-export async function waitFor(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+/** Wait until `cond` holds, checking every 5 ms; fails with `what` after `ms`. */
+export const waitFor = (cond: () => boolean, what: string, ms = 5000) => pollUntil(cond, what, ms, 5);
 
 export interface ServerConn {
   ws: WebSocket;
@@ -72,11 +66,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
   return s;
 }
 
-export function options(input: Record<string, unknown>): WebSocketSourceOptions {
-  const r = parseOptions(sourceOptions, input);
-  if (!r.ok) throw new Error(r.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('\n'));
-  return r.value;
-}
+export const options = (input: Record<string, unknown>): WebSocketSourceOptions => parsedOptions(sourceOptions, input);
 
 export interface Driven {
   source: WebSocketSource;
