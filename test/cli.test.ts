@@ -210,3 +210,49 @@ buffer: { max_records: 5000 }
     expect(done.peak_rss_mb as number).toBeLessThan(200);
   });
 });
+
+describe('SQL pipelines', () => {
+  it('run: a .sql file with CREATE TABLE ... WITH and INSERT INTO ... SELECT, and a YAML transform', async () => {
+    tmp = tempDir();
+    tmp.write('p.sql', `
+-- Numbers, doubled and labelled; rows up to 5 are filtered out.
+CREATE TABLE gen (id BIGINT) WITH (connector = 'generator', template = 'sequence', count = '10', interval = '0', type = 'source');
+CREATE TABLE out WITH (connector = 'file', path = 'out.jsonl', type = 'sink');
+INSERT INTO out SELECT id * 2 AS twice, CASE WHEN id % 2 = 0 THEN 'even' ELSE 'odd' END AS parity FROM gen WHERE id > 5;
+`);
+    const r = await runCli(['run', 'p.sql', '--log-format', 'json'], { cwd: tmp.dir });
+    expect(r.code).toBe(0);
+    expect(lines(join(tmp.dir, 'out.jsonl')).map((l) => JSON.parse(l))).toEqual([
+      { twice: 12, parity: 'even' },
+      { twice: 14, parity: 'odd' },
+      { twice: 16, parity: 'even' },
+      { twice: 18, parity: 'odd' },
+    ]);
+    tmp.write('t.yaml', `
+source: { connector: generator, config: { template: sequence, count: 4, interval: 0 }, bad_data: dlq }
+transform: "SELECT id, 10 / (id - 2) AS x"
+sink: { connector: file, config: { path: t.jsonl } }
+dlq: { connector: file, config: { path: dead.jsonl } }
+`);
+    const t = await runCli(['run', 't.yaml', '--log-format', 'json'], { cwd: tmp.dir });
+    expect(t.code).toBe(0);
+    expect(lines(join(tmp.dir, 't.jsonl')).map((l) => JSON.parse(l))).toEqual([
+      { id: 0, x: -5 },
+      { id: 1, x: -10 },
+      { id: 3, x: 10 },
+    ]);
+    expect(JSON.parse(lines(join(tmp.dir, 'dead.jsonl'))[0]!)).toMatchObject({ error: 'division by zero' });
+  });
+
+  it('check: a SQL syntax error and an unknown column in a YAML transform point at their positions', async () => {
+    tmp = tempDir();
+    tmp.write('bad.sql', "CREATE TABLE t (id BIGINT\nWITH (connector = 'generator');\n");
+    const r = await runCli(['check', 'bad.sql'], { cwd: tmp.dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/bad\.sql:2:1: .*expected/);
+    tmp.write('t.yaml', 'source: { connector: generator, config: { template: sequence }, schema: { fields: { id: int64 } } }\ntransform: "SELECT idd"\nsink: { connector: blackhole }\n');
+    const c = await runCli(['check', 't.yaml'], { cwd: tmp.dir });
+    expect(c.code).toBe(2);
+    expect(c.stderr).toMatch(/unknown column 'idd'; did you mean 'id'\?/);
+  });
+});

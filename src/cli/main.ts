@@ -16,17 +16,30 @@ import { StatusLine } from './status.js';
 import { createFormat } from '../formats/index.js';
 import { inferSchema, describeSchema } from '../core/schema.js';
 import { parseDuration } from '../core/units.js';
+import { compileSqlText, checkTransform, transformFactory } from '../sql/index.js';
+import { registerServeCommand } from '../server/command.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
 class UsageError extends Error {}
+
+function loadSqlFile(file: string): CompiledDocument {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ConfigError([{ path: [], message: code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? String(e)})`, loc: { file, line: 1, col: 1 } }]);
+  }
+  return compileSqlText(text, file);
+}
 
 function loadAll(files: string[]): Array<{ file: string; doc: CompiledDocument }> {
   const out: Array<{ file: string; doc: CompiledDocument }> = [];
   const issues: ConfigError['issues'] = [];
   for (const f of files) {
     try {
-      out.push({ file: f, doc: loadConfigFile(f) });
+      out.push({ file: f, doc: f.toLowerCase().endsWith('.sql') ? loadSqlFile(f) : loadConfigFile(f) });
     } catch (e) {
       if (e instanceof ConfigError) issues.push(...e.issues);
       else throw e;
@@ -54,7 +67,7 @@ interface GlobalOpts {
   logLevel: string;
 }
 
-async function cmdRun(files: string[], o: { dataDir: string; drainTimeout: string; status: boolean; statsInterval: string }, g: GlobalOpts): Promise<number> {
+async function cmdRun(files: string[], o: { dataDir: string; drainTimeout: string; status: boolean; statsInterval: string; metricsPort?: string }, g: GlobalOpts): Promise<number> {
   const docs = loadAll(files);
   const defs = docs.flatMap((d) => d.doc.pipelines);
   if (!defs.length) throw new UsageError('no pipeline to run in the given files');
@@ -79,7 +92,15 @@ async function cmdRun(files: string[], o: { dataDir: string; drainTimeout: strin
   const onSigterm = () => stopAll('SIGTERM');
   process.on('SIGINT', onSigint);
   process.on('SIGTERM', onSigterm);
-  for (const def of defs) handles.push(startPipeline(def, env, { drainTimeoutMs }));
+  for (const { doc } of docs) {
+    for (const def of doc.pipelines) {
+      const makeTransform = transformFactory(def, { tables: doc.tables, profiles: doc.profiles });
+      handles.push(startPipeline(def, env, { drainTimeoutMs, makeTransform }));
+    }
+  }
+  // prom-client loads only when metrics are asked for.
+  const metrics = o.metricsPort !== undefined ? await (await import('../server/metrics.js')).startMetricsServer(Number(o.metricsPort), () => handles) : undefined;
+  if (metrics) log.info({ port: metrics.port }, 'metrics on /metrics');
   status?.start(handles);
   const statsMs = parseDuration(o.statsInterval) ?? 10_000;
   const statsTimer = !status && statsMs > 0
@@ -92,6 +113,7 @@ async function cmdRun(files: string[], o: { dataDir: string; drainTimeout: strin
   status?.stop();
   process.off('SIGINT', onSigint);
   process.off('SIGTERM', onSigterm);
+  await metrics?.close();
   await state.close();
   let code = 0;
   results.forEach((r, i) => {
@@ -110,6 +132,8 @@ async function cmdRun(files: string[], o: { dataDir: string; drainTimeout: strin
 
 function cmdCheck(files: string[]): number {
   const docs = loadAll(files);
+  const issues = docs.flatMap(({ file, doc }) => doc.pipelines.flatMap((p) => checkTransform(p, { tables: doc.tables, profiles: doc.profiles, file })));
+  if (issues.length) throw new ConfigError(issues);
   for (const { file, doc } of docs) {
     for (const p of doc.pipelines) {
       const outs = [...(p.routes ?? []).map((r) => `${r.name}: ${r.sink.connector} (${r.sink.format.name})`), ...(p.sink ? [`${p.sink.connector} (${p.sink.format.name})`] : [])];
@@ -258,6 +282,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--drain-timeout <duration>', 'how long a stop may take to drain in-flight records', '30s')
     .option('--no-status', 'no live status line on a terminal')
     .option('--stats-interval <duration>', 'how often to log progress when not on a terminal (0 = never)', '10s')
+    .option('--metrics-port <port>', 'serve Prometheus metrics on 127.0.0.1:<port>/metrics')
     .action(async (files: string[], o) => {
       exitCode = await cmdRun(files, o, g());
     });
@@ -287,6 +312,8 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (file: string, o) => {
       exitCode = await cmdPreview(file, o, g());
     });
+
+  registerServeCommand(program);
 
   try {
     await program.parseAsync(argv, { from: 'user' });

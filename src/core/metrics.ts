@@ -21,10 +21,12 @@ export interface PipelineStats {
   queued: number;
   /** Records no route took, with no default sink to take them. */
   unrouted: number;
+  /** Records a transform's WHERE left out. */
+  filtered: number;
 }
 
 export function newStats(): PipelineStats {
-  return { records_in: 0, records_out: 0, bytes_in: 0, errors: 0, dropped: 0, dlq: 0, sink_retries: 0, queued: 0, unrouted: 0 };
+  return { records_in: 0, records_out: 0, bytes_in: 0, errors: 0, dropped: 0, dlq: 0, sink_retries: 0, queued: 0, unrouted: 0, filtered: 0 };
 }
 
 export interface MetricValue {

@@ -35,6 +35,13 @@ export interface RunOptions {
   preview?: { limit: number; onRecords(records: SluiceRecord[]): void };
   /** Rewrites each batch after schema validation (the SQL layer plugs in here); async for lookup joins. */
   transform?: (records: SluiceRecord[]) => SluiceRecord[] | Promise<SluiceRecord[]>;
+  /**
+   * Builds the transform with a callback for records it cannot process (a failed cast), which then follow the
+   * source's bad_data policy; `close` runs when the pipeline stops (lookup tables).
+   */
+  makeTransform?: (onError: (record: SluiceRecord, error: Error) => void) =>
+    | { transform: (records: SluiceRecord[]) => SluiceRecord[] | Promise<SluiceRecord[]>; close?(): Promise<void> }
+    | undefined;
   /** How long a graceful stop may take to drain before giving up. */
   drainTimeoutMs?: number;
 }
@@ -424,6 +431,17 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
   const dlqSink: Sink | undefined = def.dlq && !opts.preview ? makeSink(def.dlq) : undefined;
   const dlq = dlqSink && new Writer(`dead-letter sink '${def.dlq!.connector}'`, dlqSink, def, log, (n, b, f) => onWritten(n, b, f, true), onRetry);
 
+  // ---- transform ----
+  let transformBad: BadRecord[] = [];
+  const built = opts.makeTransform?.((rec, error) => transformBad.push({ raw: rec.raw ?? stringifyJson(rec.value), error, meta: rec.meta }));
+  const transform = built?.transform ?? opts.transform;
+  const takeTransformBad = (bad: BadRecord[]): BadRecord[] => {
+    if (!transformBad.length) return bad;
+    const all = bad.length ? [...bad, ...transformBad] : transformBad;
+    transformBad = [];
+    return all;
+  };
+
   // ---- bad data ----
   let lastDropLog = 0;
   let dropsSinceLog = 0;
@@ -635,18 +653,23 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
     stats.bytes_in += bytes;
     const bad = badBuf;
     badBuf = [];
-    if (opts.transform && records.length) {
+    if (transform && records.length) {
       let out: SluiceRecord[] | Promise<SluiceRecord[]>;
       try {
-        out = opts.transform(records);
+        out = transform(records);
       } catch (e) {
         fail(new SluiceError('INTERNAL', `transform failed: ${errorMessage(e)}`, { cause: e }), true);
         return undefined;
       }
       if (out instanceof Promise) {
         // An async transform (lookup joins): later batches queue behind this one, so order is kept.
+        const before = records.length;
         const p = out.then(
-          (recs) => finishEmit(token, recs, bytes, bad),
+          (recs) => {
+            const all = takeTransformBad(bad);
+            stats.filtered += before - recs.length - (all.length - bad.length);
+            return finishEmit(token, recs, bytes, all);
+          },
           (e: unknown) => void fail(new SluiceError('CONNECT', `transform failed: ${errorMessage(e)}`, { cause: e }), true),
         );
         const tail = p.then(
@@ -659,7 +682,9 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
         });
         return p;
       }
-      return finishEmit(token, out, bytes, bad);
+      const all = takeTransformBad(bad);
+      stats.filtered += records.length - out.length - (all.length - bad.length);
+      return finishEmit(token, out, bytes, all);
     }
     return finishEmit(token, records, bytes, bad);
   };
@@ -751,6 +776,11 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
       }
       await commitChain;
       pipelineAbort.abort();
+      try {
+        await built?.close?.();
+      } catch (e) {
+        log.warn({ err: errorMessage(e) }, 'closing the transform failed');
+      }
       for (const c of [...outputs.map((o) => o.sink), dlqSink, source]) {
         try {
           await c?.close?.();

@@ -1,7 +1,7 @@
 // A stand-alone entry for `serve` (`node dist/server/main.js serve ...`), usable before or without the main CLI.
 
 import { Command, Option } from 'commander';
-import { registerServeCommand } from './cli.js';
+import { registerServeCommand } from './command.js';
 
 const program = new Command();
 program

@@ -10,10 +10,10 @@ import type { Sink, SluiceRecord } from '../core/types.js';
 import type { PipelineDef } from '../core/model.js';
 import { findConnector } from '../connectors/index.js';
 import type { CompiledDocument } from '../config/compile.js';
-import { loadSqlRuntime } from './resolve.js';
 import type { RunOptions } from '../core/runtime.js';
 import type { ControlStore, PipelineRow } from './store.js';
 import type { Scrubber } from './secrets.js';
+import { transformFactory } from '../sql/index.js';
 
 export type RunState = 'starting' | 'running' | 'draining' | 'completed' | 'stopped' | 'failed' | 'restarting';
 
@@ -89,7 +89,7 @@ export class PipelineManager {
     e.nextRestartAt = undefined;
     e.state = 'starting';
     let def: PipelineDef | undefined;
-    let transform: { transform: RunOptions['transform']; close(): Promise<void> } | undefined;
+    let makeTransform: RunOptions['makeTransform'];
     try {
       const r = await this.o.compile(row);
       if (!r.def) {
@@ -98,11 +98,8 @@ export class PipelineManager {
         return;
       }
       def = r.def;
-      if (def.transform) {
-        const sql = await loadSqlRuntime();
-        if (!sql) throw new SluiceError('CONFIG', 'this pipeline has a SQL transform, but this build has no SQL layer');
-        transform = sql.createTransform(def, { tables: r.doc?.tables, profiles: r.doc?.profiles }) as typeof transform;
-      }
+      // The runtime builds the transform, so records whose expression fails follow bad_data, and closes its lookups.
+      makeTransform = transformFactory(def, { tables: r.doc?.tables, profiles: r.doc?.profiles });
     } catch (err) {
       e.state = 'failed';
       this.recordError(e, errorMessage(err));
@@ -110,9 +107,8 @@ export class PipelineManager {
     }
     let handle: PipelineHandle;
     try {
-      handle = startPipeline(def, this.env(e, def), { drainTimeoutMs: this.o.drainTimeoutMs ?? 10_000, transform: transform?.transform });
+      handle = startPipeline(def, this.env(e, def), { drainTimeoutMs: this.o.drainTimeoutMs ?? 10_000, makeTransform });
     } catch (err) {
-      void transform?.close().catch(() => undefined);
       this.recordError(e, errorMessage(err));
       this.scheduleRestart(e, row.id);
       return;
@@ -120,11 +116,7 @@ export class PipelineManager {
     e.handle = handle;
     e.startedAt = Date.now();
     e.state = 'running';
-    void handle.done.then((r) => {
-      // Lookup tables the transform opened close with the run.
-      void transform?.close().catch(() => undefined);
-      this.onDone(e, handle, r);
-    });
+    void handle.done.then((r) => this.onDone(e, handle, r));
   }
 
   private onDone(e: Entry, handle: PipelineHandle, r: PipelineResult) {

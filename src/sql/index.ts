@@ -2,7 +2,7 @@
 
 export { compileSqlText, type SqlCompileOptions } from './compile.js';
 export { compileSelect, type CompiledSelect, type SelectOptions, type SqlTransform, type LookupBinding } from './select.js';
-export { createTransform, checkTransform, compileLookupTable, sourceColumns, type PipelineTransform, type TransformOptions } from './runtime.js';
+export { createTransform, checkTransform, transformFactory, compileLookupTable, sourceColumns, type PipelineTransform, type TransformOptions } from './runtime.js';
 export { tokenize, type Token } from './lexer.js';
 export { parseScript, parseSelect } from './parser.js';
 export { printSelect, printExpr } from './print.js';

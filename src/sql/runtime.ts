@@ -153,3 +153,15 @@ export function checkTransform(def: PipelineDef, o: TransformOptions = {}): Conf
     throw e;
   }
 }
+
+/**
+ * The runtime hook for a pipeline's transform (RunOptions.makeTransform): the runtime passes its bad-record callback,
+ * so a record whose expression fails follows the source's bad_data policy, and closes the lookup tables at stop.
+ */
+export function transformFactory(
+  def: PipelineDef,
+  o: Omit<TransformOptions, 'onError'> = {},
+): ((onError: (record: SluiceRecord, error: Error) => void) => PipelineTransform | undefined) | undefined {
+  if (!def.transform) return undefined;
+  return (onError) => createTransform(def, { ...o, onError });
+}
