@@ -4,17 +4,17 @@ import type { ConnectorSpec } from '../core/spec.js';
 import { spec as blackhole } from './blackhole/index.js';
 import { spec as file } from './file/index.js';
 import { spec as generator } from './generator/index.js';
+import { spec as kafka } from './kafka/index.js';
 import { spec as memory } from './memory/index.js';
-import { spec as stdout } from './stdout/index.js';
-import { spec as websocket } from './websocket/index.js';
 import { spec as mqtt } from './mqtt/index.js';
 import { spec as nats } from './nats/index.js';
 import { spec as natsJetstream } from './nats_jetstream/index.js';
-import { spec as kafka } from './kafka/index.js';
-import { spec as redis } from './redis/index.js';
 import { spec as rabbitmq } from './rabbitmq/index.js';
+import { spec as redis } from './redis/index.js';
+import { spec as stdout } from './stdout/index.js';
+import { spec as websocket } from './websocket/index.js';
 
-export const CONNECTORS: readonly ConnectorSpec[] = [blackhole, file, generator, memory, stdout, websocket, mqtt, nats, natsJetstream, kafka, redis, rabbitmq];
+export const CONNECTORS: readonly ConnectorSpec[] = [blackhole, file, generator, kafka, memory, mqtt, nats, natsJetstream, rabbitmq, redis, stdout, websocket];
 
 const byName = new Map<string, ConnectorSpec>();
 for (const c of CONNECTORS) {
