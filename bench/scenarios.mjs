@@ -12,7 +12,13 @@ import websocketBlackholeSchema from './scenarios/websocket-blackhole-schema.mjs
 import websocketSlowSink from './scenarios/websocket-slow-sink.mjs';
 import websocketSlowSinkDurable from './scenarios/websocket-slow-sink-durable.mjs';
 
+// Broker scenarios: each needs its local server on 127.0.0.1 (Kafka: the emulator its prepare step starts) and skips otherwise.
+import generatorKafka from './scenarios/kafka-generator.mjs';
+import kafkaBlackhole from './scenarios/kafka-blackhole.mjs';
+import rabbitmqBlackhole from './scenarios/rabbitmq-blackhole.mjs';
+
 export const SCENARIOS = [generatorBlackhole, fileJsonl, fileCsv, websocketFileJsonl, websocketBlackholeSchema, websocketSlowSink, websocketSlowSinkDurable];
+SCENARIOS.push(generatorKafka, kafkaBlackhole, rabbitmqBlackhole);
 
 /** Implementations in the order they run; `ratio` in the report is the first over the second. */
 export const IMPLS = ['sluice', 'bare'];

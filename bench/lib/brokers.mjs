@@ -1,0 +1,251 @@
+// What the broker scenarios (kafka, mqtt, nats, redis, rabbitmq) share: a pipeline run that stops itself once N
+// records reached the sink (broker sources never end on their own), reachability checks for `skip`, the payloads,
+// and the Kafka emulator, which a scenario's `prepare` starts in the parent and the parent's exit stops.
+
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { jsonlFixture } from './data.mjs';
+
+const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
+const dist = new URL('../../dist/', import.meta.url);
+
+export const HOST = '127.0.0.1';
+
+/** Whether something accepts TCP connections on 127.0.0.1:port. */
+export function portOpen(port, timeoutMs = 1000) {
+  return new Promise((res) => {
+    const s = connect({ port, host: HOST });
+    const done = (ok) => {
+      s.destroy();
+      res(ok);
+    };
+    s.setTimeout(timeoutMs, () => done(false));
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+/** A `skip` reason when a local server is not listening, so a machine without it skips instead of failing. */
+export async function unreachable(what, port) {
+  return (await portOpen(port)) ? undefined : `${what} is not reachable on ${HOST}:${port}`;
+}
+
+/** A name no earlier run used, so runs never see each other's messages, groups or consumers. */
+export function uniqueName(prefix) {
+  return `${prefix}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
+}
+
+/** The trade ticks of the file scenarios (~150-byte JSON lines), one Buffer per message, identical for both impls. */
+export function payloads(fixtureDir, n) {
+  const { path } = jsonlFixture(fixtureDir, n);
+  const text = readFileSync(path, 'utf8');
+  const out = new Array(n);
+  let start = 0;
+  for (let i = 0; i < n; i++) {
+    const nl = text.indexOf('\n', start);
+    out[i] = Buffer.from(text.slice(start, nl));
+    start = nl + 1;
+  }
+  return out;
+}
+
+export const payloadBytes = (msgs) => msgs.reduce((s, m) => s + m.length, 0);
+
+// ---- Sluice ------------------------------------------------------------------------------------------------------
+
+async function loadRuntime() {
+  try {
+    const [load, runtime, state, connectors, logging] = await Promise.all([
+      import(new URL('config/load.js', dist).href),
+      import(new URL('core/runtime.js', dist).href),
+      import(new URL('core/state.js', dist).href),
+      import(new URL('connectors/index.js', dist).href),
+      import(new URL('cli/logging.js', dist).href),
+    ]);
+    return { ...load, ...runtime, ...state, ...connectors, ...logging };
+  } catch (e) {
+    throw new Error(`cannot load the compiled runtime from dist/ (run \`npm run build\` first): ${e.message}`);
+  }
+}
+
+// bench/lib/sluice.mjs keeps the worker's --pipeline-json to itself; reading the flag again keeps these scenarios open
+// to the same tuning experiments.
+function overridesFromArgv() {
+  const i = process.argv.indexOf('--pipeline-json');
+  return i === -1 ? undefined : JSON.parse(process.argv[i + 1]);
+}
+
+function merge(base, over) {
+  if (over === null || typeof over !== 'object' || Array.isArray(over)) return over;
+  const out = { ...(base && typeof base === 'object' && !Array.isArray(base) ? base : {}) };
+  for (const [k, v] of Object.entries(over)) out[k] = merge(out[k], v);
+  return out;
+}
+
+/**
+ * Compile `config` as `sluice run` would (CLI logger, SQLite state store), then time it from `startPipeline` until
+ * `n` records were written by the sink and a graceful stop (drain, commit, close) returned, as bench/lib/sluice.mjs
+ * times a pipeline that ends by itself. `first_record_s` (when the sink had written something, to the polling
+ * interval) separates connecting and joining from the flow itself. `started` runs right after the pipeline started (e.g. to start a publisher);
+ * the polling interval (1 ms) bounds what the check adds to the measurement.
+ */
+export async function runUntil(config, { dataDir, n, timeoutMs = 120_000, started }) {
+  const rt = await loadRuntime();
+  mkdirSync(dataDir, { recursive: true });
+  const overrides = overridesFromArgv();
+  const doc = rt.loadConfigText(JSON.stringify(overrides ? merge(config, overrides) : config), join(dataDir, 'bench.yaml'), { env: {} });
+  const { log, flush } = rt.createLogger({ format: 'json', level: process.env.SLUICE_BENCH_LOG_LEVEL ?? 'warn' });
+  const state = rt.sqliteStateStore(join(dataDir, 'state.db'));
+  const env = {
+    log,
+    state,
+    dataDir,
+    connector(name) {
+      const c = rt.findConnector(name);
+      if (!c) throw new Error(`unknown connector '${name}'`);
+      return c;
+    },
+  };
+  const t0 = performance.now();
+  const handle = rt.startPipeline(doc.pipelines[0], env, {});
+  const extra = started ? await started() : undefined;
+  const deadline = Date.now() + timeoutMs;
+  let ended;
+  handle.done.then((r) => (ended = r));
+  let first;
+  while (handle.stats.records_out < n && !ended) {
+    if (first === undefined && handle.stats.records_out > 0) first = performance.now();
+    if (Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  const result = ended ?? (await handle.stop());
+  const end = performance.now();
+  const seconds = (end - t0) / 1000;
+  await state.close();
+  await flush();
+  if (result.status !== 'stopped' && result.status !== 'completed') {
+    throw new Error(`pipeline ended '${result.status}': ${result.error?.message ?? 'no error given'}`);
+  }
+  if (handle.stats.records_out < n) throw new Error(`sink wrote ${handle.stats.records_out} records in ${timeoutMs / 1000} s, expected ${n}`);
+  return { seconds, stats: { ...result.stats }, extra, first_record_s: first === undefined ? undefined : (first - t0) / 1000 };
+}
+
+/** Await `cond()` (checked every `everyMs`), or throw naming `what` after `timeoutMs`. */
+export async function until(cond, what, timeoutMs = 60_000, everyMs = 1) {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+// ---- child publishers --------------------------------------------------------------------------------------------
+
+/**
+ * Run `node bench/lib/<script> ...args` as a separate process, so publishing competes with the measured process
+ * only for the cores, not for its event loop. Resolves with the child's last stdout line once it exits 0.
+ */
+export function runChild(script, args) {
+  const child = spawn(process.execPath, [join(root, 'bench', 'lib', script), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (err += d));
+  const done = new Promise((res, rej) =>
+    child.on('close', (code, signal) => (code === 0 ? res(out.trim().split('\n').pop()) : rej(new Error(`${script} exited ${signal ?? code}: ${err.trim() || out.trim()}`)))),
+  );
+  done.catch(() => undefined);
+  return { pid: child.pid, done, kill: () => child.exitCode === null && child.kill('SIGKILL') };
+}
+
+// ---- Kafka emulator ----------------------------------------------------------------------------------------------
+
+export const MOKAPI_BIN = join(root, 'node_modules/@go-mokapi/linux-x64/bin/mokapi');
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.unref();
+    s.once('error', rej);
+    s.listen(0, HOST, () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+  });
+}
+
+// The emulator takes topics only from an AsyncAPI file, which it re-reads within about a second of a change.
+function asyncapi(port, topics) {
+  const lines = ['asyncapi: 3.0.0', "info: { title: sluice-bench, version: '1' }", 'servers:', `  local: { host: '${HOST}:${port}', protocol: kafka }`];
+  if (!topics.length) return [...lines, 'channels: {}'].join('\n') + '\n';
+  lines.push('channels:');
+  for (const t of topics) {
+    lines.push(`  ${JSON.stringify(t)}:`, `    address: ${JSON.stringify(t)}`, '    bindings: { kafka: { partitions: 1 } }', '    messages:', '      m: { contentType: application/octet-stream, payload: {} }');
+  }
+  return lines.join('\n') + '\n';
+}
+
+let emulator;
+
+/**
+ * Start a fresh emulator from the platform binary (the npm wrapper leaves its child running when killed) and record
+ * where it is in `<fixtureDir>/kafka-emulator.json` for the workers. A scenario starting one stops the previous one,
+ * so each starts with empty memory (it keeps ~4 KB per message); the last one is stopped by PID when the parent exits.
+ */
+export async function startKafkaEmulator(fixtureDir, topics = []) {
+  stopKafkaEmulator();
+  const port = await freePort();
+  const dir = join(fixtureDir, 'kafka-emulator');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'kafka.yaml'), asyncapi(port, topics));
+  const child = spawn(
+    MOKAPI_BIN,
+    ['--providers-file-directory', dir, '--api-port', String(await freePort()), '--health-port', String(await freePort()), '--mcp-server-enabled=false', '--api-search-enabled=false', '--api-dashboard=false', '--log-level', 'warn'],
+    { stdio: 'ignore' },
+  );
+  emulator = child;
+  if (!startKafkaEmulator.hooked) {
+    startKafkaEmulator.hooked = true;
+    // process.kill is synchronous, so it still runs in 'exit' (also reached through the parent's SIGINT handler).
+    process.on('exit', stopKafkaEmulator);
+  }
+  await until(async () => {
+    if (child.exitCode !== null) throw new Error(`the Kafka emulator exited with code ${child.exitCode}`);
+    return portOpen(port, 200);
+  }, `the Kafka emulator on ${HOST}:${port}`, 15_000, 100);
+  const info = { brokers: `${HOST}:${port}`, dir, pid: child.pid };
+  writeFileSync(join(fixtureDir, 'kafka-emulator.json'), JSON.stringify(info));
+  return info;
+}
+
+export function stopKafkaEmulator() {
+  if (emulator && emulator.exitCode === null && emulator.signalCode === null) {
+    try {
+      process.kill(emulator.pid, 'SIGKILL');
+    } catch {}
+  }
+  emulator = undefined;
+}
+
+export function kafkaEmulatorInfo(fixtureDir) {
+  try {
+    return JSON.parse(readFileSync(join(fixtureDir, 'kafka-emulator.json'), 'utf8'));
+  } catch {
+    throw new Error(`no Kafka emulator recorded in ${fixtureDir}: run this scenario through scripts/bench.mjs (its prepare step starts one)`);
+  }
+}
+
+/** Declare or drop (`present: false`) a topic in the emulator's file and wait until the admin API agrees. */
+export async function setKafkaTopic(info, admin, topic, present = true) {
+  const file = join(info.dir, 'kafka.yaml');
+  const text = readFileSync(file, 'utf8');
+  const port = Number(info.brokers.split(':')[1]);
+  const topics = [...text.matchAll(/^\s+address: (".*")$/gm)].map((m) => JSON.parse(m[1])).filter((t) => t !== topic);
+  if (present) topics.push(topic);
+  writeFileSync(file, asyncapi(port, topics));
+  await until(async () => (await admin.listTopics()).includes(topic) === present, `topic '${topic}' to ${present ? 'appear' : 'go away'}`, 20_000, 100);
+}

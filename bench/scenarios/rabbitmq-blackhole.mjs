@@ -1,0 +1,107 @@
+// The RabbitMQ source's consume path: deliveries batched per socket read, JSON decoding, and one multiple-ack per
+// batch after the sink accepted it, against the local RabbitMQ. Each run fills a durable queue of its own (not timed)
+// and deletes it afterwards.
+
+import { Connection } from 'rabbitmq-client';
+import { join } from 'node:path';
+import { payloadBytes, payloads, runUntil, uniqueName, unreachable } from '../lib/brokers.mjs';
+
+const URL = 'amqp://guest:guest@127.0.0.1:5672';
+// The source's defaults (`prefetch`, `max_batch`), so both sides keep as much unacknowledged.
+const PREFETCH = 2000;
+const MAX_BATCH = 500;
+
+/** A fresh durable queue holding the n trade ticks as persistent messages with no content type (bodies stay bytes). */
+async function withQueue(fixtureDir, n, fn) {
+  const rabbit = new Connection({ url: URL, connectionName: 'sluice-bench-fill' });
+  const queue = uniqueName('bench-rabbit');
+  const msgs = payloads(fixtureDir, n);
+  try {
+    await rabbit.queueDeclare({ queue, durable: true });
+    const pub = rabbit.createPublisher({ confirm: true, maxAttempts: 1 });
+    try {
+      for (let i = 0; i < n; i += 1000) {
+        await Promise.all(msgs.slice(i, i + 1000).map((body) => pub.send({ routingKey: queue, durable: true }, body)));
+      }
+    } finally {
+      await pub.close();
+    }
+    const { messageCount } = await rabbit.queueDeclare({ queue, passive: true });
+    if (messageCount !== n) throw new Error(`filled queue holds ${messageCount} messages, expected ${n}`);
+    const r = await fn(queue, payloadBytes(msgs));
+    const left = (await rabbit.queueDeclare({ queue, passive: true })).messageCount;
+    if (left !== 0) throw new Error(`${left} messages left in the queue after the run (not acknowledged)`);
+    return r;
+  } finally {
+    await rabbit.queueDelete({ queue }).catch(() => undefined);
+    await rabbit.close();
+  }
+}
+
+export default {
+  name: 'rabbitmq->blackhole',
+  summary: `rabbitmq source (durable queue pre-filled with the ~150-byte trade ticks, prefetch ${PREFETCH}, max_batch ${MAX_BATCH}, format json) into the blackhole sink; local RabbitMQ`,
+  baseline: `rabbitmq-client raw channel: basicQos ${PREFETCH}, basicConsume, deliveries gathered until the end of the socket read (setImmediate) or ${MAX_BATCH}, JSON.parse each, then one basicAck multiple=true per batch`,
+  records: 100_000,
+  bytes: true,
+
+  skip: () => unreachable('RabbitMQ', 5672),
+
+  impls: {
+    async sluice({ n, fixtureDir, workDir }) {
+      return withQueue(fixtureDir, n, async (queue, bytes) => {
+        const { seconds, stats } = await runUntil(
+          {
+            name: 'bench',
+            source: { connector: 'rabbitmq', config: { url: URL, queue, prefetch: PREFETCH, max_batch: MAX_BATCH }, format: 'json' },
+            sink: { connector: 'blackhole' },
+          },
+          { dataDir: join(workDir, 'data'), n },
+        );
+        if (stats.records_out !== n) throw new Error(`blackhole received ${stats.records_out} records, expected ${n}`);
+        return { records: stats.records_out, seconds, bytes };
+      });
+    },
+
+    async bare({ n, fixtureDir }) {
+      return withQueue(fixtureDir, n, async (queue, bytes) => {
+        const t0 = performance.now();
+        const rabbit = new Connection({ url: URL, connectionName: 'sluice-bench-bare' });
+        const ch = await rabbit.acquire();
+        await ch.basicQos({ prefetchCount: PREFETCH });
+        let held = [];
+        let acked = 0;
+        let parsed = 0;
+        let scheduled = false;
+        let finish;
+        const done = new Promise((r) => (finish = r));
+        const flush = () => {
+          scheduled = false;
+          if (!held.length) return;
+          const batch = held;
+          held = [];
+          // Counting a field keeps the parse from being optimised away, as the blackhole counts records.
+          for (const m of batch) if (JSON.parse(m.body).e) parsed++;
+          ch.basicAck({ deliveryTag: batch[batch.length - 1].deliveryTag, multiple: true });
+          acked += batch.length;
+          if (acked >= n) finish();
+        };
+        const { consumerTag } = await ch.basicConsume({ queue, noAck: false }, (m) => {
+          held.push(m);
+          if (held.length >= MAX_BATCH) flush();
+          else if (!scheduled) {
+            scheduled = true;
+            setImmediate(flush);
+          }
+        });
+        await done;
+        await ch.basicCancel({ consumerTag });
+        await ch.close();
+        await rabbit.close();
+        const seconds = (performance.now() - t0) / 1000;
+        if (acked !== n || parsed !== n) throw new Error(`consumer acknowledged ${acked} messages (${parsed} parsed), expected ${n}`);
+        return { records: acked, seconds, bytes };
+      });
+    },
+  },
+};
