@@ -86,13 +86,14 @@ function merge(base, over) {
 }
 
 /**
- * Compile `config` as `sluice run` would (CLI logger, SQLite state store), then time it from `startPipeline` until
- * `n` records were written by the sink and a graceful stop (drain, commit, close) returned, as bench/lib/sluice.mjs
- * times a pipeline that ends by itself. `first_record_s` (when the sink had written something, to the polling
- * interval) separates connecting and joining from the flow itself. `started` runs right after the pipeline started (e.g. to start a publisher);
- * the polling interval (1 ms) bounds what the check adds to the measurement.
+ * Compile `config` as `sluice run` would (CLI logger, SQLite state store), then time it until `n` records were written
+ * by the sink and a graceful stop (drain, commit, close) returned, as bench/lib/sluice.mjs times a pipeline that ends
+ * by itself. The clock starts at `startPipeline`, or, with `go` (push sources, whose input must not be published
+ * before they subscribed), once the pipeline ran for `graceMs` and `go()` (which starts the publisher) returned.
+ * `progress(written)` is called on every check (every millisecond or so, which bounds what the check adds).
+ * `first_record_s` (when the sink had written something) separates connecting and joining from the flow itself.
  */
-export async function runUntil(config, { dataDir, n, timeoutMs = 120_000, started }) {
+export async function runUntil(config, { dataDir, n, timeoutMs = 120_000, go, graceMs = 300, progress }) {
   const rt = await loadRuntime();
   mkdirSync(dataDir, { recursive: true });
   const overrides = overridesFromArgv();
@@ -109,28 +110,34 @@ export async function runUntil(config, { dataDir, n, timeoutMs = 120_000, starte
       return c;
     },
   };
-  const t0 = performance.now();
+  let t0 = performance.now();
   const handle = rt.startPipeline(doc.pipelines[0], env, {});
-  const extra = started ? await started() : undefined;
-  const deadline = Date.now() + timeoutMs;
   let ended;
   handle.done.then((r) => (ended = r));
+  if (go) {
+    // Sources subscribe in run(), right after the pipeline reports 'running'; on 127.0.0.1 that takes a few ms.
+    await until(() => handle.status() === 'running' || ended !== undefined, 'the pipeline to run', 30_000);
+    await new Promise((r) => setTimeout(r, graceMs));
+    t0 = performance.now();
+    await go();
+  }
+  const deadline = Date.now() + timeoutMs;
   let first;
   while (handle.stats.records_out < n && !ended) {
     if (first === undefined && handle.stats.records_out > 0) first = performance.now();
+    progress?.(handle.stats.records_out);
     if (Date.now() > deadline) break;
     await new Promise((r) => setTimeout(r, 1));
   }
   const result = ended ?? (await handle.stop());
-  const end = performance.now();
-  const seconds = (end - t0) / 1000;
+  const seconds = (performance.now() - t0) / 1000;
   await state.close();
   await flush();
   if (result.status !== 'stopped' && result.status !== 'completed') {
     throw new Error(`pipeline ended '${result.status}': ${result.error?.message ?? 'no error given'}`);
   }
   if (handle.stats.records_out < n) throw new Error(`sink wrote ${handle.stats.records_out} records in ${timeoutMs / 1000} s, expected ${n}`);
-  return { seconds, stats: { ...result.stats }, extra, first_record_s: first === undefined ? undefined : (first - t0) / 1000 };
+  return { seconds, stats: { ...result.stats }, metrics: handle.metrics, first_record_s: first === undefined ? undefined : (first - t0) / 1000 };
 }
 
 /** Await `cond()` (checked every `everyMs`), or throw naming `what` after `timeoutMs`. */
@@ -145,20 +152,47 @@ export async function until(cond, what, timeoutMs = 60_000, everyMs = 1) {
 // ---- child publishers --------------------------------------------------------------------------------------------
 
 /**
- * Run `node bench/lib/<script> ...args` as a separate process, so publishing competes with the measured process
- * only for the cores, not for its event loop. Resolves with the child's last stdout line once it exits 0.
+ * Start the publisher (bench/lib/brokers-publisher.mjs) in its own process, so publishing competes with the measured
+ * process for the cores, not for its event loop. `ready` resolves once it is connected; `go()` starts it; `progress(written)`
+ * grants it credit; `done` resolves with its summary line once it exits 0. `kill` stops it by PID.
  */
-export function runChild(script, args) {
-  const child = spawn(process.execPath, [join(root, 'bench', 'lib', script), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export function startPublisher(kind, target, n, window, fixtureDir) {
+  const child = spawn(process.execPath, [join(root, 'bench', 'lib', 'brokers-publisher.mjs'), kind, target, String(n), String(window), fixtureDir], {
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
   let out = '';
   let err = '';
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (err += d));
+  // Credit sent while the publisher finishes can meet a closed channel; it no longer needs it.
+  child.on('error', () => undefined);
+  const ignore = () => undefined;
   const done = new Promise((res, rej) =>
-    child.on('close', (code, signal) => (code === 0 ? res(out.trim().split('\n').pop()) : rej(new Error(`${script} exited ${signal ?? code}: ${err.trim() || out.trim()}`)))),
+    child.on('close', (code, signal) => (code === 0 ? res(JSON.parse(out.trim().split('\n').pop())) : rej(new Error(`publisher exited ${signal ?? code}: ${err.trim() || out.trim()}`)))),
   );
   done.catch(() => undefined);
-  return { pid: child.pid, done, kill: () => child.exitCode === null && child.kill('SIGKILL') };
+  const ready = new Promise((res, rej) => {
+    child.on('message', (m) => m?.ready && res());
+    done.then(() => rej(new Error('publisher exited before it was ready')), rej);
+  });
+  ready.catch(() => undefined);
+  let last = -1;
+  return {
+    ready,
+    done,
+    go() {
+      child.send({ go: true }, ignore);
+    },
+    progress(written) {
+      if (written !== last && child.connected) {
+        last = written;
+        child.send({ written }, ignore);
+      }
+    },
+    kill() {
+      if (child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGKILL');
+    },
+  };
 }
 
 // ---- Kafka emulator ----------------------------------------------------------------------------------------------
