@@ -16,17 +16,11 @@ import websocketSlowSinkDurable from './scenarios/websocket-slow-sink-durable.mj
 import generatorKafka from './scenarios/kafka-generator.mjs';
 import kafkaBlackhole from './scenarios/kafka-blackhole.mjs';
 import rabbitmqBlackhole from './scenarios/rabbitmq-blackhole.mjs';
-
-// Broker scenarios: each needs its local server on 127.0.0.1 (Kafka: the emulator its prepare step starts) and skips otherwise.
-import generatorKafka from './scenarios/kafka-generator.mjs';
-import kafkaBlackhole from './scenarios/kafka-blackhole.mjs';
-import rabbitmqBlackhole from './scenarios/rabbitmq-blackhole.mjs';
 import redisStreamFile from './scenarios/redis-stream-file.mjs';
 import natsJetstream from './scenarios/nats-jetstream.mjs';
 
 export const SCENARIOS = [generatorBlackhole, fileJsonl, fileCsv, websocketFileJsonl, websocketBlackholeSchema, websocketSlowSink, websocketSlowSinkDurable];
 SCENARIOS.push(generatorKafka, kafkaBlackhole, rabbitmqBlackhole, redisStreamFile, natsJetstream);
-SCENARIOS.push(generatorKafka, kafkaBlackhole, rabbitmqBlackhole);
 
 /** Implementations in the order they run; `ratio` in the report is the first over the second. */
 export const IMPLS = ['sluice', 'bare'];
