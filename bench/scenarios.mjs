@@ -18,9 +18,10 @@ import kafkaBlackhole from './scenarios/kafka-blackhole.mjs';
 import rabbitmqBlackhole from './scenarios/rabbitmq-blackhole.mjs';
 import redisStreamFile from './scenarios/redis-stream-file.mjs';
 import natsJetstream from './scenarios/nats-jetstream.mjs';
+import mqttNats from './scenarios/mqtt-nats.mjs';
 
 export const SCENARIOS = [generatorBlackhole, fileJsonl, fileCsv, websocketFileJsonl, websocketBlackholeSchema, websocketSlowSink, websocketSlowSinkDurable];
-SCENARIOS.push(generatorKafka, kafkaBlackhole, rabbitmqBlackhole, redisStreamFile, natsJetstream);
+SCENARIOS.push(generatorKafka, kafkaBlackhole, rabbitmqBlackhole, redisStreamFile, natsJetstream, mqttNats);
 
 /** Implementations in the order they run; `ratio` in the report is the first over the second. */
 export const IMPLS = ['sluice', 'bare'];
