@@ -241,6 +241,8 @@ export async function startKafkaEmulator(fixtureDir, topics = []) {
     ['--providers-file-directory', dir, '--api-port', String(await freePort()), '--health-port', String(await freePort()), '--mcp-server-enabled=false', '--api-search-enabled=false', '--api-dashboard=false', '--log-level', 'warn'],
     { stdio: 'ignore' },
   );
+  // Unreferenced, so the parent can still exit when it is done, which is what stops the emulator.
+  child.unref();
   emulator = child;
   if (!startKafkaEmulator.hooked) {
     startKafkaEmulator.hooked = true;

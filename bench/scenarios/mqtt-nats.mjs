@@ -63,7 +63,7 @@ export default {
             source: { connector: 'mqtt', config: { server: MQTT_URL, topic, qos: 1, client_id: `sluice-${id}`, clean_session: true }, format: 'json' },
             sink: { connector: 'nats', config: { url: [NATS_URL], subject }, format: 'json' },
           },
-          { dataDir: join(workDir, 'data'), n, go: () => publisher.go(), progress: (w) => publisher.progress(w) },
+          { dataDir: join(workDir, 'data'), n, timeoutMs: 60_000, go: () => publisher.go(), progress: (w) => publisher.progress(w) },
         );
         if (stats.records_out !== n) throw new Error(`sink wrote ${stats.records_out} records, expected ${n}`);
         return { records: stats.records_out, seconds, bytes };
@@ -123,7 +123,13 @@ export default {
         await client.subscribeAsync(topic, { qos: 1 });
         const t0 = performance.now();
         publisher.go();
+        // A lost message would leave the publisher waiting for credit and this loop for input: fail, saying where.
+        const timer = setTimeout(() => {
+          failure = new Error(`no end after 60 s: ${written} written, ${queue.length} queued, ${held.length} PUBACKs held`);
+          finish();
+        }, 60_000);
         await done;
+        clearTimeout(timer);
         if (failure) throw failure;
         await client.endAsync();
         await nc.drain();
