@@ -429,17 +429,17 @@ export function compileDataTemplate(source: string, options: DataTemplateOptions
     if (trimmed.startsWith('!')) continue;
     flushLit();
     if (trimmed.startsWith('#')) {
-      const m = /^#(\w+)\s*/.exec(trimmed)!;
-      const kind = m?.[1];
+      const m = /^#(\w*)\s*/.exec(trimmed)!;
+      const kind = m[1] as Frame['kind'] | undefined;
       if (kind !== 'if' && kind !== 'each' && kind !== 'unless') {
-        const hint = kind ? suggest(kind, ['if', 'each', 'unless']) : undefined;
-        fail(`unknown block '#${kind ?? ''}'${hint ? `; did you mean '#${hint}'?` : ''} (blocks are #if, #unless and #each)`, lead);
+        const hint = kind ? suggest(kind as string, ['if', 'each', 'unless']) : undefined;
+        fail(`unknown block '#${String(kind ?? '')}'${hint ? `; did you mean '#${hint}'?` : ''} (blocks are #if, #unless and #each)`, lead);
       }
       const rest = trimmed.slice(m[0].length);
       if (!rest) fail(`{{#${kind}}} needs a value, e.g. {{#${kind} items}}`, lead);
       const toks = lexTag(rest, lead + m[0].length, fail);
       const { expr } = parseExpr(toks, loopDepth());
-      stack.push({ kind, at: lead, parts: [], cond: expr });
+      stack.push({ kind: kind as 'if' | 'each' | 'unless', at: lead, parts: [], cond: expr });
       continue;
     }
     if (trimmed.startsWith('/')) {
