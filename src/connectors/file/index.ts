@@ -23,6 +23,9 @@ export function formatForPath(path: string, fallback = 'text'): string {
     case 'txt':
     case 'log':
       return 'text';
+    case 'parquet':
+    case 'pq':
+      return 'parquet';
     default:
       return fallback;
   }
@@ -107,6 +110,8 @@ export const spec = defineConnector({
       _line: 'line number the record starts on (1-based; the frame number with length_delimited framing)',
     },
     create(o: z.output<typeof sourceOptions>, info) {
+      // A Parquet file can only be decoded whole (its footer locates everything), so no other framing makes sense.
+      if (info.format === 'parquet') return new FileSource({ ...o, framing: 'whole_file' }, info);
       return new FileSource(o, info);
     },
   },

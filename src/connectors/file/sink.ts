@@ -1,7 +1,7 @@
 // File sink: one file descriptor per open file, one write per batch, fdatasync before the batch is acknowledged.
 
 import { constants } from 'node:fs';
-import { access, mkdir, open, stat, type FileHandle } from 'node:fs/promises';
+import { access, mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { SluiceError, errorMessage } from '../../core/errors.js';
 import type { SinkContext, Sink, SluiceRecord } from '../../core/types.js';
@@ -49,6 +49,7 @@ export class FileSink implements Sink {
   private openedAt = 0;
   private chain: Promise<void> = Promise.resolve();
   private readonly numbered: boolean;
+  private wholeFiles = false;
 
   constructor(private readonly o: FileSinkOptions) {
     this.numbered = o.path.includes('{n}') || o.rotate_size !== undefined || o.rotate_interval !== undefined;
@@ -56,6 +57,13 @@ export class FileSink implements Sink {
 
   async open(ctx: SinkContext): Promise<void> {
     this.ctx = ctx;
+    // Formats whose output is only valid as a whole file (Parquet, with its footer) get one file per batch, written
+    // beside its final name and renamed once complete, so a reader never sees a partial file.
+    if ((ctx.encoder as { wholeFile?: boolean }).wholeFile) {
+      this.wholeFiles = true;
+      await mkdir(dirname(withSequence(fillTime(this.o.path, Date.now()), 0)), { recursive: true });
+      return;
+    }
     // Opened now rather than at the first write, so a path that cannot be written fails at startup.
     await this.openFile(Date.now());
   }
@@ -74,6 +82,7 @@ export class FileSink implements Sink {
 
   private async writeBatch(records: SluiceRecord[]): Promise<void> {
     if (records.length === 0) return;
+    if (this.wholeFiles) return this.writeWholeFile(records);
     const now = Date.now();
     if (this.fh && fillTime(this.o.path, now) !== this.bucket) await this.closeFile();
     if (this.fh && this.o.rotate_interval !== undefined && this.size > 0 && now - this.openedAt >= this.o.rotate_interval) {
@@ -91,6 +100,42 @@ export class FileSink implements Sink {
       await this.closeFile();
       this.n++;
     }
+  }
+
+  private async writeWholeFile(records: SluiceRecord[]): Promise<void> {
+    const bucket = fillTime(this.o.path, Date.now());
+    if (bucket !== this.bucket) {
+      this.bucket = bucket;
+      this.n = 0;
+      // A complete file is never appended to: after a restart the series goes on with the first free number.
+      if (this.o.append) while (await exists(withSequence(bucket, this.n))) this.n++;
+    }
+    const values = new Array<unknown>(records.length);
+    for (let i = 0; i < records.length; i++) values[i] = records[i]!.value;
+    const out = this.ctx.encoder.encodeStream(values, true);
+    const data = typeof out === 'string' ? Buffer.from(out, 'utf8') : out;
+    const path = withSequence(bucket, this.n);
+    const tmp = `${path}.tmp`;
+    const dir = dirname(path);
+    let fh: FileHandle | undefined;
+    try {
+      await mkdir(dir, { recursive: true });
+      fh = await open(tmp, 'w');
+      let done = 0;
+      while (done < data.length) done += (await fh.write(data, done, data.length - done, done)).bytesWritten;
+      if (this.o.fsync) await fh.datasync();
+      await fh.close();
+      fh = undefined;
+      await rename(tmp, path);
+      if (this.o.fsync) await syncDir(dir);
+    } catch (e) {
+      await fh?.close().catch(() => {});
+      await unlink(tmp).catch(() => {});
+      throw new SluiceError('SINK', `cannot write '${displayPath(path)}': ${errorMessage(e)}`, { cause: e, retriable: true });
+    }
+    this.current = path;
+    this.n++;
+    this.ctx.log.debug({ path, size: data.length, records: records.length }, 'file sink: wrote a complete file');
   }
 
   private async append(data: Uint8Array): Promise<void> {
@@ -160,6 +205,12 @@ export class FileSink implements Sink {
     }
   }
 }
+
+const exists = (p: string) =>
+  stat(p).then(
+    () => true,
+    () => false,
+  );
 
 /** Appending after a restart continues the newest file of the series. */
 async function lastExisting(bucket: string): Promise<number> {

@@ -1,0 +1,249 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { parquetWriteBuffer } from 'hyparquet-writer';
+import { parquetFormat, parquetOptions, type ParquetOptions } from './parquet.js';
+import { parseOptions } from '../core/spec.js';
+import type { SchemaSpec } from '../core/types.js';
+import { spec as fileSpec } from '../connectors/file/index.js';
+import { collectSource, parsedOptions, sinkContext } from '../testing/harness.js';
+
+// Built from the option schema directly, so these tests do not depend on the format table's registration.
+const parseFormatOptions = (options: Record<string, unknown>) => parseOptions(parquetOptions, options);
+function fmt(options: Record<string, unknown> = {}, schema?: SchemaSpec) {
+  const r = parseFormatOptions(options);
+  if (!r.ok) throw new Error(JSON.stringify(r.issues));
+  return parquetFormat(r.value as ParquetOptions, schema);
+}
+
+function decode(bytes: Uint8Array) {
+  const rows: unknown[] = [];
+  const errors: Error[] = [];
+  fmt().decoder().decode(bytes, rows, (e) => errors.push(e));
+  return { rows, errors };
+}
+
+const allTypes: SchemaSpec = {
+  fields: [
+    { name: 'id', type: 'int32', nullable: false },
+    { name: 'big', type: 'int64' },
+    { name: 'small', type: 'int64' },
+    { name: 'f32', type: 'float32' },
+    { name: 'f64', type: 'float64' },
+    { name: 'price', type: 'decimal', precision: 12, scale: 2 },
+    { name: 'wide', type: 'decimal', precision: 30, scale: 4 },
+    { name: 'ok', type: 'boolean' },
+    { name: 'ts', type: 'timestamp' },
+    { name: 'day', type: 'date' },
+    { name: 'name', type: 'string' },
+    { name: 'blob', type: 'bytes' },
+    { name: 'tags', type: 'array', items: { type: 'string' } },
+    { name: 'attrs', type: 'object' },
+    { name: 'doc', type: 'json' },
+  ],
+};
+
+const rowsOfAllTypes = [
+  {
+    id: 1,
+    big: 2n ** 62n + 1n,
+    small: 42,
+    f32: 1.5,
+    f64: -0.125,
+    price: '12345.67',
+    wide: '-12345678901234567890.1234',
+    ok: true,
+    ts: new Date('2024-01-02T03:04:05.678Z'),
+    day: '2024-05-06',
+    name: 'comma, "quote" and é',
+    blob: new Uint8Array([0, 1, 255]),
+    tags: ['a', 'b'],
+    attrs: { x: 1, nested: { y: [true] } },
+    doc: { k: 'v' },
+  },
+  { id: 2, big: null, small: null, f32: null, f64: null, price: null, wide: null, ok: null, ts: null, day: null, name: null, blob: null, tags: null, attrs: null, doc: null },
+];
+
+describe('parquet format', () => {
+  let dir: string;
+  let db: DuckDBInstance;
+  let duck: DuckDBConnection;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sluice-parquet-'));
+    db = await DuckDBInstance.create(':memory:');
+    duck = await db.connect();
+  });
+  afterAll(async () => {
+    duck?.closeSync();
+    db?.closeSync();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('is configured by name with compression and row-group options, aliases and did-you-mean', () => {
+    const r = parseFormatOptions({ codec: 'gzip', rowGroupSize: 10 });
+    expect(r).toEqual({ ok: true, value: { compression: 'gzip', row_group_size: 10 } });
+    const bad = parseFormatOptions({ compresion: 'gzip' });
+    expect(bad.ok).toBe(false);
+    expect(JSON.stringify(bad)).toContain("did you mean 'compression'");
+    const badCodec = parseFormatOptions({ compression: 'lz4' });
+    expect(badCodec.ok).toBe(false);
+    expect(JSON.stringify(badCodec)).toContain('compression');
+  });
+
+  it('round-trips every schema type, with exact int64 and decimals and nulls', () => {
+    for (const compression of ['uncompressed', 'snappy', 'gzip']) {
+      const bytes = fmt({ compression, row_group_size: 1 }, allTypes).encoder().encodeStream(rowsOfAllTypes, true) as Uint8Array;
+      const { rows, errors } = decode(bytes);
+      expect(errors).toEqual([]);
+      expect(rows).toEqual([
+        { ...rowsOfAllTypes[0], blob: new Uint8Array([0, 1, 255]) },
+        rowsOfAllTypes[1],
+      ]);
+      expect(typeof (rows[0] as any).big).toBe('bigint');
+      expect((rows[0] as any).small).toBe(42);
+    }
+  });
+
+  it('infers column types without a pipeline schema', () => {
+    const bytes = fmt().encoder().encodeStream([{ a: 1, b: 'x', c: 1.5, d: true, e: new Date(5), f: { g: 1 } }, { a: 2, b: null, c: 2, d: false, e: null, f: null }], true) as Uint8Array;
+    expect(decode(bytes).rows).toEqual([
+      { a: 1, b: 'x', c: 1.5, d: true, e: new Date(5), f: { g: 1 } },
+      { a: 2, b: null, c: 2, d: false, e: null, f: null },
+    ]);
+  });
+
+  it('names the column and row of a value that does not fit', () => {
+    const enc = fmt({}, { fields: [{ name: 'n', type: 'int64' }, { name: 'p', type: 'decimal', precision: 5, scale: 1 }] }).encoder();
+    expect(() => enc.encodeStream([{ n: 1, p: '1.0' }, { n: 1.5, p: '1.0' }], true)).toThrow("Parquet column 'n', row 2 of the batch: expected an integer, got 1.5");
+    expect(() => enc.encodeStream([{ n: 1, p: '1.25' }], true)).toThrow("column 'p'");
+  });
+
+  it('reads a file written by DuckDB through the file source (whole-file framing by default)', async () => {
+    const f = join(dir, 'duck.parquet');
+    await duck.run(`COPY (
+      SELECT i::INTEGER AS i, (i * 1000000000000)::BIGINT AS big, 'row ' || i AS s, i % 2 = 0 AS even, i / 4 AS d,
+        (i * 1.25)::DECIMAL(10,2) AS price, (i * 1.25)::DECIMAL(28,3) AS wide,
+        TIMESTAMP '2024-01-01 00:00:00' + INTERVAL (i) SECOND AS ts, DATE '2024-01-01' + i::INTEGER AS day,
+        {'x': i, 'y': 'z'} AS st, [i, i + 1] AS li, CASE WHEN i = 3 THEN NULL ELSE 'v' END AS maybe
+      FROM range(1, 2001) t(i)
+    ) TO '${f}' (FORMAT PARQUET, ROW_GROUP_SIZE 500)`);
+    const o = parsedOptions(fileSpec.source!.options, { path: f });
+    const source = fileSpec.source!.create(o, { format: 'parquet' });
+    const out = await collectSource(source, { decoder: () => fmt().decoder() });
+    expect(out.bad).toEqual([]);
+    expect(out.records).toHaveLength(2000);
+    expect(out.records[2]!.value).toEqual({
+      i: 3,
+      big: 3000000000000,
+      s: 'row 3',
+      even: false,
+      d: 0.75,
+      price: '3.75',
+      wide: '3.750',
+      ts: new Date('2024-01-01T00:00:03Z'),
+      day: '2024-01-04',
+      st: { x: 3, y: 'z' },
+      li: [3, 4],
+      maybe: null,
+    });
+    expect(out.records[1999]!.value).toMatchObject({ i: 2000, price: '2500.00' });
+    expect(fileSpec.source!.defaultFormat instanceof Function && fileSpec.source!.defaultFormat({ path: f })).toBe('parquet');
+  });
+
+  it('reports a file that is not Parquet as bad data with its path', async () => {
+    const f = join(dir, 'not.parquet');
+    await writeFile(f, 'hello, I am text\n');
+    const source = fileSpec.source!.create(parsedOptions(fileSpec.source!.options, { path: f }), { format: 'parquet' });
+    const out = await collectSource(source, { decoder: () => fmt().decoder() });
+    expect(out.records).toEqual([]);
+    expect(out.bad).toHaveLength(1);
+    expect(out.bad[0]!.error.message).toMatch(/not a Parquet file/);
+    expect(out.bad[0]!.meta?._path).toBe(f);
+  });
+
+  it('file sink writes one complete file per batch, never a partial one, and DuckDB reads them', async () => {
+    const outDir = join(dir, 'out');
+    const sink = fileSpec.sink!.create(parsedOptions(fileSpec.sink!.options, { path: join(outDir, '{date}', 'part-{n}.parquet') }), { format: 'parquet' });
+    const enc = fmt({}, allTypes).encoder();
+    await enc.prepare?.();
+    await sink.open(sinkContext(enc));
+    const visibleAfterEach: string[][] = [];
+    const day = new Date().toISOString().slice(0, 10);
+    for (let b = 0; b < 3; b++) {
+      const batch = Array.from({ length: 100 }, (_, i) => ({ value: { ...rowsOfAllTypes[0], id: b * 100 + i } }));
+      await sink.write(batch);
+      const names = (await readdir(join(outDir, day))).sort();
+      visibleAfterEach.push(names);
+      // Everything visible is a whole file: it decodes completely.
+      for (const n of names) expect(decode(await readFile(join(outDir, day, n))).rows).toHaveLength(100);
+    }
+    // A batch that cannot be encoded leaves nothing behind, not even a temporary file.
+    await expect(sink.write([{ value: { id: null } }])).rejects.toThrow(/non-nullable/);
+    await sink.close?.();
+    expect(visibleAfterEach).toEqual([['part-0.parquet'], ['part-0.parquet', 'part-1.parquet'], ['part-0.parquet', 'part-1.parquet', 'part-2.parquet']]);
+    expect((await readdir(join(outDir, day))).sort()).toEqual(['part-0.parquet', 'part-1.parquet', 'part-2.parquet']);
+
+    const r = await duck.runAndReadAll(
+      `SELECT count(*)::INTEGER AS n, min(id) AS lo, max(id) AS hi, any_value(price)::VARCHAR AS price, any_value(wide)::VARCHAR AS wide,
+         any_value(big)::VARCHAR AS big, any_value(name) AS name, any_value(day)::VARCHAR AS day, any_value(ts)::VARCHAR AS ts,
+         any_value(attrs->>'$.nested.y[0]') AS nested
+       FROM read_parquet('${join(outDir, day, '*.parquet')}')`,
+    );
+    expect(r.getRowObjectsJson()[0]).toEqual({
+      n: 300,
+      lo: 0,
+      hi: 299,
+      price: '12345.67',
+      wide: '-12345678901234567890.1234',
+      big: String(2n ** 62n + 1n),
+      name: 'comma, "quote" and é',
+      day: '2024-05-06',
+      ts: '2024-01-02 03:04:05.678+00',
+      nested: 'true',
+    });
+
+    // After a restart the series continues; complete files are never appended to.
+    const again = fileSpec.sink!.create(parsedOptions(fileSpec.sink!.options, { path: join(outDir, '{date}', 'part-{n}.parquet') }), { format: 'parquet' });
+    await again.open(sinkContext(enc));
+    await again.write([{ value: rowsOfAllTypes[1] }]);
+    await again.close?.();
+    expect((await readdir(join(outDir, day))).sort()).toContain('part-3.parquet');
+  });
+
+  it('bench: rows/s against bare hyparquet-writer (printed, not asserted)', () => {
+    const n = 100_000;
+    const schema: SchemaSpec = {
+      fields: [
+        { name: 'id', type: 'int64' },
+        { name: 'name', type: 'string' },
+        { name: 'price', type: 'float64' },
+        { name: 'ok', type: 'boolean' },
+        { name: 'ts', type: 'timestamp' },
+      ],
+    };
+    const rows = Array.from({ length: n }, (_, i) => ({ id: i, name: `item-${i % 1000}`, price: i * 0.5, ok: i % 2 === 0, ts: new Date(1_700_000_000_000 + i) }));
+    const enc = fmt({ compression: 'snappy' }, schema).encoder();
+    enc.encodeStream(rows.slice(0, 1000), true);
+    let t = performance.now();
+    const ours = enc.encodeStream(rows, true);
+    const oursMs = performance.now() - t;
+    t = performance.now();
+    const bare = parquetWriteBuffer({
+      columnData: [
+        { name: 'id', data: rows.map((r) => BigInt(r.id)), type: 'INT64' },
+        { name: 'name', data: rows.map((r) => r.name), type: 'STRING' },
+        { name: 'price', data: rows.map((r) => r.price), type: 'DOUBLE' },
+        { name: 'ok', data: rows.map((r) => r.ok), type: 'BOOLEAN' },
+        { name: 'ts', data: rows.map((r) => r.ts), type: 'TIMESTAMP' },
+      ],
+      rowGroupSize: 100_000,
+    });
+    const bareMs = performance.now() - t;
+    console.log(
+      `parquet write ${n} rows: sluice ${Math.round(n / (oursMs / 1000))} rows/s (${ours.length} bytes), bare hyparquet-writer ${Math.round(n / (bareMs / 1000))} rows/s (${bare.byteLength} bytes), ratio ${(bareMs / oursMs).toFixed(2)}`,
+    );
+    expect(decode(ours as Uint8Array).rows).toHaveLength(n);
+  });
+});

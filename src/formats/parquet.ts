@@ -1,0 +1,418 @@
+// Parquet through hyparquet (read) and hyparquet-writer (write).
+//
+// A Parquet file is only readable as a whole (its footer holds the schema and where every column chunk is), so a
+// payload is a whole file: the file source with `framing: whole_file`. Decoding must be synchronous (Decoder.decode),
+// so instead of hyparquet's promise-based reader the column chunks are read straight from the in-memory file with
+// hyparquet's synchronous column reader. Encoding turns a batch of rows into one complete file.
+//
+// Types: int64 -> number when it is a safe integer, BigInt beyond (no silent precision loss); timestamps -> Date;
+// date -> 'YYYY-MM-DD'; decimal -> exact decimal text; strings; booleans; nested groups -> objects and arrays.
+
+import { createRequire } from 'node:module';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { num, opt, z } from '../core/spec.js';
+import { SluiceError, errorMessage } from '../core/errors.js';
+import type { Decoder, Encoder, FieldSpec, Format, SchemaSpec } from '../core/types.js';
+import { stringifyJson } from './json.js';
+
+export const parquetOptions = z.strictObject({
+  compression: opt(z.enum(['uncompressed', 'snappy', 'gzip']).default('snappy'), {
+    description:
+      'Compression codec of the files a sink writes (`uncompressed`, `snappy` or `gzip`). Files being read may use any of these; the codec is read from the file.',
+    aliases: ['codec', 'compression_codec'],
+  }),
+  row_group_size: num({
+    default: 100_000,
+    int: true,
+    min: 1,
+    description: 'Rows per row group in the files a sink writes. Smaller groups let readers skip more; larger ones compress better.',
+    aliases: ['row_group_rows', 'rowGroupSize'],
+  }),
+});
+
+export interface ParquetOptions {
+  compression: 'uncompressed' | 'snappy' | 'gzip';
+  row_group_size: number;
+}
+
+// ---- lazily loaded library ------------------------------------------------------------------------------------
+
+// hyparquet is ESM without a top-level await, so Node's require(esm) loads it synchronously on first use: formats
+// are created and decoders run synchronously, and the start-up path must not load it at all.
+const require = createRequire(import.meta.url);
+
+interface Lib {
+  parquetMetadata(buf: ArrayBuffer): any;
+  parquetSchema(meta: any): any;
+  readColumn(reader: { view: DataView; offset: number }, select: any, decoder: any): { data: any[]; skipped: number };
+  assembleNested(sub: Map<string, any>, tree: any, parsers: any): void;
+  getTreePath(tree: any, path: string[]): any[];
+  flatten(chunks: any[]): any[];
+  DEFAULT_PARSERS: Record<string, (v: any) => any>;
+  parquetWriteBuffer(options: any): ArrayBuffer;
+}
+
+let lib: Lib | undefined;
+function load(): Lib {
+  if (lib) return lib;
+  const h = require('hyparquet');
+  lib = {
+    parquetMetadata: h.parquetMetadata,
+    parquetSchema: h.parquetSchema,
+    readColumn: require('hyparquet/src/column.js').readColumn,
+    assembleNested: require('hyparquet/src/assemble.js').assembleNested,
+    getTreePath: require('hyparquet/src/schema.js').getTreePath,
+    flatten: require('hyparquet/src/utils.js').flatten,
+    DEFAULT_PARSERS: require('hyparquet/src/convert.js').DEFAULT_PARSERS,
+    parquetWriteBuffer: require('hyparquet-writer').parquetWriteBuffer,
+  };
+  return lib;
+}
+
+// ---- decoding -------------------------------------------------------------------------------------------------
+
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const DAY = 86_400_000;
+
+const decompressors = { GZIP: (input: Uint8Array) => new Uint8Array(gunzipSync(input)) };
+
+function narrowInt(v: bigint): number | bigint {
+  return v >= MIN_SAFE && v <= MAX_SAFE ? Number(v) : v;
+}
+
+/** Unscaled integer (a number, a BigInt or big-endian two's-complement bytes) as exact decimal text. */
+function decimalText(raw: unknown, scale: number): string | null {
+  if (raw === null || raw === undefined) return null;
+  let v: bigint;
+  if (raw instanceof Uint8Array) {
+    v = 0n;
+    for (const b of raw) v = (v << 8n) | BigInt(b);
+    if (raw.length > 0 && raw[0]! & 0x80) v -= 1n << BigInt(raw.length * 8);
+  } else v = BigInt(raw as number | bigint);
+  const neg = v < 0n;
+  let digits = (neg ? -v : v).toString();
+  if (scale > 0) {
+    digits = digits.padStart(scale + 1, '0');
+    digits = `${digits.slice(0, -scale)}.${digits.slice(-scale)}`;
+  }
+  return neg ? `-${digits}` : digits;
+}
+
+const isDecimal = (el: any) => el?.converted_type === 'DECIMAL' || el?.logical_type?.type === 'DECIMAL';
+const isDate = (el: any) => el?.converted_type === 'DATE' || el?.logical_type?.type === 'DATE';
+
+/** Post-conversion of one leaf column's values to Sluice row types. */
+function fixLeaf(values: any[], el: any): any[] {
+  if (isDecimal(el)) {
+    const scale = el.scale ?? el.logical_type?.scale ?? 0;
+    for (let i = 0; i < values.length; i++) values[i] = decimalText(values[i], scale);
+  } else if (isDate(el)) {
+    for (let i = 0; i < values.length; i++) {
+      const d = values[i];
+      if (d instanceof Date) values[i] = d.toISOString().slice(0, 10);
+      else if (typeof d === 'number') values[i] = new Date(d * DAY).toISOString().slice(0, 10);
+    }
+  } else if (el?.type === 'INT64') {
+    for (let i = 0; i < values.length; i++) if (typeof values[i] === 'bigint') values[i] = narrowInt(values[i]);
+  }
+  return values;
+}
+
+function fixNested(v: unknown): unknown {
+  if (typeof v === 'bigint') return narrowInt(v);
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) v[i] = fixNested(v[i]);
+    return v;
+  }
+  if (v !== null && typeof v === 'object' && !(v instanceof Date) && !(v instanceof Uint8Array)) {
+    const o = v as Record<string, unknown>;
+    for (const k of Object.keys(o)) o[k] = fixNested(o[k]);
+  }
+  return v;
+}
+
+/** Every row of a whole Parquet file, in file order. */
+export function readParquet(payload: Uint8Array, out: unknown[]): void {
+  const L = load();
+  // hyparquet works on an ArrayBuffer; a Buffer from a pool shares one with other data, so cut out exactly the file.
+  const ab = payload.buffer.slice(payload.byteOffset, payload.byteOffset + payload.byteLength) as ArrayBuffer;
+  let meta: any;
+  try {
+    meta = L.parquetMetadata(ab);
+  } catch (e) {
+    throw new SluiceError('DECODE', `not a Parquet file (${payload.byteLength} bytes): ${errorMessage(e)}`, { cause: e });
+  }
+  const tree = L.parquetSchema(meta);
+  const parsers = L.DEFAULT_PARSERS;
+  for (const rg of meta.row_groups) {
+    const groupRows = Number(rg.num_rows);
+    if (groupRows === 0) continue;
+    const leaves = new Map<string, any[]>();
+    for (const chunk of rg.columns) {
+      const cm = chunk.meta_data;
+      const path: string[] = cm.path_in_schema;
+      const schemaPath = L.getTreePath(tree, path);
+      const element = schemaPath[schemaPath.length - 1].element;
+      // Decimals are read unconverted (hyparquet would go through a float) and turned into exact text here.
+      const el = isDecimal(element) ? { ...element, converted_type: undefined, logical_type: undefined } : element;
+      const start = Number(cm.dictionary_page_offset || cm.data_page_offset);
+      const end = start + Number(cm.total_compressed_size);
+      const decoder = {
+        pathInSchema: path,
+        element: el,
+        schemaPath: isDecimal(element) ? [...schemaPath.slice(0, -1), { ...schemaPath[schemaPath.length - 1], element: el }] : schemaPath,
+        ...cm,
+        parsers,
+        compressors: decompressors,
+        // Byte arrays without a string annotation are binary; only annotated ones become text.
+        utf8: false,
+      };
+      let data: any[];
+      try {
+        const r = L.readColumn({ view: new DataView(ab, start, end - start), offset: 0 }, { groupStart: 0, selectStart: 0, selectEnd: groupRows, groupRows }, decoder);
+        data = L.flatten(r.data);
+      } catch (e) {
+        throw new SluiceError('DECODE', `Parquet column '${path.join('.')}' cannot be read: ${errorMessage(e)}`, { cause: e });
+      }
+      leaves.set(path.join('.'), fixLeaf(Array.isArray(data) ? data : Array.from(data), element));
+    }
+    const columns: Array<[string, any[], boolean]> = [];
+    for (const child of tree.children) {
+      const name: string = child.element.name;
+      if (child.children.length) {
+        const sub = new Map<string, any>();
+        for (const [k, v] of leaves) if (k === name || k.startsWith(name + '.')) sub.set(k, v);
+        L.assembleNested(sub, child, parsers);
+        columns.push([name, sub.get(name) ?? [], true]);
+      } else {
+        columns.push([name, leaves.get(name) ?? [], false]);
+      }
+    }
+    for (let r = 0; r < groupRows; r++) {
+      const row: Record<string, unknown> = {};
+      for (let c = 0; c < columns.length; c++) {
+        const [name, values, nested] = columns[c]!;
+        const v = values[r];
+        row[name] = v === undefined ? null : nested ? fixNested(v) : v;
+      }
+      out.push(row);
+    }
+  }
+}
+
+class ParquetDecoder implements Decoder {
+  decode(payload: string | Uint8Array, out: unknown[]): void {
+    if (typeof payload === 'string') {
+      throw new SluiceError('DECODE', 'Parquet needs the whole file as bytes; read it with the file source and framing: whole_file');
+    }
+    readParquet(payload, out);
+  }
+}
+
+// ---- encoding -------------------------------------------------------------------------------------------------
+
+interface Column {
+  name: string;
+  field?: FieldSpec;
+  /** hyparquet-writer schema element for the column. */
+  element: Record<string, unknown>;
+  convert(v: unknown): unknown;
+}
+
+function toDate(v: unknown): Date | null {
+  if (v === null || v === undefined) return null;
+  if (v instanceof Date) return v;
+  if (typeof v === 'number' || typeof v === 'bigint') return new Date(Number(v));
+  const d = new Date(String(v));
+  if (Number.isNaN(d.getTime())) throw new Error(`expected a timestamp, got '${String(v)}'`);
+  return d;
+}
+
+function toBigInt(v: unknown): bigint | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v === 'bigint') return v;
+  if (typeof v === 'number') {
+    if (!Number.isInteger(v)) throw new Error(`expected an integer, got ${v}`);
+    return BigInt(v);
+  }
+  return BigInt(String(v));
+}
+
+function toInt32(v: unknown): number | null {
+  if (v === null || v === undefined) return null;
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new Error(`expected an integer, got '${String(v)}'`);
+  return n;
+}
+
+function toNumber(v: unknown): number | null {
+  if (v === null || v === undefined) return null;
+  const n = Number(v);
+  if (Number.isNaN(n) && typeof v !== 'number') throw new Error(`expected a number, got '${String(v)}'`);
+  return n;
+}
+
+/** Exact decimal text (or a number) as the unscaled integer for `scale` fraction digits. */
+function unscaled(v: unknown, scale: number): bigint | null {
+  if (v === null || v === undefined) return null;
+  const s = typeof v === 'string' ? v.trim() : typeof v === 'number' ? v.toFixed(scale) : String(v);
+  const m = /^([+-]?)(\d*)(?:\.(\d*))?$/.exec(s);
+  if (!m || (m[2] === '' && !m[3])) throw new Error(`expected a decimal, got '${s}'`);
+  const frac = (m[3] ?? '').padEnd(scale, '0');
+  if (frac.length > scale && /[^0]/.test(frac.slice(scale))) throw new Error(`decimal '${s}' has more than ${scale} fraction digits`);
+  const digits = BigInt((m[2] || '0') + frac.slice(0, scale));
+  return m[1] === '-' ? -digits : digits;
+}
+
+// hyparquet-writer serializes JSON columns itself; BigInts inside are turned into numbers or text first.
+const asJson = (v: unknown) => (v === null || v === undefined ? null : JSON.parse(stringifyJson(v)));
+
+function columnFor(f: FieldSpec): Column {
+  const repetition_type = f.nullable === false ? 'REQUIRED' : 'OPTIONAL';
+  const el = (e: Record<string, unknown>) => ({ name: f.name, repetition_type, ...e });
+  switch (f.type) {
+    case 'string':
+      return { name: f.name, field: f, element: el({ type: 'BYTE_ARRAY', converted_type: 'UTF8' }), convert: (v) => (v === null || v === undefined ? null : String(v)) };
+    case 'int32':
+      return { name: f.name, field: f, element: el({ type: 'INT32' }), convert: toInt32 };
+    case 'int64':
+      return { name: f.name, field: f, element: el({ type: 'INT64' }), convert: toBigInt };
+    case 'float32':
+      return { name: f.name, field: f, element: el({ type: 'FLOAT' }), convert: toNumber };
+    case 'float64':
+      return { name: f.name, field: f, element: el({ type: 'DOUBLE' }), convert: toNumber };
+    case 'boolean':
+      return { name: f.name, field: f, element: el({ type: 'BOOLEAN' }), convert: (v) => (v === null || v === undefined ? null : Boolean(v)) };
+    case 'timestamp':
+      return {
+        name: f.name,
+        field: f,
+        element: el({ type: 'INT64', logical_type: { type: 'TIMESTAMP', isAdjustedToUTC: true, unit: 'MILLIS' } }),
+        convert: toDate,
+      };
+    case 'date':
+      return { name: f.name, field: f, element: el({ type: 'INT32', converted_type: 'DATE' }), convert: toDate };
+    case 'decimal': {
+      const precision = f.precision ?? 38;
+      const scale = f.scale ?? 0;
+      // INT64 holds up to 18 digits; wider decimals are stored as fixed-size bytes, as other writers do.
+      const physical = precision <= 18 ? { type: 'INT64' } : { type: 'FIXED_LEN_BYTE_ARRAY', type_length: Math.ceil((precision * Math.log2(10) + 1) / 8) };
+      return {
+        name: f.name,
+        field: f,
+        element: el({ ...physical, converted_type: 'DECIMAL', precision, scale }),
+        convert: (v) => unscaled(v, scale),
+      };
+    }
+    case 'bytes':
+      return {
+        name: f.name,
+        field: f,
+        element: el({ type: 'BYTE_ARRAY' }),
+        convert: (v) => (v === null || v === undefined ? null : v instanceof Uint8Array ? v : new TextEncoder().encode(String(v))),
+      };
+    default:
+      // json, array and object: stored as JSON text with the JSON logical type, which readers such as DuckDB parse.
+      return { name: f.name, field: f, element: el({ type: 'BYTE_ARRAY', converted_type: 'JSON' }), convert: asJson };
+  }
+}
+
+/** Without a pipeline schema: each column's type is guessed from the first non-null value. */
+function inferColumn(name: string, values: unknown[], key: string): Column {
+  let sample: unknown;
+  for (const row of values) {
+    const v = (row as Record<string, unknown> | null)?.[key];
+    if (v !== null && v !== undefined) {
+      sample = v;
+      break;
+    }
+  }
+  const type: FieldSpec['type'] =
+    typeof sample === 'bigint'
+      ? 'int64'
+      : typeof sample === 'number'
+        ? Number.isInteger(sample) && values.every((r) => Number.isInteger((r as any)?.[key] ?? 0))
+          ? 'int64'
+          : 'float64'
+        : typeof sample === 'boolean'
+          ? 'boolean'
+          : sample instanceof Date
+            ? 'timestamp'
+            : sample instanceof Uint8Array
+              ? 'bytes'
+              : sample !== null && typeof sample === 'object'
+                ? 'json'
+                : 'string';
+  return columnFor({ name, type });
+}
+
+class ParquetEncoder implements Encoder {
+  readonly extension = 'parquet';
+  /** Tells the file sink that each `encodeStream` result is a complete file that must not be appended to. */
+  readonly wholeFile = true;
+  constructor(
+    private readonly o: ParquetOptions,
+    private readonly schema?: SchemaSpec,
+  ) {}
+
+  async prepare(): Promise<void> {
+    load();
+  }
+
+  encode(value: unknown): Uint8Array {
+    return this.encodeStream([value]);
+  }
+
+  /** A complete Parquet file holding `values`. */
+  encodeStream(values: unknown[], _first?: boolean): Uint8Array {
+    const L = load();
+    let columns: Column[];
+    if (this.schema?.fields.length) {
+      columns = this.schema.fields.map(columnFor);
+    } else {
+      const names = new Set<string>();
+      for (const row of values) if (row && typeof row === 'object') for (const k of Object.keys(row)) names.add(k);
+      columns = [...names].map((n) => inferColumn(n, values, n));
+    }
+    const columnData = columns.map((c) => {
+      const data = new Array<unknown>(values.length);
+      for (let i = 0; i < values.length; i++) {
+        const row = values[i] as Record<string, unknown> | null;
+        try {
+          data[i] = c.convert(row?.[c.name]);
+        } catch (e) {
+          throw new SluiceError('SINK', `Parquet column '${c.name}', row ${i + 1} of the batch: ${errorMessage(e)}`, { cause: e });
+        }
+        if (data[i] === null && c.element.repetition_type === 'REQUIRED') {
+          throw new SluiceError('SINK', `Parquet column '${c.name}', row ${i + 1} of the batch: null in a non-nullable field`);
+        }
+      }
+      return { name: c.name, data };
+    });
+    const schema = [{ name: 'root', num_children: columns.length }, ...columns.map((c) => c.element)];
+    const codec = this.o.compression.toUpperCase();
+    try {
+      const buf = L.parquetWriteBuffer({
+        columnData,
+        schema,
+        codec,
+        compressors: { GZIP: (input: Uint8Array) => new Uint8Array(gzipSync(input)) },
+        rowGroupSize: this.o.row_group_size,
+        createdBy: 'sluice',
+      });
+      return new Uint8Array(buf);
+    } catch (e) {
+      if (e instanceof SluiceError) throw e;
+      throw new SluiceError('SINK', `cannot write Parquet: ${errorMessage(e)}`, { cause: e });
+    }
+  }
+}
+
+export function parquetFormat(o: ParquetOptions, schema?: SchemaSpec): Format {
+  return {
+    name: 'parquet',
+    decoder: () => new ParquetDecoder(),
+    encoder: () => new ParquetEncoder(o, schema),
+  };
+}
