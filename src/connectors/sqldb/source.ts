@@ -1,0 +1,195 @@
+// Polls a table or a query by an incremental column; the committed cursor is the resume position.
+
+import { SluiceError, errorMessage } from '../../core/errors.js';
+import type { SluiceRecord, Source, SourceContext } from '../../core/types.js';
+import { qualified, type Dialect, type SqlClient } from './dialect.js';
+import type { SourceOpts } from './options.js';
+
+/** The position: the cursor column's value as text (full precision) and the tiebreaker's, if any. */
+export interface SqlCursor {
+  v: string | number;
+  t?: string | number;
+}
+
+const CUR = '__sluice_cursor';
+const TIE = '__sluice_tie';
+const STATE_KEY = 'cursor';
+
+export class SqlSource implements Source {
+  private client?: SqlClient;
+  private readonly meta: Record<string, unknown>;
+
+  constructor(
+    private readonly o: SourceOpts,
+    private readonly d: Dialect,
+    private readonly connect: () => Promise<SqlClient>,
+  ) {
+    this.meta = { _table: o.table ?? null };
+  }
+
+  async run(ctx: SourceContext): Promise<void> {
+    const o = this.o;
+    this.client = await this.connect();
+    this.state = ctx.state;
+    let cursor = await ctx.state.get<SqlCursor>(STATE_KEY);
+    if (cursor === undefined && o.start_value !== undefined) cursor = { v: o.start_value };
+    if (cursor === undefined && o.mode === 'incremental' && o.table) cursor = await this.currentMax();
+    const where = this.label();
+    let failures = 0;
+    while (!ctx.signal.aborted) {
+      let rows: Record<string, unknown>[];
+      try {
+        rows = await this.fetch(cursor);
+        failures = 0;
+      } catch (e) {
+        const err = this.describe(e);
+        if (!err.retriable) throw err;
+        // The server may be restarting: keep polling with backoff; the cursor has not moved, so nothing is lost.
+        failures++;
+        ctx.log.warn({ err: err.message, attempt: failures }, `${where}: query failed; retrying`);
+        await sleep(Math.min(10_000, 200 * 2 ** Math.min(failures, 6)), ctx.signal);
+        continue;
+      }
+      if (rows.length > 0) {
+        const next = this.cursorOf(rows[rows.length - 1]!, cursor);
+        if (next) cursor = next;
+        const records: SluiceRecord[] = new Array(rows.length);
+        for (let i = 0; i < rows.length; i++) {
+          const row = rows[i]!;
+          if (CUR in row) delete row[CUR];
+          if (TIE in row) delete row[TIE];
+          records[i] = { value: row, meta: this.meta };
+        }
+        const p = ctx.emit({ records, decoded: true, ack: next });
+        if (p) await p;
+      }
+      if (o.mode === 'snapshot' && !this.paged) return;
+      if (rows.length === 0 || (this.limited && rows.length < o.batch_size)) {
+        if (o.mode === 'snapshot') return;
+        await sleep(o.interval, ctx.signal);
+      }
+    }
+  }
+
+  /** Advance the committed cursor to the newest acknowledged batch's last row. */
+  async commit(acks: unknown[]): Promise<void> {
+    for (let i = acks.length - 1; i >= 0; i--) {
+      if (acks[i] !== undefined) {
+        await this.state?.set(STATE_KEY, acks[i]);
+        return;
+      }
+    }
+  }
+
+  private state?: SourceContext['state'];
+  /** Each query returns at most batch_size rows, so a short result means caught up. */
+  private get limited(): boolean {
+    return !this.o.query || /\{\{\s*limit\s*\}\}/.test(this.o.query);
+  }
+  /** Repeated queries move forward (a cursor), as opposed to returning the same rows again. */
+  private get paged(): boolean {
+    return this.o.query ? /\{\{\s*cursor\s*\}\}/.test(this.o.query) : !!this.o.incremental_column;
+  }
+
+  async close(): Promise<void> {
+    await this.client?.end().catch(() => {});
+    this.client = undefined;
+  }
+
+  /** The label used in errors: connector and table or query. */
+  private label(): string {
+    return `${this.d.name} source ${this.o.table ? `table '${this.o.table}'` : 'query'}`;
+  }
+
+  private describe(e: unknown): SluiceError {
+    if (e instanceof SluiceError) return e;
+    const code = (e as { code?: string }).code ?? '';
+    const connection = /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|PROTOCOL_CONNECTION_LOST|57P01|57P02|57P03|08\d\d\d)$/.test(code) || /Connection terminated|closed state|connection is in closed/i.test(errorMessage(e));
+    return new SluiceError(connection ? 'CONNECT' : 'CONFIG', `${this.label()}: ${errorMessage(e)}`, { retriable: connection, cause: e });
+  }
+
+  private async currentMax(): Promise<SqlCursor | undefined> {
+    const d = this.d;
+    const col = d.ident(this.o.incremental_column!);
+    const t = qualified(d, this.o.table!);
+    const tie = this.o.tiebreaker_column ? d.ident(this.o.tiebreaker_column) : undefined;
+    const sql = `SELECT ${d.asText(col)} AS ${d.ident(CUR)}${tie ? `, ${d.asText(tie)} AS ${d.ident(TIE)}` : ''} FROM ${t} ORDER BY ${col} DESC${tie ? `, ${tie} DESC` : ''} LIMIT 1`;
+    const rows = await this.client!.query(sql);
+    const r = rows[0];
+    if (!r || r[CUR] == null) return undefined;
+    return tie ? { v: r[CUR] as string, t: r[TIE] as string } : { v: r[CUR] as string };
+  }
+
+  private async fetch(cursor: SqlCursor | undefined): Promise<Record<string, unknown>[]> {
+    const o = this.o;
+    const d = this.d;
+    if (o.query) {
+      const params: unknown[] = [];
+      const sql = o.query.replace(/\{\{\s*(cursor|limit)\s*\}\}/g, (_m, what: string) => {
+        params.push(what === 'limit' ? o.batch_size : this.typed(cursor?.v));
+        return d.param(params.length);
+      });
+      return this.client!.query(sql, params);
+    }
+    const t = qualified(d, o.table!);
+    if (!o.incremental_column) return this.client!.query(`SELECT * FROM ${t}`);
+    const col = d.ident(o.incremental_column);
+    const tie = o.tiebreaker_column ? d.ident(o.tiebreaker_column) : undefined;
+    const select = `SELECT *, ${d.asText(col)} AS ${d.ident(CUR)}${tie ? `, ${d.asText(tie)} AS ${d.ident(TIE)}` : ''} FROM ${t}`;
+    const order = ` ORDER BY ${col}${tie ? `, ${tie}` : ''} LIMIT ${o.batch_size}`;
+    if (cursor === undefined) return this.client!.query(select + ` WHERE ${col} IS NOT NULL` + order);
+    if (tie && cursor.t !== undefined) {
+      return this.client!.query(`${select} WHERE ${col} > ${d.param(1)} OR (${col} = ${d.param(2)} AND ${tie} > ${d.param(3)})${order}`, [
+        cursor.v,
+        cursor.v,
+        cursor.t,
+      ]);
+    }
+    return this.client!.query(`${select} WHERE ${col} > ${d.param(1)}${order}`, [cursor.v]);
+  }
+
+  /** The cursor sent with a user query: the row's value as read, or as `cursor_type` says. */
+  private typed(v: string | number | undefined): unknown {
+    if (v === undefined) return null;
+    switch (this.o.cursor_type) {
+      case 'number':
+        return typeof v === 'number' ? v : Number(v);
+      case 'timestamp':
+        return new Date(v);
+      case 'string':
+        return String(v);
+      default:
+        return v;
+    }
+  }
+
+  private cursorOf(row: Record<string, unknown>, prev: SqlCursor | undefined): SqlCursor | undefined {
+    const o = this.o;
+    if (!o.incremental_column) return undefined;
+    if (o.table) {
+      const v = row[CUR];
+      if (v == null) return prev;
+      return o.tiebreaker_column ? { v: v as string, t: row[TIE] as string } : { v: v as string };
+    }
+    const v = row[o.incremental_column];
+    if (v === undefined) {
+      throw new SluiceError('CONFIG', `${this.label()}: the result has no column '${o.incremental_column}' (incremental_column)`);
+    }
+    if (v == null) return prev;
+    return { v: v instanceof Date ? v.toISOString() : typeof v === 'bigint' ? v.toString() : (v as string | number) };
+  }
+
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
