@@ -2,6 +2,8 @@
 // backpressure, bad data and the durable buffer across a restart.
 
 import { createHmac } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { memoryStateStore } from '../../core/state.js';
 import { formatIssue } from '../../core/errors.js';
@@ -89,6 +91,39 @@ describe('webhook source', () => {
     expect((await post(url, big)).status).toBe(413);
     expect((await post(url, '{"ok":1}')).status).toBe(200);
     expect(sinks.main.written.map((r) => r.value)).toEqual([{ ok: 1 }]);
+  });
+
+  it('answers 413 for a chunked body that grows past the limit without buffering it', async () => {
+    const { url, def } = await setup({ max_body_size: '1KiB' });
+    const sinks = { main: newRecordingSink() };
+    start(c, def, sinks);
+    await post(url, '{"warm":1}');
+    const chunks = Array.from({ length: 64 }, () => Buffer.alloc(1024, 0x20));
+    const r = await request(url, { method: 'POST', body: Readable.from(chunks) }).catch((e: Error) => e);
+    // The answer is 413; a client still writing may instead see the connection closed under it.
+    if (!(r instanceof Error)) expect(r.statusCode).toBe(413);
+    expect(sinks.main.written.length).toBe(1);
+  });
+
+  it('answers 503 with Retry-After when the sink does not acknowledge within ack_timeout', async () => {
+    const { url, def } = await setup({ ack_timeout: '200ms' });
+    const sinks = { main: newRecordingSink() };
+    sinks.main.delayMs = 1500;
+    start(c, def, sinks);
+    const r = await post(url, '{"id":1}');
+    expect(r.status).toBe(503);
+    expect(r.headers.get('retry-after')).toBe('1');
+    expect(r.text).toMatch(/did not acknowledge within 200 ms/);
+  });
+
+  it('ack: immediate answers at once, before the sink', async () => {
+    const { url, def } = await setup({ ack: 'immediate' });
+    const sinks = { main: newRecordingSink() };
+    sinks.main.delayMs = 500;
+    start(c, def, sinks);
+    expect((await post(url, '{"id":1}')).status).toBe(200);
+    expect(sinks.main.written.length).toBe(0);
+    await waitFor(() => sinks.main.written.length === 1, 'the record');
   });
 
   it('answers 2xx only after the sink accepted the records', async () => {
