@@ -35,6 +35,8 @@ describe('data templates', () => {
     );
     expect(r('{{#each tags}}{{ this }}{{#unless @last}};{{/unless}}{{/each}}', row)).toBe('x;y');
     expect(r('{{#each none}}x{{else}}empty{{/each}}', row)).toBe('empty');
+    expect(r('{{#each m}}{{ @key }}={{ this }};{{/each}}{{! ignored }}', { m: { a: 1, b: 'x' } })).toBe('a=1;b=x;');
+    expect(r('{{#if eq id "7"}}seven{{/if}}|{{ @root.user }}', { id: 7, user: 'u' })).toBe('seven|u');
   });
 
   it('formats with helpers and never throws on odd values', () => {
@@ -57,6 +59,9 @@ describe('data templates', () => {
     expect(err('ok\n  {{ uper name }}')).toBe("template 2:6: unknown helper 'uper'; did you mean 'upper'?");
     expect(err('{{#if a}}x')).toBe("template 1:3: '{{#if}}' is never closed with '{{/if}}'");
     expect(err('{{#each a}}{{/if}}')).toMatch(/^template 1:14: '\{\{\/if\}\}' closes '\{\{#each\}\}' opened at 1:3/);
+    expect(err('a }} b')).toBe("template 1:3: '}}' without a matching '{{'");
+    expect(err('{{ default x "open }}')).toMatch(/^template 1:14: unterminated string/);
+    expect(err('{{else}}')).toMatch(/^template 1:3: '\{\{else\}\}' outside/);
     expect(err('a {{ b')).toBe("template 1:3: '{{' is never closed with '}}'");
     expect(err('{{ @index }}')).toMatch(/^template 1:4: '@index' is only defined inside/);
     expect(err('{{ date }} {{ number a 1 2 }}')).toMatch(/^template 1:15: 'number' takes 1 to 2 argument/);
