@@ -13,7 +13,7 @@ import type { SluiceRecord, SinkContext } from '../../core/types.js';
 import { ensureService } from '../../testing/services.js';
 import { endpointDef, newRecordingSink, parsedOptions, pipelineDef, recordingEndpoint, recordingEnv, sinkContext, waitFor } from '../../testing/harness.js';
 import { pgAdmin, unique } from '../sqldb/testkit.js';
-import { sinkOptions, spec } from './index.js';
+import { sinkOptions, sourceOptions, spec } from './index.js';
 
 const CONN = { host: '127.0.0.1', user: 'postgres', database: 'test' };
 let admin: pg.Client;
@@ -170,7 +170,7 @@ describe('postgres sink', () => {
     const state = memoryStateStore();
     const sinks = { out: newRecordingSink() };
     sinks.out.down = true;
-    const src = endpointDef('postgres', { ...CONN, table: t, incremental_column: 'id', interval: '20ms', batch_size: 10 });
+    const src = endpointDef('postgres', parsedOptions(sourceOptions, { ...CONN, table: t, incremental_column: 'id', interval: '20ms', batch_size: 10 }));
     try {
       const def = pipelineDef(unique('ack'), src, recordingEndpoint('out'), { retry: { max_attempts: 3 } });
       let h = startPipeline(def, recordingEnv(sinks, { state, dataDir: dir }));

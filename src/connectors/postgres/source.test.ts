@@ -3,7 +3,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { ensureService } from '../../testing/services.js';
-import { parsedOptions } from '../../testing/harness.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startPipeline } from '../../core/runtime.js';
+import { memoryStateStore } from '../../core/state.js';
+import { endpointDef, newRecordingSink, parsedOptions, pipelineDef, recordingEndpoint, recordingEnv, waitFor } from '../../testing/harness.js';
 import { newState, pgAdmin, pull, rows, unique } from '../sqldb/testkit.js';
 import { sourceOptions, spec } from './index.js';
 
@@ -134,5 +139,31 @@ describe('postgres source', () => {
       },
     });
     expect(rows(r.records).map((x) => x.id)).toEqual(Array.from({ length: 400 }, (_, i) => i + 1));
+  });
+
+  it('rows that do not fit the schema follow bad_data (dlq) and the cursor still moves past them', async () => {
+    const t = await table('(id int PRIMARY KEY, qty text)');
+    await admin.query(`INSERT INTO "${t}" VALUES (1, '10'), (2, 'abc'), (3, '30')`);
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-pg-bad-'));
+    const state = memoryStateStore();
+    const sinks = { out: newRecordingSink(), dlq: newRecordingSink() };
+    const src = endpointDef('postgres', parsedOptions(sourceOptions, { ...CONN, table: t, incremental_column: 'id', interval: '20ms' }), {
+      bad_data: 'dlq',
+      schema: { fields: [{ name: 'id', type: 'int32' }, { name: 'qty', type: 'int32' }] },
+    });
+    const def = pipelineDef(unique('bad'), src, recordingEndpoint('out'), { dlq: recordingEndpoint('dlq') });
+    const h = startPipeline(def, recordingEnv(sinks, { state, dataDir: dir }));
+    try {
+      await waitFor(async () => (await state.scope(def.name, 'source').get<{ v: string }>('cursor'))?.v === '3', 'the cursor committed at 3', 10_000);
+      expect(sinks.out.written.map((r) => r.value)).toEqual([
+        { id: 1, qty: 10 },
+        { id: 3, qty: 30 },
+      ]);
+      expect(sinks.dlq.written).toHaveLength(1);
+      expect(JSON.stringify(sinks.dlq.written[0]!.value)).toContain('qty');
+    } finally {
+      await h.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
