@@ -190,4 +190,27 @@ describe('postgres sink', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('reconnects after the server dropped its connections; a failed write is retriable and a retry writes it', async () => {
+    const t = await table('(id int PRIMARY KEY)');
+    const app = unique('sluice_sink_kill');
+    const sink = await openSink({ url: `postgres://postgres@127.0.0.1:5432/test?application_name=${app}`, table: t, mode: 'upsert' });
+    try {
+      await sink.write(recs({ id: 1 }));
+      await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [app]);
+      // What the runtime does: retry a retriable failure.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await sink.write(recs({ id: 2 }, { id: 3 }));
+          break;
+        } catch (e) {
+          expect((e as { retriable?: boolean }).retriable).toBe(true);
+          expect(attempt).toBeLessThan(3);
+        }
+      }
+    } finally {
+      await sink.close!();
+    }
+    expect((await select(t)).map((r) => r.id)).toEqual([1, 2, 3]);
+  });
 });
