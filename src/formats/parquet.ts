@@ -230,6 +230,7 @@ function toDate(v: unknown): Date | null {
 }
 
 function toBigInt(v: unknown): bigint | null {
+  if (typeof v === 'number' && Number.isSafeInteger(v)) return BigInt(v);
   if (v === null || v === undefined) return null;
   if (typeof v === 'bigint') return v;
   if (typeof v === 'number') {
@@ -247,6 +248,7 @@ function toInt32(v: unknown): number | null {
 }
 
 function toNumber(v: unknown): number | null {
+  if (typeof v === 'number') return v;
   if (v === null || v === undefined) return null;
   const n = Number(v);
   if (Number.isNaN(n) && typeof v !== 'number') throw new Error(`expected a number, got '${String(v)}'`);
@@ -273,7 +275,7 @@ function columnFor(f: FieldSpec): Column {
   const el = (e: Record<string, unknown>) => ({ name: f.name, repetition_type, ...e });
   switch (f.type) {
     case 'string':
-      return { name: f.name, field: f, element: el({ type: 'BYTE_ARRAY', converted_type: 'UTF8' }), convert: (v) => (v === null || v === undefined ? null : String(v)) };
+      return { name: f.name, field: f, element: el({ type: 'BYTE_ARRAY', converted_type: 'UTF8' }), convert: (v) => (typeof v === 'string' ? v : v === null || v === undefined ? null : String(v)) };
     case 'int32':
       return { name: f.name, field: f, element: el({ type: 'INT32' }), convert: toInt32 };
     case 'int64':
@@ -283,7 +285,7 @@ function columnFor(f: FieldSpec): Column {
     case 'float64':
       return { name: f.name, field: f, element: el({ type: 'DOUBLE' }), convert: toNumber };
     case 'boolean':
-      return { name: f.name, field: f, element: el({ type: 'BOOLEAN' }), convert: (v) => (v === null || v === undefined ? null : Boolean(v)) };
+      return { name: f.name, field: f, element: el({ type: 'BOOLEAN' }), convert: (v) => (typeof v === 'boolean' ? v : v === null || v === undefined ? null : Boolean(v)) };
     case 'timestamp':
       return {
         name: f.name,
@@ -377,18 +379,21 @@ class ParquetEncoder implements Encoder {
     }
     const columnData = columns.map((c) => {
       const data = new Array<unknown>(values.length);
-      for (let i = 0; i < values.length; i++) {
-        const row = values[i] as Record<string, unknown> | null;
-        try {
-          data[i] = c.convert(row?.[c.name]);
-        } catch (e) {
-          throw new SluiceError('SINK', `Parquet column '${c.name}', row ${i + 1} of the batch: ${errorMessage(e)}`, { cause: e });
+      const convert = c.convert;
+      const name = c.name;
+      const required = c.element.repetition_type === 'REQUIRED';
+      let i = 0;
+      try {
+        for (; i < values.length; i++) {
+          const row = values[i] as Record<string, unknown> | null;
+          const v = convert(row == null ? undefined : row[name]);
+          if (v === null && required) throw new Error('null in a non-nullable field');
+          data[i] = v;
         }
-        if (data[i] === null && c.element.repetition_type === 'REQUIRED') {
-          throw new SluiceError('SINK', `Parquet column '${c.name}', row ${i + 1} of the batch: null in a non-nullable field`);
-        }
+      } catch (e) {
+        throw new SluiceError('SINK', `Parquet column '${name}', row ${i + 1} of the batch: ${errorMessage(e)}`, { cause: e });
       }
-      return { name: c.name, data };
+      return { name, data };
     });
     const schema = [{ name: 'root', num_children: columns.length }, ...columns.map((c) => c.element)];
     const codec = this.o.compression.toUpperCase();
