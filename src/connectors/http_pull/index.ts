@@ -27,7 +27,10 @@ export const spec = defineConnector({
     replayable: true,
     metadata: SOURCE_METADATA,
   },
-  test: async (options, _role, report, signal) => (await import('./probe.js')).testHttpPull(options as HttpPullOptions, report, signal),
+  test: async (options, _role, report, signal) => {
+    const probe = await import('./probe.js');
+    return probe.testHttpPull(probe.parseOrThrow(pullOptions, options), report, signal);
+  },
 });
 
 export default spec;

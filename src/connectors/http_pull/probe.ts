@@ -1,20 +1,20 @@
 // `sluice test` for http_pull (and the presets built on it): one authenticated request, reported step by step.
 
-import type { TestReporter } from '../../core/spec.js';
-import { errorMessage } from '../../core/errors.js';
-import { parseOptions } from '../../core/spec.js';
-import { formatIssue } from '../../core/errors.js';
-import { pullOptions, type HttpPullOptions } from './options.js';
+import { parseOptions, type TestReporter, type z } from '../../core/spec.js';
+import { ConfigError, errorMessage } from '../../core/errors.js';
+import type { HttpPullOptions } from './options.js';
 import { Authenticator, readBounded, redactUrl } from './http.js';
 import { request } from 'undici';
 
-export async function testHttpPull(input: HttpPullOptions | Record<string, unknown>, report: TestReporter, signal: AbortSignal): Promise<void> {
-  const parsed = parseOptions(pullOptions, input);
-  const o = parsed.ok ? parsed.value : (input as HttpPullOptions);
-  if (!parsed.ok && typeof (input as HttpPullOptions).interval !== 'number') {
-    report({ message: `options are invalid: ${parsed.issues.map(formatIssue).join('; ')}`, error: true, done: true });
-    throw new Error('invalid options');
-  }
+/** The options as the user wrote them (the control plane passes the raw config), validated. */
+export function parseOrThrow<T>(schema: z.ZodType<T, any>, input: unknown): T {
+  const r = parseOptions(schema, input);
+  if (!r.ok) throw new ConfigError(r.issues);
+  return r.value;
+}
+
+/** One request, no retries: a test reports what is wrong instead of hiding it behind backoff. */
+export async function testHttpPull(o: HttpPullOptions, report: TestReporter, signal: AbortSignal): Promise<void> {
   const url = o.url.replace(/\{\{\s*cursor\s*\}\}/g, encodeURIComponent(o.incremental?.initial ?? ''));
   const where = `${o.method} ${redactUrl(url)}`;
   try {

@@ -219,3 +219,17 @@ describe('http_pull source', () => {
     expect(bad.message).not.toContain('wrong');
   });
 });
+
+describe('http_pull test()', () => {
+  it('reports the request and its answer step by step, and a 401 as an error', async () => {
+    const { spec } = await import('./index.js');
+    server = await startServer((req, res) => (req.headers.authorization === 'Bearer ok' ? json(res, [{ a: 1 }]) : json(res, { e: 'no' }, 401)));
+    const steps: string[] = [];
+    await spec.test!({ url: server.url, auth: { token: 'ok' } }, 'source', (s) => steps.push(s.message), AbortSignal.timeout(5000));
+    expect(steps.at(-1)).toBe(`GET ${server.url}/ answered 200 with 9 bytes`);
+    const failed: string[] = [];
+    await expect(spec.test!({ url: server.url, auth: { token: 'bad' } }, 'source', (s) => failed.push(s.message), AbortSignal.timeout(5000))).rejects.toThrow('answered 401');
+    expect(failed.at(-1)).toContain('answered 401');
+    await expect(spec.test!({ url: server.url, intervl: '1s' }, 'source', () => {}, AbortSignal.timeout(5000))).rejects.toThrow("did you mean 'interval'?");
+  });
+});

@@ -52,7 +52,10 @@ export const spec = defineConnector({
     replayable: false,
     metadata: SOURCE_METADATA,
   },
-  test: async (options, _role, report, signal) => (await import('../http_pull/probe.js')).testHttpPull(toPullOptions(options as LivepeerOptions), report, signal),
+  test: async (options, _role, report, signal) => {
+    const probe = await import('../http_pull/probe.js');
+    return probe.testHttpPull(toPullOptions(probe.parseOrThrow(livepeerOptions, options)), report, signal);
+  },
 });
 
 export default spec;

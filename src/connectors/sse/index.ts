@@ -26,7 +26,10 @@ export const spec = defineConnector({
     replayable: false,
     metadata: SOURCE_METADATA,
   },
-  test: async (options, _role, report, signal) => (await import('./probe.js')).testSse(options as SseOptions, report, signal),
+  test: async (options, _role, report, signal) => {
+    const { parseOrThrow } = await import('../http_pull/probe.js');
+    return (await import('./probe.js')).testSse(parseOrThrow(sseOptions, options), report, signal);
+  },
 });
 
 export default spec;

@@ -134,3 +134,16 @@ describe('sse source', () => {
     expect(values(second)).toEqual(['a', 'b']);
   });
 });
+
+describe('sse test()', () => {
+  it('connects and reports the first data', async () => {
+    const { spec } = await import('./index.js');
+    server = await startServer((_req, res) => {
+      open(res);
+      res.write('data: hi\n\n');
+    });
+    const steps: string[] = [];
+    await spec.test!({ url: server.url }, 'source', (s) => steps.push(s.message), AbortSignal.timeout(5000));
+    expect(steps.at(-1)).toBe(`received data from ${server.url}/`);
+  });
+});
