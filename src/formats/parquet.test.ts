@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { parquetWriteBuffer } from 'hyparquet-writer';
-import { parquetFormat, parquetOptions, type ParquetOptions } from './parquet.js';
+import { parquetFormat, parquetOptions, parquetSchemaSpec, type ParquetOptions } from './parquet.js';
 import { parseOptions } from '../core/spec.js';
 import type { SchemaSpec } from '../core/types.js';
 import { spec as fileSpec } from '../connectors/file/index.js';
@@ -106,6 +106,15 @@ describe('parquet format', () => {
     }
   });
 
+  it('maps the pipeline schema to a Parquet schema and back', () => {
+    const bytes = fmt({}, allTypes).encoder().encodeStream(rowsOfAllTypes, true) as Uint8Array;
+    const back = parquetSchemaSpec(bytes);
+    // array and object columns are stored as JSON text, so they come back as json.
+    expect(back.fields).toEqual(
+      allTypes.fields.map(({ items: _i, ...f }) => ({ ...f, type: f.type === 'array' || f.type === 'object' ? 'json' : f.type })),
+    );
+  });
+
   it('infers column types without a pipeline schema', () => {
     const bytes = fmt().encoder().encodeStream([{ a: 1, b: 'x', c: 1.5, d: true, e: new Date(5), f: { g: 1 } }, { a: 2, b: null, c: 2, d: false, e: null, f: null }], true) as Uint8Array;
     expect(decode(bytes).rows).toEqual([
@@ -149,6 +158,14 @@ describe('parquet format', () => {
       maybe: null,
     });
     expect(out.records[1999]!.value).toMatchObject({ i: 2000, price: '2500.00' });
+    const schema = parquetSchemaSpec(await readFile(f));
+    expect(Object.fromEntries(schema.fields.map((x) => [x.name, x.type]))).toEqual({
+      i: 'int32', big: 'int64', s: 'string', even: 'boolean', d: 'float64', price: 'decimal', wide: 'decimal',
+      ts: 'timestamp', day: 'date', st: 'object', li: 'array', maybe: 'string',
+    });
+    expect(schema.fields.find((x) => x.name === 'st')!.fields).toEqual([{ name: 'x', type: 'int64' }, { name: 'y', type: 'string' }]);
+    expect(schema.fields.find((x) => x.name === 'li')!.items).toEqual({ type: 'int64' });
+    expect(schema.fields.find((x) => x.name === 'wide')).toMatchObject({ precision: 28, scale: 3 });
     expect(fileSpec.source!.defaultFormat instanceof Function && fileSpec.source!.defaultFormat({ path: f })).toBe('parquet');
   });
 

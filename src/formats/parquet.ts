@@ -201,6 +201,61 @@ export function readParquet(payload: Uint8Array, out: unknown[]): void {
   }
 }
 
+/** The pipeline schema a Parquet file's own schema corresponds to (for `preview`, or to declare a schema from a file). */
+export function parquetSchemaSpec(payload: Uint8Array): SchemaSpec {
+  const L = load();
+  const ab = payload.buffer.slice(payload.byteOffset, payload.byteOffset + payload.byteLength) as ArrayBuffer;
+  const tree = L.parquetSchema(L.parquetMetadata(ab));
+  return { fields: tree.children.map((c: any) => fieldOf(c)) };
+}
+
+function fieldOf(node: any): FieldSpec {
+  const el = node.element;
+  const f: FieldSpec = { name: el.name, type: leafType(el) };
+  if (el.repetition_type === 'REQUIRED') f.nullable = false;
+  if (f.type === 'decimal') {
+    f.precision = el.precision ?? el.logical_type?.precision;
+    f.scale = el.scale ?? el.logical_type?.scale ?? 0;
+  }
+  if (node.children.length) {
+    const list = el.converted_type === 'LIST' || el.logical_type?.type === 'LIST';
+    const map = el.converted_type === 'MAP' || el.logical_type?.type === 'MAP';
+    if (list) {
+      // LIST groups hold a repeated group (`list`) whose single child is the element.
+      const inner = node.children[0]?.children?.[0] ?? node.children[0];
+      const { name: _n, ...items } = fieldOf(inner);
+      return { ...f, type: 'array', items };
+    }
+    if (map) return { ...f, type: 'object' };
+    return { ...f, type: 'object', fields: node.children.map((c: any) => fieldOf(c)) };
+  }
+  return f;
+}
+
+function leafType(el: any): FieldSpec['type'] {
+  const lt = el.logical_type?.type;
+  const ct = el.converted_type;
+  if (isDecimal(el)) return 'decimal';
+  if (isDate(el)) return 'date';
+  if (lt === 'TIMESTAMP' || ct === 'TIMESTAMP_MILLIS' || ct === 'TIMESTAMP_MICROS' || el.type === 'INT96') return 'timestamp';
+  if (lt === 'JSON' || ct === 'JSON') return 'json';
+  if (lt === 'STRING' || ct === 'UTF8' || lt === 'ENUM' || ct === 'ENUM' || lt === 'UUID') return 'string';
+  switch (el.type) {
+    case 'BOOLEAN':
+      return 'boolean';
+    case 'INT32':
+      return 'int32';
+    case 'INT64':
+      return 'int64';
+    case 'FLOAT':
+      return 'float32';
+    case 'DOUBLE':
+      return 'float64';
+    default:
+      return 'bytes';
+  }
+}
+
 class ParquetDecoder implements Decoder {
   decode(payload: string | Uint8Array, out: unknown[]): void {
     if (typeof payload === 'string') {
