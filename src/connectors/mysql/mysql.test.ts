@@ -71,6 +71,29 @@ describe('mysql source', () => {
     const r = await pull(source({ query: q, incremental_column: 'id', start_value: 5, batch_size: 3 }), { state: newState(), until: (g) => g.length >= 7 });
     expect(rows(r.records).map((x) => x.id)).toEqual([6, 7, 8, 9, 10, 11, 12]);
   });
+  it('survives its connections being killed by the server mid-stream without loss or duplicates', async () => {
+    // A database of its own, so that only this source's connections are killed and no one else's.
+    const db = unique('sl_mydb');
+    await admin.query(`CREATE DATABASE \`${db}\``);
+    try {
+      await admin.query(`CREATE TABLE \`${db}\`.t (id INT PRIMARY KEY)`);
+      await admin.query(`INSERT INTO \`${db}\`.t VALUES ${Array.from({ length: 200 }, (_, i) => `(${i + 1})`).join(',')}`);
+      const r = await pull(source({ database: db, table: 't', incremental_column: 'id', batch_size: 50 }), {
+        state: newState(),
+        until: (g) => g.length >= 300,
+        ms: 20_000,
+        onBatch: async (n) => {
+          if (n !== 2) return;
+          const [procs] = (await admin.query('SELECT ID AS id FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()', [db])) as unknown as [Array<{ id: number }>];
+          for (const p of procs) await admin.query(`KILL ${Number(p.id)}`).catch(() => {});
+          await admin.query(`INSERT INTO \`${db}\`.t VALUES ${Array.from({ length: 100 }, (_, i) => `(${i + 201})`).join(',')}`);
+        },
+      });
+      expect(rows(r.records).map((x) => x.id)).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+    } finally {
+      await admin.query(`DROP DATABASE IF EXISTS \`${db}\``);
+    }
+  });
 });
 
 describe('mysql sink', () => {
