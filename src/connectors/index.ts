@@ -13,8 +13,9 @@ import { spec as rabbitmq } from './rabbitmq/index.js';
 import { spec as redis } from './redis/index.js';
 import { spec as stdout } from './stdout/index.js';
 import { spec as websocket } from './websocket/index.js';
+import { spec as influxdb } from './influxdb/index.js';
 
-export const CONNECTORS: readonly ConnectorSpec[] = [blackhole, file, generator, kafka, memory, mqtt, nats, natsJetstream, rabbitmq, redis, stdout, websocket];
+export const CONNECTORS: readonly ConnectorSpec[] = [blackhole, file, generator, kafka, memory, mqtt, nats, natsJetstream, rabbitmq, redis, stdout, websocket, influxdb];
 
 const byName = new Map<string, ConnectorSpec>();
 for (const c of CONNECTORS) {

@@ -61,7 +61,7 @@ export const sourceOptions = z
     }),
     ack_timeout: duration({
       default: '30s',
-      description: '`ack: sink`: answer 503 (with `Retry-After`) when the sink has not acknowledged the request in this time. The records stay in the pipeline, so a sender that retries may deliver them twice.',
+      description: '`ack: sink`: answer 503 (with `Retry-After`) when the sink has not acknowledged the request in this time; the records stay in the pipeline, so a sender that retries may deliver them twice. Any mode: a request still waiting for room under backpressure after this long is refused with `backpressure_status` (nothing of it entered the pipeline).',
       aliases: ['response_timeout'],
     }),
     max_pending_requests: num({

@@ -116,6 +116,22 @@ describe('webhook source', () => {
     expect(r.text).toMatch(/did not acknowledge within 200 ms/);
   });
 
+  it('refuses requests that waited out ack_timeout under backpressure without letting them into the pipeline', async () => {
+    const { url, def } = await setup({ ack_timeout: '300ms', backpressure_status: 429 }, { buffer: { max_records: 1, max_bytes: 1e9 } });
+    const sinks = { main: newRecordingSink() };
+    sinks.main.delayMs = 1500;
+    const h = start(c, def, sinks);
+    const first = post(url, '{"id":1}');
+    await waitFor(() => h.stats.records_in === 1, 'the first request in the pipeline');
+    const second = await post(url, '{"id":2}');
+    expect(second.status).toBe(429);
+    expect(second.text).toMatch(/stayed full for 300 ms/);
+    expect((await first).status).toBe(503);
+    await waitFor(() => sinks.main.written.length === 1, 'the first record written');
+    await h.stop();
+    expect(sinks.main.written.map((r) => r.value)).toEqual([{ id: 1 }]);
+  });
+
   it('ack: immediate answers at once, before the sink', async () => {
     const { url, def } = await setup({ ack: 'immediate' });
     const sinks = { main: newRecordingSink() };

@@ -19,6 +19,8 @@ interface Pending {
   res: ServerResponse;
   record: SluiceRecord;
   answered: boolean;
+  /** When the request was received, for refusing requests that waited out ack_timeout before being emitted. */
+  at: number;
 }
 
 /** Headers that carry credentials never become record headers (they would reach sinks and DLQs). */
@@ -167,6 +169,7 @@ export class WebhookSource implements Source {
   }
 
   async close(): Promise<void> {
+    if (this.sweep) clearInterval(this.sweep);
     for (const group of this.inFlight) for (const p of group) this.refuse(p.res, 503, 'the pipeline stopped before the records were acknowledged', p);
     this.inFlight.clear();
     await this.buf?.close();
@@ -251,7 +254,8 @@ export class WebhookSource implements Source {
       meta: { _path: req.url ?? path, _remote_addr: req.socket.remoteAddress ?? null, _received_at: now, _method: req.method },
     };
     this.m!.requests.inc();
-    this.batch.push({ res, record, answered: false });
+    this.batch.push({ res, record, answered: false, at: now });
+    if (this.blocked) this.armSweep();
     if (!this.blocked && !this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
@@ -285,11 +289,40 @@ export class WebhookSource implements Source {
     if (wait) {
       const w = wait;
       this.blocked = w;
+      this.armSweep();
       void w.then(() => {
         if (this.blocked === w) this.blocked = undefined;
         this.flush();
       });
     }
+  }
+
+  private sweep?: NodeJS.Timeout;
+  /**
+   * While the pipeline is full, requests waiting to be emitted are refused once they waited ack_timeout: nothing of
+   * theirs entered the pipeline, so the sender's retry cannot duplicate anything.
+   */
+  private armSweep(): void {
+    if (this.sweep) return;
+    const every = Math.max(10, Math.min(1000, this.o.ack_timeout / 4));
+    this.sweep = setInterval(() => {
+      const limit = Date.now() - this.o.ack_timeout;
+      if (this.batch.length && this.batch[0]!.at <= limit) {
+        let n = 0;
+        while (n < this.batch.length && this.batch[n]!.at <= limit) n++;
+        const expired = this.batch.splice(0, n);
+        for (const p of expired) {
+          this.m!.timedOut.inc();
+          p.res.setHeader('Retry-After', this.retryAfterSec);
+          this.refuse(p.res, this.o.backpressure_status, `the pipeline stayed full for ${this.o.ack_timeout} ms`, p);
+        }
+      }
+      if (!this.blocked || !this.batch.length) {
+        clearInterval(this.sweep);
+        this.sweep = undefined;
+      }
+    }, every);
+    this.sweep.unref();
   }
 
   private armTimeout(group: Pending[]): void {
