@@ -135,6 +135,11 @@ export interface Encoder {
   readonly extension: string;
   /** Fetch or register what encoding needs (a schema registry id); awaited once before the sink opens. */
   prepare?(): Promise<void>;
+  /**
+   * Each `encodeStream` result is a complete file (Parquet has a footer): file sinks write every batch to its own
+   * file, under a temporary name until it is complete.
+   */
+  readonly wholeFile?: boolean;
 }
 
 export interface Format {

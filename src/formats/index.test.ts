@@ -46,9 +46,9 @@ describe('parseFormatConfig', () => {
     const r = parseFormatConfig('jsn');
     expect(r.ok).toBe(false);
     if (!r.ok) {
-      expect(r.issues[0]!.message).toBe("unknown format 'jsn'; did you mean 'json'? (known formats: json, text, bytes, csv, avro, protobuf, debezium-json, debezium-json-upsert)");
+      expect(r.issues[0]!.message).toBe("unknown format 'jsn'; did you mean 'json'? (known formats: json, text, bytes, csv, avro, protobuf, parquet, debezium-json, debezium-json-upsert)");
     }
-    const r2 = parseFormatConfig({ name: 'parquet' });
+    const r2 = parseFormatConfig({ name: 'orc' });
     expect(!r2.ok && r2.issues[0]!.path).toEqual(['name']);
   });
 
@@ -76,7 +76,7 @@ describe('createFormat', () => {
 
 describe('FORMATS registry', () => {
   it('lists every format with a description and describable options', () => {
-    expect(FORMATS.map((f) => f.name)).toEqual(['json', 'text', 'bytes', 'csv', 'avro', 'protobuf', 'debezium-json', 'debezium-json-upsert']);
+    expect(FORMATS.map((f) => f.name)).toEqual(['json', 'text', 'bytes', 'csv', 'avro', 'protobuf', 'parquet', 'debezium-json', 'debezium-json-upsert']);
     for (const f of FORMATS) {
       expect(f.description).not.toBe('');
       for (const o of describeOptions(f.options)) expect(o.description, `${f.name}.${o.name}`).not.toBe('');

@@ -10,6 +10,7 @@ import { bytesFormat, bytesOptions, type BytesOptions } from './bytes.js';
 import { csvFormat, csvOptions, type CsvOptions } from './csv.js';
 import { avroFormat, avroOptions, type AvroOptions } from './avro.js';
 import { protobufFormat, protobufOptions, type ProtobufOptions } from './protobuf.js';
+import { parquetFormat, parquetOptions, type ParquetOptions } from './parquet.js';
 import { debeziumFormat, debeziumOptions, type DebeziumOptions } from './debezium.js';
 
 export { stringifyJson } from './json.js';
@@ -76,6 +77,13 @@ export const FORMATS: FormatDefinition[] = [
     description: 'Protocol Buffers messages of one type from a .proto definition, raw or in the Confluent wire format with a schema registry.',
     options: protobufOptions as unknown as AnyObject,
     create: (o) => protobufFormat(o as unknown as ProtobufOptions),
+  },
+  {
+    name: 'parquet',
+    aliases: ['pq'],
+    description: 'Apache Parquet files: a whole file decodes to its rows; a sink writes each batch as one complete file.',
+    options: parquetOptions as unknown as AnyObject,
+    create: (o, schema) => parquetFormat(o as unknown as ParquetOptions, schema),
   },
   {
     name: 'debezium-json',

@@ -59,7 +59,7 @@ export class FileSink implements Sink {
     this.ctx = ctx;
     // Formats whose output is only valid as a whole file (Parquet, with its footer) get one file per batch, written
     // beside its final name and renamed once complete, so a reader never sees a partial file.
-    if ((ctx.encoder as { wholeFile?: boolean }).wholeFile) {
+    if (ctx.encoder.wholeFile) {
       this.wholeFiles = true;
       await mkdir(dirname(withSequence(fillTime(this.o.path, Date.now()), 0)), { recursive: true });
       return;
