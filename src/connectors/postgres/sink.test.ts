@@ -183,7 +183,7 @@ describe('postgres sink', () => {
       sinks.out.down = false;
       h = startPipeline(def, recordingEnv(sinks, { state, dataDir: dir }));
       await waitFor(() => sinks.out.written.length >= 50, 'all rows written', 10_000);
-      await waitFor(async () => (await state.scope(def.name, 'source').get<{ v: string }>('cursor'))?.v === '50', 'the cursor committed at 50', 10_000);
+      await waitFor(async () => (await state.scope(def.name, 'source').get<{ v: number }>('cursor'))?.v === 50, 'the cursor committed at 50', 10_000);
       await h.stop();
       expect(sinks.out.written.map((r) => (r.value as { id: number }).id)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
     } finally {

@@ -154,7 +154,7 @@ describe('postgres source', () => {
     const def = pipelineDef(unique('bad'), src, recordingEndpoint('out'), { dlq: recordingEndpoint('dlq') });
     const h = startPipeline(def, recordingEnv(sinks, { state, dataDir: dir }));
     try {
-      await waitFor(async () => (await state.scope(def.name, 'source').get<{ v: string }>('cursor'))?.v === '3', 'the cursor committed at 3', 10_000);
+      await waitFor(async () => (await state.scope(def.name, 'source').get<{ v: number }>('cursor'))?.v === 3, 'the cursor committed at 3', 10_000);
       expect(sinks.out.written.map((r) => r.value)).toEqual([
         { id: 1, qty: 10 },
         { id: 3, qty: 30 },

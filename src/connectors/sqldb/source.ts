@@ -31,33 +31,26 @@ export class SqlSource implements Source {
     const o = this.o;
     this.client = await this.connect();
     this.state = ctx.state;
+    this.ctx = ctx;
     let cursor = await ctx.state.get<SqlCursor>(STATE_KEY);
     if (cursor === undefined && o.start_value !== undefined) cursor = { v: o.start_value };
+    if (o.table && o.incremental_column) await this.chooseCursorForm();
     if (cursor === undefined && o.mode === 'incremental' && o.table) cursor = await this.currentMax();
-    const where = this.label();
-    let failures = 0;
     while (!ctx.signal.aborted) {
-      let rows: Record<string, unknown>[];
-      try {
-        rows = await this.fetch(cursor);
-        failures = 0;
-      } catch (e) {
-        const err = this.describe(e);
-        if (!err.retriable) throw err;
-        // The server may be restarting: keep polling with backoff; the cursor has not moved, so nothing is lost.
-        failures++;
-        ctx.log.warn({ err: err.message, attempt: failures }, `${where}: query failed; retrying`);
-        await sleep(Math.min(10_000, 200 * 2 ** Math.min(failures, 6)), ctx.signal);
-        continue;
-      }
+      const c = cursor;
+      const rows = await this.retrying(() => this.fetch(c));
+      if (ctx.signal.aborted) return;
       if (rows.length > 0) {
         const next = this.cursorOf(rows[rows.length - 1]!, cursor);
         if (next) cursor = next;
         const records: SluiceRecord[] = new Array(rows.length);
+        const text = this.textCursor && !o.query;
         for (let i = 0; i < rows.length; i++) {
           const row = rows[i]!;
-          if (CUR in row) delete row[CUR];
-          if (TIE in row) delete row[TIE];
+          if (text) {
+            delete row[CUR];
+            delete row[TIE];
+          }
           records[i] = { value: row, meta: this.meta };
         }
         const p = ctx.emit({ records, decoded: true, ack: next });
@@ -108,13 +101,45 @@ export class SqlSource implements Source {
     return new SluiceError(connection ? 'CONNECT' : 'CONFIG', `${this.label()}: ${errorMessage(e)}`, { retriable: connection, cause: e });
   }
 
+  /**
+   * Numbers and strings are exact as the driver returns them; timestamps are not (a Date holds milliseconds, the
+   * database microseconds), so those cursors are read as the database's text of the value in an extra column.
+   */
+  private async chooseCursorForm(): Promise<void> {
+    const d = this.d;
+    const cols = [this.o.incremental_column!, this.o.tiebreaker_column].filter((c): c is string => !!c);
+    const rows = await this.retrying(() => this.client!.query(`SELECT ${cols.map((c) => d.ident(c)).join(', ')} FROM ${qualified(d, this.o.table!)} LIMIT 1`));
+    const r = rows[0];
+    this.textCursor = !r || cols.some((c) => r[c] !== null && typeof r[c] === 'object');
+  }
+
+  private textCursor = true;
+  private ctx?: SourceContext;
+
+  /** Runs a query until it succeeds, retrying while the server is unreachable (a restart); [] once stopped. */
+  private async retrying(fn: () => Promise<Record<string, unknown>[]>): Promise<Record<string, unknown>[]> {
+    const ctx = this.ctx!;
+    for (let failures = 1; !ctx.signal.aborted; failures++) {
+      try {
+        return await fn();
+      } catch (e) {
+        const err = this.describe(e);
+        if (!err.retriable) throw err;
+        // The cursor has not moved, so polling again after the outage loses nothing.
+        ctx.log.warn({ err: err.message, attempt: failures }, `${this.label()}: query failed; retrying`);
+        await sleep(Math.min(10_000, 100 * 2 ** Math.min(failures, 7)), ctx.signal);
+      }
+    }
+    return [];
+  }
+
   private async currentMax(): Promise<SqlCursor | undefined> {
     const d = this.d;
     const col = d.ident(this.o.incremental_column!);
     const t = qualified(d, this.o.table!);
     const tie = this.o.tiebreaker_column ? d.ident(this.o.tiebreaker_column) : undefined;
     const sql = `SELECT ${d.asText(col)} AS ${d.ident(CUR)}${tie ? `, ${d.asText(tie)} AS ${d.ident(TIE)}` : ''} FROM ${t} ORDER BY ${col} DESC${tie ? `, ${tie} DESC` : ''} LIMIT 1`;
-    const rows = await this.client!.query(sql);
+    const rows = await this.retrying(() => this.client!.query(sql));
     const r = rows[0];
     if (!r || r[CUR] == null) return undefined;
     return tie ? { v: r[CUR] as string, t: r[TIE] as string } : { v: r[CUR] as string };
@@ -135,15 +160,14 @@ export class SqlSource implements Source {
     if (!o.incremental_column) return this.client!.query(`SELECT * FROM ${t}`);
     const col = d.ident(o.incremental_column);
     const tie = o.tiebreaker_column ? d.ident(o.tiebreaker_column) : undefined;
-    const select = `SELECT *, ${d.asText(col)} AS ${d.ident(CUR)}${tie ? `, ${d.asText(tie)} AS ${d.ident(TIE)}` : ''} FROM ${t}`;
+    const select = this.textCursor
+      ? `SELECT *, ${d.asText(col)} AS ${d.ident(CUR)}${tie ? `, ${d.asText(tie)} AS ${d.ident(TIE)}` : ''} FROM ${t}`
+      : `SELECT * FROM ${t}`;
     const order = ` ORDER BY ${col}${tie ? `, ${tie}` : ''} LIMIT ${o.batch_size}`;
     if (cursor === undefined) return this.client!.query(select + ` WHERE ${col} IS NOT NULL` + order);
     if (tie && cursor.t !== undefined) {
-      return this.client!.query(`${select} WHERE ${col} > ${d.param(1)} OR (${col} = ${d.param(2)} AND ${tie} > ${d.param(3)})${order}`, [
-        cursor.v,
-        cursor.v,
-        cursor.t,
-      ]);
+      // A row comparison, so that an index on (col, tie) serves both the condition and the order.
+      return this.client!.query(`${select} WHERE (${col}, ${tie}) > (${d.param(1)}, ${d.param(2)})${order}`, [cursor.v, cursor.t]);
     }
     return this.client!.query(`${select} WHERE ${col} > ${d.param(1)}${order}`, [cursor.v]);
   }
@@ -166,19 +190,29 @@ export class SqlSource implements Source {
   private cursorOf(row: Record<string, unknown>, prev: SqlCursor | undefined): SqlCursor | undefined {
     const o = this.o;
     if (!o.incremental_column) return undefined;
-    if (o.table) {
+    if (o.table && this.textCursor) {
       const v = row[CUR];
       if (v == null) return prev;
       return o.tiebreaker_column ? { v: v as string, t: row[TIE] as string } : { v: v as string };
+    }
+    if (o.table && o.tiebreaker_column) {
+      const v = row[o.incremental_column];
+      if (v == null) return prev;
+      return { v: plain(v), t: plain(row[o.tiebreaker_column]) };
     }
     const v = row[o.incremental_column];
     if (v === undefined) {
       throw new SluiceError('CONFIG', `${this.label()}: the result has no column '${o.incremental_column}' (incremental_column)`);
     }
     if (v == null) return prev;
-    return { v: v instanceof Date ? v.toISOString() : typeof v === 'bigint' ? v.toString() : (v as string | number) };
+    return { v: plain(v) };
   }
 
+}
+
+/** A cursor value that survives the JSON checkpoint store. */
+function plain(v: unknown): string | number {
+  return v instanceof Date ? v.toISOString() : typeof v === 'bigint' ? v.toString() : (v as string | number);
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
