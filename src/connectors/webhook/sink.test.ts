@@ -9,6 +9,7 @@ import { endpointDef, parsedOptions, pipelineDef } from '../../testing/harness.j
 import { sinkOptions } from './options.js';
 import { parseRetryAfter } from './sink.js';
 import { Cleanup, start, target } from './testkit.js';
+import { spec } from './index.js';
 
 const c = new Cleanup();
 afterEach(() => c.run());
@@ -136,6 +137,17 @@ describe('webhook sink', () => {
     expect(r.error?.message).toMatch(/answered 502 \(after 2 attempt\(s\)\)/);
     expect(t.got.length).toBe(4);
     expect(s.committed).toEqual([]);
+  });
+
+  it('test() reports whether the source can listen and the sink target answers', async () => {
+    const t = await target(c);
+    const steps: string[] = [];
+    const report = (s: { message: string }) => void steps.push(s.message);
+    await spec.test!({ url: `${t.url}/x` }, 'sink', report, new AbortController().signal);
+    expect(steps[0]).toMatch(/^connected to 127\.0\.0\.1:\d+$/);
+    await expect(spec.test!({ url: 'http://127.0.0.1:1/x' }, 'sink', report, new AbortController().signal)).rejects.toThrow(/cannot connect to http:\/\/127\.0\.0\.1:1\/x/);
+    const port = Number(new URL(t.url).port);
+    await expect(spec.test!({ port }, 'source', report, new AbortController().signal)).rejects.toThrow(/cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
   });
 
   it('validates options with aliases and did-you-mean', () => {
