@@ -213,4 +213,18 @@ describe('postgres sink', () => {
     }
     expect((await select(t)).map((r) => r.id)).toEqual([1, 2, 3]);
   });
+
+  it('test() reports the connection and whether the table exists', async () => {
+    const t = await table('(id int PRIMARY KEY)');
+    const steps: string[] = [];
+    await spec.test!({ ...CONN, table: t, mode: 'upsert' }, 'sink', (s) => steps.push(s.message), AbortSignal.timeout(5000));
+    expect(steps).toEqual(['connected to PostgreSQL at 127.0.0.1', `table '${t}' exists`]);
+    const missing: string[] = [];
+    await expect(
+      spec.test!({ ...CONN, table: 'no_such_table_here', incremental_column: 'id' }, 'source', (s) => missing.push(s.message), AbortSignal.timeout(5000)),
+    ).rejects.toThrow("table 'no_such_table_here' does not exist");
+    await expect(spec.test!({ host: '127.0.0.1', port: 1, table: 'x', mode: 'snapshot' }, 'source', () => {}, AbortSignal.timeout(5000))).rejects.toThrow(
+      /cannot connect to 127.0.0.1/,
+    );
+  });
 });
