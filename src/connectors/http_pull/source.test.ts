@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { collectSource, parsedOptions } from '../../testing/harness.js';
+import { collectSource, parsedOptions, testContext } from '../../testing/harness.js';
 import { mapScope } from '../../core/state.js';
 import { parseOptions } from '../../core/spec.js';
 import { formatIssue } from '../../core/errors.js';
@@ -89,12 +89,24 @@ describe('http_pull source', () => {
   });
 
   it('counts page numbers until a page is empty, then waits for the next poll', async () => {
+    const ac = new AbortController();
     server = await startServer((req, res) => {
       const p = Number(new URL(req.url, 'http://x').searchParams.get('page'));
       json(res, { rows: p <= 2 ? [{ p }] : [] });
+      // The empty page ends the poll; stop the source once it was asked for.
+      if (p === 3) setImmediate(() => ac.abort());
     });
-    const r = await collectSource(source({ url: server.url, records_path: 'rows', interval: '1h', pagination: { type: 'page' } }), { timeoutMs: 400 });
-    expect(values(r)).toEqual([{ p: 1 }, { p: 2 }]);
+    const got: unknown[] = [];
+    const src = source({ url: server.url, records_path: 'rows', interval: '1h', pagination: { type: 'page' } });
+    await src.run({
+      ...testContext('source', { signal: ac.signal }),
+      emit: (b) => void got.push(...b.records.map((r) => r.value)),
+      bad: () => {},
+      decoder: () => {
+        throw new Error('unused');
+      },
+    });
+    expect(got).toEqual([{ p: 1 }, { p: 2 }]);
     expect(server.requests.map((q) => q.url)).toEqual(['/?page=1', '/?page=2', '/?page=3']);
   });
 

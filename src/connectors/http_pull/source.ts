@@ -22,12 +22,18 @@ interface Page {
   headers: Record<string, string | string[] | undefined>;
 }
 
-/** `a.b[0].c` -> the value, or undefined. */
-export function pick(v: unknown, path: string): unknown {
+/** `a.b[0].c` -> ['a', 'b', '0', 'c']; split once per option, not per record. */
+export function pathParts(path: string): string[] {
+  return path.split(/\.|\[(\d+)\]/).filter((p) => p !== undefined && p !== '');
+}
+
+/** The value at a dotted path (a string, or parts from pathParts), or undefined. */
+export function pick(v: unknown, path: string | string[]): unknown {
+  const parts = typeof path === 'string' ? pathParts(path) : path;
   let cur = v;
-  for (const part of path.split(/\.|\[(\d+)\]/).filter((p) => p !== undefined && p !== '')) {
+  for (let i = 0; i < parts.length; i++) {
     if (cur === null || typeof cur !== 'object') return undefined;
-    cur = (cur as Record<string, unknown>)[part];
+    cur = (cur as Record<string, unknown>)[parts[i]!];
   }
   return cur;
 }
@@ -55,6 +61,7 @@ function maxCursor(a: string | undefined, b: unknown): string | undefined {
 
 export class HttpPullSource implements Source {
   private cursor?: string;
+  private cursorPath?: string[];
   private readonly auth: Authenticator;
   private readonly dispatcher?: Dispatcher;
   /** Per request URL: validators and body hash of the last emitted response (emit: changes). */
@@ -172,7 +179,7 @@ export class HttpPullSource implements Source {
       const at = this.o.records_path ? pick(parsed, this.o.records_path) : parsed;
       items = Array.isArray(at) ? at : at === undefined || at === null ? [] : [at];
       if (this.o.incremental) {
-        const path = this.o.incremental.path;
+        const path = (this.cursorPath ??= pathParts(this.o.incremental.path));
         for (let i = 0; i < items.length; i++) this.cursor = maxCursor(this.cursor, pick(items[i], path));
       }
     }
