@@ -14,8 +14,10 @@ import { spec as redis } from './redis/index.js';
 import { spec as stdout } from './stdout/index.js';
 import { spec as websocket } from './websocket/index.js';
 import { spec as influxdb } from './influxdb/index.js';
+import { spec as mysql } from './mysql/index.js';
+import { spec as postgres } from './postgres/index.js';
 
-export const CONNECTORS: readonly ConnectorSpec[] = [blackhole, file, generator, kafka, memory, mqtt, nats, natsJetstream, rabbitmq, redis, stdout, websocket, influxdb];
+export const CONNECTORS: readonly ConnectorSpec[] = [blackhole, file, generator, kafka, memory, mqtt, nats, natsJetstream, rabbitmq, redis, stdout, websocket, influxdb, mysql, postgres];
 
 const byName = new Map<string, ConnectorSpec>();
 for (const c of CONNECTORS) {

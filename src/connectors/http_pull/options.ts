@@ -44,7 +44,7 @@ export const pullShape = {
   max_body_size: size({ default: '16MiB', description: 'Largest accepted response body; a larger one fails the source without being buffered whole.', aliases: ['max_response_size', 'body_limit'] }),
   records_path: opt(z.string().optional(), {
     description: 'Dotted path of the records array in a JSON response (`data.items`): the body is decoded here and each element becomes a row. Unset: the whole body goes to the format (a JSON array is split into rows by the `json` format).',
-    aliases: ['payload_path', 'data_path', 'records_field'],
+    aliases: ['data_path', 'records_field', 'items_path'],
   }),
   pagination: opt(paginationSchema, { description: 'How to fetch more pages within one poll.', aliases: ['paging'] }),
   emit: opt(z.enum(['every', 'changes']).default('every'), {

@@ -18,7 +18,7 @@ const values = (r: { records: { value: unknown }[] }) => r.records.map((x) => x.
 
 describe('http_pull options', () => {
   it('accepts the polling_http and eKuiper spellings and suggests the closest name for a typo', () => {
-    const ok = parseOptions(pullOptions, { endpoint: 'http://127.0.0.1/x', poll_interval: '2s', payload_path: 'data', auth: { token: 't' } });
+    const ok = parseOptions(pullOptions, { endpoint: 'http://127.0.0.1/x', poll_interval: '2s', data_path: 'data', auth: { token: 't' } });
     expect(ok.ok && ok.value).toMatchObject({ url: 'http://127.0.0.1/x', interval: 2000, records_path: 'data', auth: { bearer: 't' } });
     const bad = parseOptions(pullOptions, { url: 'http://h/', intreval: '1s' });
     expect(!bad.ok && bad.issues.map(formatIssue).join()).toContain("unknown option 'intreval'; did you mean 'interval'?");
