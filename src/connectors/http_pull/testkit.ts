@@ -16,7 +16,8 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startServer(handler: (req: SeenRequest, res: ServerResponse, n: number) => void | Promise<void>): Promise<TestServer> {
+/** `port` 0 picks a free one; pass a previous server's port to bring it back (server restart tests). */
+export async function startServer(handler: (req: SeenRequest, res: ServerResponse, n: number) => void | Promise<void>, port = 0): Promise<TestServer> {
   const requests: SeenRequest[] = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -30,10 +31,10 @@ export async function startServer(handler: (req: SeenRequest, res: ServerRespons
       });
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((r, j) => server.once('error', j).listen(port, '127.0.0.1', () => r()));
+  const bound = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${bound}`,
     requests,
     close: () =>
       new Promise<void>((r) => {

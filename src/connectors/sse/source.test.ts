@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ServerResponse } from 'node:http';
-import { collectSource, parsedOptions } from '../../testing/harness.js';
+import { collectSource, parsedOptions, waitFor } from '../../testing/harness.js';
 import { mapScope } from '../../core/state.js';
 import { parseOptions } from '../../core/spec.js';
 import { formatIssue } from '../../core/errors.js';
@@ -110,6 +110,32 @@ describe('sse source', () => {
     expect(err.message).toContain(`event stream ${server.url}/s?k=*** answered 401 (authentication failed): {"error":"bad token"}`);
     expect(err.message).not.toContain('tok-secret');
     expect(server.requests[0]!.headers.authorization).toBe('Bearer tok-secret');
+  });
+
+  it('survives a server restart mid-stream: reconnects with Last-Event-ID and loses nothing', async () => {
+    // The server's history; it replays everything after Last-Event-ID, like a broker with retention.
+    const history = Array.from({ length: 200 }, (_, i) => i + 1);
+    let published = 100;
+    const handler = (req: { headers: Record<string, unknown> }, res: ServerResponse) => {
+      open(res);
+      const after = Number(req.headers['last-event-id'] ?? 0);
+      res.write(history.slice(after, published).map((i) => `id: ${i}\ndata: ${i}\n\n`).join(''));
+    };
+    server = await startServer(handler);
+    const port = Number(new URL(server.url).port);
+    const got: unknown[] = [];
+    const src = source({ url: server.url, reconnect: { initial: '20ms', max: '100ms' } });
+    const run = collectSource(src, { limit: 200, timeoutMs: 15000 });
+    // The first 100 arrived; take the server down while the stream is open.
+    await waitFor(() => src.lastEventId === '100', 'the first 100 events');
+    await server.close();
+    published = 200;
+    await waitFor(() => src.connections >= 3, 'failed reconnect attempts while the server is down');
+    server = await startServer(handler, port);
+    const r = await run;
+    got.push(...values(r));
+    expect(got).toEqual(history.map(String));
+    expect(server.requests[0]!.headers['last-event-id']).toBe('100');
   });
 
   it('gives up after reconnect.max_retries failed attempts', async () => {

@@ -28,6 +28,11 @@ export class SseSource implements Source {
   private buffer?: DurableBuffer;
   private state?: SourceContext['state'];
 
+  /** The id of the last event received (not necessarily committed). */
+  get lastEventId(): string | undefined {
+    return this.lastId;
+  }
+
   constructor(private readonly o: SseOptions) {
     this.auth = new Authenticator(o.auth, o.connect_timeout);
     if (o.insecure) this.dispatcher = new Agent({ connect: { rejectUnauthorized: false } });
