@@ -16,8 +16,11 @@ import { spec as websocket } from './websocket/index.js';
 import { spec as influxdb } from './influxdb/index.js';
 import { spec as mysql } from './mysql/index.js';
 import { spec as postgres } from './postgres/index.js';
+import { spec as httpPull } from './http_pull/index.js';
+import { spec as livepeer } from './livepeer/index.js';
+import { spec as sse } from './sse/index.js';
 
-export const CONNECTORS: readonly ConnectorSpec[] = [blackhole, file, generator, kafka, memory, mqtt, nats, natsJetstream, rabbitmq, redis, stdout, websocket, influxdb, mysql, postgres];
+export const CONNECTORS: readonly ConnectorSpec[] = [blackhole, file, generator, kafka, memory, mqtt, nats, natsJetstream, rabbitmq, redis, stdout, websocket, influxdb, mysql, postgres, httpPull, livepeer, sse];
 
 const byName = new Map<string, ConnectorSpec>();
 for (const c of CONNECTORS) {
