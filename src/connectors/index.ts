@@ -19,8 +19,9 @@ import { spec as postgres } from './postgres/index.js';
 import { spec as httpPull } from './http_pull/index.js';
 import { spec as livepeer } from './livepeer/index.js';
 import { spec as sse } from './sse/index.js';
+import { spec as webhook } from './webhook/index.js';
 
-export const CONNECTORS: readonly ConnectorSpec[] = [blackhole, file, generator, kafka, memory, mqtt, nats, natsJetstream, rabbitmq, redis, stdout, websocket, influxdb, mysql, postgres, httpPull, livepeer, sse];
+export const CONNECTORS: readonly ConnectorSpec[] = [blackhole, file, generator, kafka, memory, mqtt, nats, natsJetstream, rabbitmq, redis, stdout, websocket, influxdb, mysql, postgres, httpPull, livepeer, sse, webhook];
 
 const byName = new Map<string, ConnectorSpec>();
 for (const c of CONNECTORS) {
