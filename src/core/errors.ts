@@ -14,12 +14,15 @@ export class SluiceError extends Error {
   readonly hint?: string;
   /** Retrying the same operation may succeed (a refused connection), as opposed to a permanent error (bad data). */
   readonly retriable: boolean;
+  /** Whether the thrower said so; otherwise sink and connection errors count as retriable by default. */
+  readonly retriableGiven: boolean;
   constructor(code: ErrorCode, message: string, opts: { hint?: string; retriable?: boolean; cause?: unknown } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'SluiceError';
     this.code = code;
     this.hint = opts.hint;
     this.retriable = opts.retriable ?? false;
+    this.retriableGiven = opts.retriable !== undefined;
   }
 }
 

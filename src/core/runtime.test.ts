@@ -320,4 +320,16 @@ describe('runtime', () => {
     expect(values[0]).toMatchObject({ id: 1, name: 'a', __op: 'c' });
     expect(values[1]).toMatchObject({ id: 1, __op: 'd', __deleted: true });
   });
+
+  it('does not retry a sink error marked retriable: false', async () => {
+    const batches = [{ records: rows(0, 2), decoded: true, ack: 'a' }];
+    const src = { committed: [] as unknown[], emitReturnedPromise: 0 };
+    const sink: SinkLog = { written: [], failuresLeft: 5, delayMs: 0, error: new SluiceError('SINK', 'HTTP 400 Bad Request', { retriable: false }) };
+    const h = startPipeline(def(), env(batches, src, sink));
+    const r = await h.done;
+    expect(r.status).toBe('failed');
+    expect(r.stats.sink_retries).toBe(0);
+    expect(r.error?.message).toMatch(/after 1 attempt\(s\): HTTP 400/);
+    expect(src.committed).toEqual([]);
+  });
 });

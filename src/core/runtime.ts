@@ -214,7 +214,9 @@ class Writer {
         return;
       } catch (e) {
         if (this.abort.signal.aborted) throw e;
-        const retriable = !(e instanceof SluiceError) || e.retriable || e.code === 'SINK' || e.code === 'CONNECT';
+        // An explicit `retriable: false` (a permanent 4xx, a constraint violation) is final at once.
+        const retriable =
+          !(e instanceof SluiceError) || (e.retriableGiven ? e.retriable : e.retriable || e.code === 'SINK' || e.code === 'CONNECT');
         if (!retriable || attempt >= max_attempts) {
           throw new SluiceError('SINK', `${this.label} write failed after ${attempt} attempt(s): ${errorMessage(e)}`, { cause: e });
         }
