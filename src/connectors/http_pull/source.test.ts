@@ -119,8 +119,9 @@ describe('http_pull source', () => {
 
   it('times out slow responses, retries them, and fails naming the timeout once attempts run out', async () => {
     server = await startServer(async (_req, res, n) => {
-      if (n === 1) await new Promise((r) => setTimeout(r, 400));
-      json(res, [{ n }]);
+      // Far beyond the 100 ms timeout, so a loaded machine cannot make the first answer count.
+      if (n === 1) await new Promise((r) => setTimeout(r, 1500));
+      if (!res.destroyed) json(res, [{ n }]);
     });
     const r = await collectSource(source({ url: server.url, timeout: '100ms' }), { limit: 1, timeoutMs: 5000 });
     expect(values(r)).toEqual(['[{"n":2}]']);

@@ -77,8 +77,12 @@ export function isRetriable(e: unknown): boolean {
   const err = e as { retriable?: boolean; name?: string } | undefined;
   if (!err) return false;
   if (err.name === 'KafkaJSSASLAuthenticationError') return false;
-  if (err.retriable !== undefined) return err.retriable;
-  return /Connection|Timeout|NoBrokerAvailable|NumberOfRetriesExceeded|Network/.test(err.name ?? '');
+  // KafkaJS marks "retries exhausted" as not retriable (it retried already); for a pipeline, a broker that stayed
+  // away for the client's retries may well come back, so the pipeline's own backoff should try again.
+  if (/Connection|Timeout|NoBrokerAvailable|NumberOfRetriesExceeded|Network/.test(err.name ?? '')) return true;
+  // KafkaJS wraps a refused connection in a non-retriable error once its own retries are spent.
+  if (/ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|Connection error|Connection timeout/i.test(rootCause(e))) return true;
+  return err.retriable ?? false;
 }
 
 /** A client error as ours, naming the brokers and the cause; authentication failures are permanent. */
