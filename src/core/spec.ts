@@ -84,6 +84,26 @@ export function list<T extends z.ZodType>(item: T, meta: OptionMeta = {}) {
     .meta(meta);
 }
 
+/** Parses the Kafka Connect form `"k1:v1,k2:v2"`; anything else (a map) is passed on unchanged for the schema to check. */
+export function parseHeaderPairs(v: unknown): unknown {
+  if (typeof v !== 'string') return v;
+  const out: Record<string, string> = {};
+  for (const pair of v.split(',')) {
+    const t = pair.trim();
+    if (!t) continue;
+    const at = t.indexOf(':');
+    // Left as a string so the map check reports it.
+    if (at <= 0) return v;
+    out[t.slice(0, at).trim()] = t.slice(at + 1).trim();
+  }
+  return out;
+}
+
+/** A header map, or the `"k1:v1,k2:v2"` string form; values become strings. */
+export function headerMap() {
+  return z.preprocess(parseHeaderPairs, z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)));
+}
+
 // ---- connector definitions -----------------------------------------------------------------------------------
 
 /** What the runtime knows about the pipeline side a connector serves. */

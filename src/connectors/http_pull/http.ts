@@ -3,22 +3,11 @@
 
 import { request } from 'undici';
 import { createHash } from 'node:crypto';
-import { bool, duration, opt, z } from '../../core/spec.js';
+import { bool, duration, opt, z, headerMap } from '../../core/spec.js';
 import { SluiceError, errorMessage } from '../../core/errors.js';
 
 /** `"k1:v1,k2:v2"` or a map. */
-export const headersSchema = z.preprocess((v) => {
-  if (typeof v !== 'string') return v;
-  const out: Record<string, string> = {};
-  for (const pair of v.split(',')) {
-    const t = pair.trim();
-    if (!t) continue;
-    const at = t.indexOf(':');
-    if (at <= 0) return v;
-    out[t.slice(0, at).trim()] = t.slice(at + 1).trim();
-  }
-  return out;
-}, z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)));
+export const headersSchema = headerMap();
 
 const oauth2Schema = z.strictObject({
   token_url: opt(z.string().refine((u) => /^https?:\/\//i.test(u) && URL.canParse(u), { message: 'must be an http:// or https:// URL' }), {

@@ -1,7 +1,7 @@
 // MQTT options. The connection part is shared by source and sink (and by a connection profile), so both ends accept
 // eKuiper's connection-profile keys (`server`, `clientid`, `certificationPath`, ...) as aliases of the canonical names.
 
-import { bool, duration, list, num, opt, size, z } from '../../core/spec.js';
+import { bool, duration, list, num, opt, size, z, parseHeaderPairs } from '../../core/spec.js';
 import { checkTemplate } from './template.js';
 
 const SCHEMES = ['tcp', 'mqtt', 'ssl', 'tls', 'mqtts', 'ws', 'wss'];
@@ -186,18 +186,7 @@ export const sourceOptions = z.strictObject(sourceOptionShape).superRefine((o, c
 });
 
 /** `"k1:v1,k2:v2"` or a map; values are field templates. */
-const userProperties = z.preprocess((v) => {
-  if (typeof v !== 'string') return v;
-  const out: Record<string, string> = {};
-  for (const pair of v.split(',')) {
-    const t = pair.trim();
-    if (!t) continue;
-    const at = t.indexOf(':');
-    if (at <= 0) return v;
-    out[t.slice(0, at).trim()] = t.slice(at + 1).trim();
-  }
-  return out;
-}, z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String).superRefine(templateIssue)));
+const userProperties = z.preprocess(parseHeaderPairs, z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String).superRefine(templateIssue)));
 
 function templateIssue(s: string, ctx: z.RefinementCtx) {
   const p = checkTemplate(s);

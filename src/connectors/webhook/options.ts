@@ -1,7 +1,7 @@
 // Options of the webhook source (an HTTP endpoint that receives pushes) and the webhook/REST sink (HTTP requests per
 // record or per batch). Names are snake_case; eKuiper's http_push/rest and Laminar's webhook spellings are aliases.
 
-import { bool, duration, list, num, opt, size, z } from '../../core/spec.js';
+import { bool, duration, list, num, opt, size, z, headerMap } from '../../core/spec.js';
 import { compileDataTemplate, DataTemplateError } from '../../core/data-template.js';
 
 /** A string option that must compile as a data template; the issue carries the template's line:col. */
@@ -85,18 +85,7 @@ export const sourceOptions = z
 
 export type WebhookSourceOptions = z.output<typeof sourceOptions>;
 
-const headersSchema = z.preprocess((v) => {
-  if (typeof v !== 'string') return v;
-  const out: Record<string, string> = {};
-  for (const pair of v.split(',')) {
-    const t = pair.trim();
-    if (!t) continue;
-    const at = t.indexOf(':');
-    if (at <= 0) return v;
-    out[t.slice(0, at).trim()] = t.slice(at + 1).trim();
-  }
-  return out;
-}, z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)));
+const headersSchema = headerMap();
 
 const authSchema = z
   .strictObject({

@@ -1,7 +1,7 @@
 // WebSocket options. The connection part (`connectionOptionShape`) is shared with the sink, so both ends accept the
 // same auth, TLS, proxy and reconnect settings under the same names and aliases.
 
-import { bool, duration, list, num, opt, size, z } from '../../core/spec.js';
+import { bool, duration, list, num, opt, size, z, headerMap } from '../../core/spec.js';
 import { compileTemplate, TemplateError } from './template.js';
 
 /** A string option that must be a valid template; the issue names the column of the problem. */
@@ -19,19 +19,7 @@ export function templateString(meta: Parameters<typeof opt>[1]) {
 }
 
 /** `"k1:v1,k2:v2"` (the Kafka Connect form) or a map. */
-const headersSchema = z.preprocess((v) => {
-  if (typeof v !== 'string') return v;
-  const out: Record<string, string> = {};
-  for (const pair of v.split(',')) {
-    const t = pair.trim();
-    if (!t) continue;
-    const at = t.indexOf(':');
-    // Left as-is so the map check below reports it.
-    if (at <= 0) return v;
-    out[t.slice(0, at).trim()] = t.slice(at + 1).trim();
-  }
-  return out;
-}, z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)));
+const headersSchema = headerMap();
 
 const PEM_OR_PATH = 'A file path, or the PEM text itself.';
 
