@@ -8,9 +8,9 @@ import { connect, createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { jsonlFixture } from './data.mjs';
+import { loadRuntime, merge, pipelineOverrides } from './sluice.mjs';
 
 const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
-const dist = new URL('../../dist/', import.meta.url);
 
 export const HOST = '127.0.0.1';
 
@@ -56,35 +56,6 @@ export const payloadBytes = (msgs) => msgs.reduce((s, m) => s + m.length, 0);
 
 // ---- Sluice ------------------------------------------------------------------------------------------------------
 
-async function loadRuntime() {
-  try {
-    const [load, runtime, state, connectors, logging] = await Promise.all([
-      import(new URL('config/load.js', dist).href),
-      import(new URL('core/runtime.js', dist).href),
-      import(new URL('core/state.js', dist).href),
-      import(new URL('connectors/index.js', dist).href),
-      import(new URL('cli/logging.js', dist).href),
-    ]);
-    return { ...load, ...runtime, ...state, ...connectors, ...logging };
-  } catch (e) {
-    throw new Error(`cannot load the compiled runtime from dist/ (run \`npm run build\` first): ${e.message}`);
-  }
-}
-
-// bench/lib/sluice.mjs keeps the worker's --pipeline-json to itself; reading the flag again keeps these scenarios open
-// to the same tuning experiments.
-function overridesFromArgv() {
-  const i = process.argv.indexOf('--pipeline-json');
-  return i === -1 ? undefined : JSON.parse(process.argv[i + 1]);
-}
-
-function merge(base, over) {
-  if (over === null || typeof over !== 'object' || Array.isArray(over)) return over;
-  const out = { ...(base && typeof base === 'object' && !Array.isArray(base) ? base : {}) };
-  for (const [k, v] of Object.entries(over)) out[k] = merge(out[k], v);
-  return out;
-}
-
 /**
  * Compile `config` as `sluice run` would (CLI logger, SQLite state store), then time it until `n` records were written
  * by the sink and a graceful stop (drain, commit, close) returned, as bench/lib/sluice.mjs times a pipeline that ends
@@ -96,7 +67,7 @@ function merge(base, over) {
 export async function runUntil(config, { dataDir, n, timeoutMs = 120_000, go, graceMs = 300, progress }) {
   const rt = await loadRuntime();
   mkdirSync(dataDir, { recursive: true });
-  const overrides = overridesFromArgv();
+  const overrides = pipelineOverrides();
   const doc = rt.loadConfigText(JSON.stringify(overrides ? merge(config, overrides) : config), join(dataDir, 'bench.yaml'), { env: {} });
   const { log, flush } = rt.createLogger({ format: 'json', level: process.env.SLUICE_BENCH_LOG_LEVEL ?? 'warn' });
   const state = rt.sqliteStateStore(join(dataDir, 'state.db'));

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 
 const dist = new URL('../../dist/', import.meta.url);
 
-async function loadRuntime() {
+/** The compiled runtime's entry points (shared by every bench helper that runs a pipeline in-process). */
+export async function loadRuntime() {
   try {
     const [load, runtime, state, connectors, logging] = await Promise.all([
       import(new URL('config/load.js', dist).href),
@@ -28,7 +29,12 @@ export function setPipelineOverrides(o) {
   overrides = o;
 }
 
-function merge(base, over) {
+/** What `--pipeline-json` asked to merge into every pipeline of this worker. */
+export function pipelineOverrides() {
+  return overrides;
+}
+
+export function merge(base, over) {
   if (over === null || typeof over !== 'object' || Array.isArray(over)) return over;
   const out = { ...(base && typeof base === 'object' && !Array.isArray(base) ? base : {}) };
   for (const [k, v] of Object.entries(over)) out[k] = merge(out[k], v);

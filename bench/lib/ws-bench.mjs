@@ -3,37 +3,8 @@
 
 import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadRuntime, merge, pipelineOverrides } from './sluice.mjs';
 
-const dist = new URL('../../dist/', import.meta.url);
-
-async function loadRuntime() {
-  try {
-    const [load, runtime, state, connectors, logging] = await Promise.all([
-      import(new URL('config/load.js', dist).href),
-      import(new URL('core/runtime.js', dist).href),
-      import(new URL('core/state.js', dist).href),
-      import(new URL('connectors/index.js', dist).href),
-      import(new URL('cli/logging.js', dist).href),
-    ]);
-    return { ...load, ...runtime, ...state, ...connectors, ...logging };
-  } catch (e) {
-    throw new Error(`cannot load the compiled runtime from dist/ (run \`npm run build\` first): ${e.message}`);
-  }
-}
-
-// bench/lib/sluice.mjs keeps the worker's --pipeline-json to itself; reading the flag again keeps these scenarios
-// open to the same tuning experiments.
-function overridesFromArgv() {
-  const i = process.argv.indexOf('--pipeline-json');
-  return i === -1 ? undefined : JSON.parse(process.argv[i + 1]);
-}
-
-function merge(base, over) {
-  if (over === null || typeof over !== 'object' || Array.isArray(over)) return over;
-  const out = { ...(base && typeof base === 'object' && !Array.isArray(base) ? base : {}) };
-  for (const [k, v] of Object.entries(over)) out[k] = merge(out[k], v);
-  return out;
-}
 
 /**
  * Compile `config` the way `sluice run` does (CLI logger, SQLite state store in `dataDir`). `start()` starts it and
@@ -43,7 +14,7 @@ function merge(base, over) {
 export async function prepareSluice(config, { dataDir }) {
   const rt = await loadRuntime();
   mkdirSync(dataDir, { recursive: true });
-  const overrides = overridesFromArgv();
+  const overrides = pipelineOverrides();
   const doc = rt.loadConfigText(JSON.stringify(overrides ? merge(config, overrides) : config), join(dataDir, 'bench.yaml'), { env: {} });
   const { log, flush } = rt.createLogger({ format: 'json', level: process.env.SLUICE_BENCH_LOG_LEVEL ?? 'warn' });
   const state = rt.sqliteStateStore(join(dataDir, 'state.db'));
