@@ -11,13 +11,13 @@ import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/transp
 import { openDurableBuffer, type DurableBuffer } from '../../core/durable-buffer.js';
 import { SluiceError, errorMessage } from '../../core/errors.js';
 import type { EndpointInfo } from '../../core/spec.js';
-import type { Counter, Gauge, SluiceRecord, Source, SourceContext } from '../../core/types.js';
+import type { Counter, SluiceRecord, Source, SourceContext } from '../../core/types.js';
+import { PushQueue } from '../../core/push-queue.js';
 import { describeServers, openNats, watchStatus } from './connection.js';
 import type { NatsSourceOptions } from './options.js';
 
 /** Most records per emitted batch: large enough to amortise the per-batch cost, small enough to keep latency low. */
 const MAX_BATCH = 4096;
-const DROP_LOG_EVERY_MS = 5000;
 
 /** NATS headers as a plain map; a header with several values keeps them comma-joined. */
 export function headersOf(h: MsgHdrs | undefined): Record<string, string> | undefined {
@@ -33,17 +33,15 @@ export class NatsSource implements Source {
   private buffer?: DurableBuffer;
   private nc?: NatsConnection;
   private sub?: Subscription;
-  private pending: SluiceRecord[] = [];
-  private head = 0;
-  private scheduled = false;
+  private queue!: PushQueue;
   private now = 0;
-  private waiting = false;
-  private dropsSinceLog = 0;
-  private lastDropLog = 0;
   private readonly text: boolean;
-  private m!: { received: Counter; dropped: Counter; reconnects: Counter; depth: Gauge };
+  private m!: { received: Counter; reconnects: Counter };
+
   /** Largest queue depth seen (tests). */
-  maxDepth = 0;
+  get maxDepth(): number {
+    return this.queue?.maxDepth ?? 0;
+  }
 
   constructor(
     readonly options: NatsSourceOptions,
@@ -60,11 +58,22 @@ export class NatsSource implements Source {
     const mt = ctx.metrics;
     this.m = {
       received: mt.counter('messages_received', 'NATS messages received'),
-      dropped: mt.counter('dropped', 'messages dropped because the in-memory queue was full (slow consumer)'),
       reconnects: mt.counter('reconnects', 'reconnections to the NATS server'),
-      depth: mt.gauge('queue_depth', 'messages waiting for the pipeline'),
     };
     const o = this.options;
+    this.queue = new PushQueue({
+      capacity: o.queue_size,
+      overflow: o.overflow,
+      maxBatch: MAX_BATCH,
+      emit: (records) => this.target.emit({ records }),
+      log: ctx.log,
+      dropped: mt.counter('dropped', 'messages dropped because the in-memory queue was full (slow consumer)'),
+      depth: mt.gauge('queue_depth', 'messages waiting for the pipeline'),
+      dropContext: { subject: o.subject },
+      dropMessage: 'NATS source queue full: the pipeline is slower than the publishers, messages dropped (use buffer: durable to keep them)',
+      // Messages of one socket read share a receive time, reset when the next tick starts.
+      onTick: () => void (this.now = 0),
+    });
     if (o.buffer === 'durable') {
       this.buffer = await openDurableBuffer(ctx, {
         dir: join(ctx.dataDir, 'buffer', 'nats'),
@@ -98,7 +107,7 @@ export class NatsSource implements Source {
       /* the connection is going away anyway */
     }
     if (!nc.isClosed()) await nc.close().catch(() => undefined);
-    this.flush(true);
+    this.queue.flush(true);
     if (ended) throw ended;
     if (this.buffer) await this.buffer.done;
   }
@@ -123,73 +132,11 @@ export class NatsSource implements Source {
       return;
     }
     this.m.received.inc();
-    const depth = this.pending.length - this.head;
-    if (depth >= this.options.queue_size) {
-      if (this.options.overflow === 'drop_newest') {
-        this.drop();
-        return;
-      }
-      this.pending[this.head++] = undefined as never;
-      this.drop();
-    }
     const meta: Record<string, unknown> = { _subject: msg.subject, _reply: msg.reply || null };
     // Messages of one socket read arrive in one synchronous run; they share a receive time (reset on the next tick).
     const now = this.now || (this.now = Date.now());
     const rec: SluiceRecord = { value: this.text ? msg.string() : msg.data, timestamp: now, meta };
     if (msg.headers) rec.headers = headersOf(msg.headers);
-    this.pending.push(rec);
-    if (depth + 1 > this.maxDepth) this.maxDepth = depth + 1;
-    // One tick per socket read even while waiting: it also ends the shared receive time.
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.onTick);
-    }
+    this.queue.push(rec);
   };
-
-  private drop(): void {
-    this.m.dropped.inc();
-    this.dropsSinceLog++;
-    const now = Date.now();
-    if (now - this.lastDropLog >= DROP_LOG_EVERY_MS) {
-      this.ctx.log.warn(
-        { dropped: this.dropsSinceLog, queue_size: this.options.queue_size, subject: this.options.subject },
-        'NATS source queue full: the pipeline is slower than the publishers, messages dropped (use buffer: durable to keep them)',
-      );
-      this.lastDropLog = now;
-      this.dropsSinceLog = 0;
-    }
-  }
-
-  private readonly onTick = (): void => {
-    this.scheduled = false;
-    this.now = 0;
-    this.flush(false);
-  };
-
-  private readonly onSpace = (): void => {
-    this.waiting = false;
-    this.flush(false);
-  };
-
-  /** Emit queued messages in batches until the pipeline asks us to wait; `final` ignores the wait (stopping). */
-  private flush(final: boolean): void {
-    while (this.head < this.pending.length && (final || !this.waiting)) {
-      const end = Math.min(this.pending.length, this.head + MAX_BATCH);
-      const records = this.head === 0 && end === this.pending.length ? this.pending : this.pending.slice(this.head, end);
-      if (end === this.pending.length) {
-        this.pending = [];
-        this.head = 0;
-      } else this.head = end;
-      const p = this.target.emit({ records });
-      if (p && !final) {
-        this.waiting = true;
-        p.then(this.onSpace, this.onSpace);
-      }
-    }
-    if (this.head > 0 && this.head === this.pending.length) {
-      this.pending = [];
-      this.head = 0;
-    }
-    this.m.depth.set(this.pending.length - this.head);
-  }
 }

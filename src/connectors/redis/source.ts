@@ -18,12 +18,12 @@ import { join } from 'node:path';
 import { openDurableBuffer, type DurableBuffer } from '../../core/durable-buffer.js';
 import { RecordError, errorMessage } from '../../core/errors.js';
 import type { EndpointInfo } from '../../core/spec.js';
-import type { BadRecord, Counter, Gauge, SluiceRecord, Source, SourceContext } from '../../core/types.js';
+import type { BadRecord, Counter, SluiceRecord, Source, SourceContext } from '../../core/types.js';
 import { closeClient, commandError, destroyClient, endpointOf, openClient, wantsBytes, withBuffers, type Client, type Endpoint } from './client.js';
 import type { RedisSourceOptions } from './options.js';
+import { PushQueue } from '../../core/push-queue.js';
 
 const MAX_PUBSUB_BATCH = 4096;
-const DROP_LOG_EVERY_MS = 5000;
 const COMMIT_ATTEMPTS = 5;
 
 /** Moves up to ARGV[1] elements from KEYS[1] to the tail of KEYS[2] in one round trip (reliable list mode). */
@@ -78,19 +78,16 @@ export class RedisSource implements Source {
   private group = '';
   private consumer = '';
   private closed = false;
-  private m!: { received: Counter; acked: Counter; claimed: Counter; reread: Counter; dropped: Counter; reconnects: Counter; depth: Gauge };
+  private m!: { received: Counter; acked: Counter; claimed: Counter; reread: Counter; reconnects: Counter };
 
   // pub/sub queue
   private target!: SourceContext;
   private buffer?: DurableBuffer;
-  private pending: SluiceRecord[] = [];
-  private head = 0;
-  private scheduled = false;
-  private waiting = false;
-  private dropsSinceLog = 0;
-  private lastDropLog = 0;
+  private queue?: PushQueue;
   /** Largest pub/sub queue depth seen (tests). */
-  maxDepth = 0;
+  get maxDepth(): number {
+    return this.queue?.maxDepth ?? 0;
+  }
 
   constructor(
     readonly options: RedisSourceOptions,
@@ -109,9 +106,7 @@ export class RedisSource implements Source {
       acked: mt.counter('acknowledged', 'stream entries acknowledged (XACK) or list elements removed from the processing list'),
       claimed: mt.counter('claimed', 'stream entries taken over from idle consumers (XAUTOCLAIM)'),
       reread: mt.counter('pending_reread', 'entries re-read at start: own pending stream entries, or the processing list'),
-      dropped: mt.counter('dropped', 'pub/sub messages dropped because the in-memory queue was full'),
       reconnects: mt.counter('reconnects', 'reconnect attempts after a lost connection'),
-      depth: mt.gauge('queue_depth', 'pub/sub messages waiting for the pipeline'),
     };
     const o = this.options;
     this.group = o.group ?? ctx.pipeline;
@@ -508,6 +503,19 @@ export class RedisSource implements Source {
       });
       this.target = this.buffer.ctx;
     }
+    const mt = ctx.metrics;
+    const queue = (this.queue = new PushQueue({
+      capacity: o.queue_size,
+      overflow: 'drop_newest',
+      maxBatch: MAX_PUBSUB_BATCH,
+      emit: (records) => this.target.emit({ records }),
+      log: ctx.log,
+      emitted: this.m.received,
+      dropped: mt.counter('dropped', 'pub/sub messages dropped because the in-memory queue was full'),
+      depth: mt.gauge('queue_depth', 'pub/sub messages waiting for the pipeline'),
+      dropContext: {},
+      dropMessage: 'redis pub/sub queue full: the pipeline is slower than the publishers, messages dropped (use buffer: durable to keep them)',
+    }));
     const sub = await open('subscriber');
     const stop = this.buffer ? this.buffer.ctx.signal : ctx.signal;
     try {
@@ -531,64 +539,12 @@ export class RedisSource implements Source {
       else stop.addEventListener('abort', () => resolve(), { once: true });
     });
     destroyClient(sub);
-    this.flush(true);
+    queue.flush(true);
     if (this.buffer) await this.buffer.done;
   }
 
   private accept(message: Payload, channel: Payload, pattern: string | null): void {
-    const depth = this.pending.length - this.head;
-    if (depth >= this.options.queue_size) {
-      this.drop();
-      return;
-    }
-    this.pending.push({ value: message, timestamp: Date.now(), meta: { _channel: String(channel), _pattern: pattern } });
-    if (depth + 1 > this.maxDepth) this.maxDepth = depth + 1;
-    if (!this.scheduled && !this.waiting) {
-      this.scheduled = true;
-      setImmediate(this.onTick);
-    }
-  }
-
-  private drop(): void {
-    this.m.dropped.inc();
-    this.dropsSinceLog++;
-    const now = Date.now();
-    if (now - this.lastDropLog >= DROP_LOG_EVERY_MS) {
-      this.ctx.log.warn(
-        { dropped: this.dropsSinceLog, queue_size: this.options.queue_size },
-        'redis pub/sub queue full: the pipeline is slower than the publishers, messages dropped (use buffer: durable to keep them)',
-      );
-      this.lastDropLog = now;
-      this.dropsSinceLog = 0;
-    }
-  }
-
-  private readonly onTick = (): void => {
-    this.scheduled = false;
-    this.flush(false);
-  };
-
-  private readonly onSpace = (): void => {
-    this.waiting = false;
-    this.flush(false);
-  };
-
-  private flush(final: boolean): void {
-    while (this.head < this.pending.length && (final || !this.waiting)) {
-      const end = Math.min(this.pending.length, this.head + MAX_PUBSUB_BATCH);
-      const records = this.head === 0 && end === this.pending.length ? this.pending : this.pending.slice(this.head, end);
-      if (end === this.pending.length) {
-        this.pending = [];
-        this.head = 0;
-      } else this.head = end;
-      this.m.received.inc(records.length);
-      const p = this.target.emit({ records });
-      if (p && !final) {
-        this.waiting = true;
-        p.then(this.onSpace, this.onSpace);
-      }
-    }
-    this.m.depth.set(this.pending.length - this.head);
+    this.queue!.push({ value: message, timestamp: Date.now(), meta: { _channel: String(channel), _pattern: pattern } });
   }
 }
 
