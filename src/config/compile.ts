@@ -6,7 +6,7 @@ import { parseOptions, bool, duration, size, num, shapeOf } from '../core/spec.j
 import type { ConnectorSpec } from '../core/spec.js';
 import type { ConfigIssue } from '../core/errors.js';
 import type { BadDataPolicy } from '../core/types.js';
-import { DEFAULT_BATCH, DEFAULT_BUFFER, DEFAULT_RETRY, type EndpointDef, type PipelineDef, type RouteDef } from '../core/model.js';
+import { DEFAULT_BATCH, DEFAULT_BUFFER, DEFAULT_RETRY, type EndpointDef, type PipelineDef, type RetryPolicy, type RouteDef } from '../core/model.js';
 import { findConnector, connectorNames } from '../connectors/index.js';
 import { parseFormatConfig } from '../formats/index.js';
 import { parseSchemaConfig } from '../core/schema.js';
@@ -33,6 +33,18 @@ const endpointSchema = z.strictObject({
   description: z.string().optional(),
 });
 
+const ON_EXHAUSTED = ['fail', 'dlq', 'pause'] as const;
+
+const retrySchema = z.strictObject({
+  max_attempts: num({ int: true, min: 1 }).optional(),
+  initial_backoff: duration().optional(),
+  max_backoff: duration().optional(),
+  on_exhausted: z
+    .enum(ON_EXHAUSTED)
+    .optional()
+    .meta({ description: 'After the last attempt, or at once for a permanent error: fail, dlq (write the batch to the dead-letter sink) or pause (retry every max_backoff until the sink recovers).', aliases: ['on_failure', 'onFailure', 'onExhausted'] }),
+});
+
 const pipelineSchema = z.strictObject({
   name: z.string().min(1).regex(/^[A-Za-z0-9_.-]+$/, 'use letters, digits, _ . and - only').optional(),
   description: z.string().optional(),
@@ -54,6 +66,7 @@ const pipelineSchema = z.strictObject({
         payload_path: z.string().min(1).optional(),
         schema: z.unknown().optional(),
         sink: z.unknown(),
+        retry: retrySchema.optional(),
       }),
     )
     .optional(),
@@ -71,13 +84,7 @@ const pipelineSchema = z.strictObject({
       max_bytes: size().optional(),
     })
     .optional(),
-  retry: z
-    .strictObject({
-      max_attempts: num({ int: true, min: 1 }).optional(),
-      initial_backoff: duration().optional(),
-      max_backoff: duration().optional(),
-    })
-    .optional(),
+  retry: retrySchema.optional(),
   enabled: bool({ default: true }).optional(),
 });
 
@@ -172,6 +179,13 @@ export function compilePipeline(input: unknown, path: Path, scope: Scope, issues
   const dlq = p.dlq === undefined ? undefined : compileEndpoint(p.dlq, [...path, 'dlq'], 'sink', scope, issues, undefined);
   const source = p.source === undefined ? undefined : compileEndpoint(p.source, [...path, 'source'], 'source', scope, issues, dlq !== undefined);
   const sink = p.sink === undefined ? undefined : compileEndpoint(p.sink, [...path, 'sink'], 'sink', scope, issues, undefined);
+  // Sink failures: with a dead-letter sink nothing is lost by default (failed batches go there and stay replayable);
+  // without one the pipeline stops, as a restart replays what was not committed.
+  const retry = compileRetry(p.retry ?? {}, { ...DEFAULT_RETRY, on_exhausted: p.dlq === undefined ? 'fail' : 'dlq' });
+  const checkExhausted = (v: string | undefined, at: Path) => {
+    if (v === 'dlq' && p.dlq === undefined) issues.push({ path: [...at, 'on_exhausted'], message: "on_exhausted is 'dlq' but the pipeline has no `dlq:` sink" });
+  };
+  checkExhausted(p.retry?.on_exhausted, [...path, 'retry']);
   const routes: RouteDef[] = [];
   const routeNames = new Set<string>();
   (p.routes ?? []).forEach((r, i) => {
@@ -196,8 +210,19 @@ export function compilePipeline(input: unknown, path: Path, scope: Scope, issues
       else schema = s.value;
     }
     const rs = compileEndpoint(r.sink, [...rp, 'sink'], 'sink', scope, issues, undefined);
-    if (rs) routes.push({ name: r.name, when: r.when as RouteDef['when'], payload_path: r.payload_path, schema, sink: rs });
+    if (r.retry) checkExhausted(r.retry.on_exhausted, [...rp, 'retry']);
+    if (rs) routes.push({ name: r.name, when: r.when as RouteDef['when'], payload_path: r.payload_path, schema, sink: rs, ...(r.retry ? { retry: compileRetry(r.retry, retry) } : {}) });
   });
+  // An exactly-once sink stores the source position with its rows; another output (a route, the dead-letter sink)
+  // commits separately, so after a crash the stored position could skip its records or repeat the sink's.
+  const exactly = (e: EndpointDef | undefined) => !!e && !!findConnector(e.connector)?.sink?.exactlyOnce?.(e.options);
+  const eoPath = exactly(sink) ? [...path, 'sink'] : routes.findIndex((r) => exactly(r.sink)) >= 0 ? [...path, 'routes', routes.findIndex((r) => exactly(r.sink)), 'sink'] : undefined;
+  if (eoPath && (routes.length || dlq)) {
+    issues.push({
+      path: eoPath,
+      message: `an exactly-once sink cannot be combined with ${routes.length ? '`routes`' : 'a `dlq:` sink'}: that output commits separately, so a crash could lose or repeat its records; remove it${routes.length ? '' : " (bad_data 'drop' or 'fail' need no dlq)"} or turn exactly-once off`,
+    });
+  }
   if (source?.bad_data === 'dlq' && p.dlq === undefined) {
     issues.push({ path: [...path, 'source', 'bad_data'], message: "bad_data is 'dlq' but the pipeline has no `dlq:` sink" });
   }
@@ -219,11 +244,16 @@ export function compilePipeline(input: unknown, path: Path, scope: Scope, issues
       max_records: p.buffer?.max_records ?? DEFAULT_BUFFER.max_records,
       max_bytes: p.buffer?.max_bytes ?? DEFAULT_BUFFER.max_bytes,
     },
-    retry: {
-      max_attempts: p.retry?.max_attempts ?? DEFAULT_RETRY.max_attempts,
-      initial_backoff_ms: p.retry?.initial_backoff ?? DEFAULT_RETRY.initial_backoff_ms,
-      max_backoff_ms: p.retry?.max_backoff ?? DEFAULT_RETRY.max_backoff_ms,
-    },
+    retry,
+  };
+}
+
+function compileRetry(r: z.infer<typeof retrySchema>, base: RetryPolicy): RetryPolicy {
+  return {
+    max_attempts: r.max_attempts ?? base.max_attempts,
+    initial_backoff_ms: r.initial_backoff ?? base.initial_backoff_ms,
+    max_backoff_ms: r.max_backoff ?? base.max_backoff_ms,
+    on_exhausted: r.on_exhausted ?? base.on_exhausted,
   };
 }
 

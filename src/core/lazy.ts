@@ -3,7 +3,7 @@
 // (tens of MB and hundreds of ms at start-up). Each wrapper forwards to the real object once its module is loaded.
 
 import type { LookupTable } from './spec.js';
-import type { Sink, SinkContext, Source, SourceContext, SluiceRecord } from './types.js';
+import type { Sink, SinkContext, Source, SourceContext, SluiceRecord, SourcePosition } from './types.js';
 
 export function lazySource(load: () => Promise<Source>): Source {
   let loading: Promise<Source> | undefined;
@@ -42,9 +42,16 @@ export function lazySink(load: () => Promise<Sink>): Sink {
     async open(ctx: SinkContext) {
       return (await get()).open(ctx);
     },
-    write(records: SluiceRecord[]) {
+    write(records: SluiceRecord[], position?: SourcePosition) {
       if (!sink) return Promise.reject(new Error('sink written before it was opened'));
-      return sink.write(records);
+      return sink.write(records, position);
+    },
+    // Read after open, when the real sink is loaded.
+    get exactlyOnce() {
+      return sink?.exactlyOnce;
+    },
+    async position() {
+      return sink?.position?.();
     },
     async close() {
       if (!loading) return;

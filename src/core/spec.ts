@@ -144,6 +144,8 @@ export interface SinkFactory<O> {
   options: z.ZodType<O, any>;
   create(options: O, info: EndpointInfo): Sink;
   defaultFormat?: string | ((options: O) => string);
+  /** Whether these options make the sink exactly-once (`Sink.exactlyOnce`), checked when a pipeline is compiled. */
+  exactlyOnce?: (options: O) => boolean;
 }
 
 /** `test()` reports each step as it happens, in words a user understands. */

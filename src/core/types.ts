@@ -82,7 +82,21 @@ export interface SourceContext extends ConnectorContext {
   bad(records: BadRecord[]): void;
   /** A fresh decoder for the pipeline's format (for sources that frame and decode, such as files with CSV headers). */
   decoder(): Decoder;
+  /**
+   * Set when the pipeline's sink is exactly-once and stored a position (see `Sink.exactlyOnce`): per partition, the ack
+   * of the last batch whose records are in the sink. A replayable source starts exactly after it for those partitions,
+   * even where its own committed position differs (it may be behind: the sink commits first), and uses its own position
+   * for partitions absent here. Sources that cannot seek ignore it.
+   */
+  resume?: SourcePosition;
 }
+
+/**
+ * Where an exactly-once sink's output ends in the source: for each `SourceBatch.partition` ('' for batches without
+ * one), the `ack` of the last batch of that partition whose records were all written. It is plain data (the sources'
+ * acks are JSON-serializable), stored by the sink in the same atomic step as the records.
+ */
+export type SourcePosition = Record<string, unknown>;
 
 export interface Source {
   /** Read until exhausted (finite sources) or until ctx.signal aborts; resolve once no more batches will be emitted. */
@@ -99,8 +113,29 @@ export interface SinkContext extends ConnectorContext {
 export interface Sink {
   /** Connect, create files, etc. Called once before the first write; keep `ctx` for the encoder, log and state. */
   open(ctx: SinkContext): Promise<void>;
-  /** Resolve only once the batch is durable or the remote system acknowledged it. Reject to trigger retry/failure. */
-  write(records: SluiceRecord[]): Promise<void>;
+  /**
+   * Resolve only once the batch is durable or the remote system acknowledged it. Reject to trigger retry/failure.
+   * An exactly-once sink also gets `position`: the source position that becomes committable once this batch is
+   * written, to be stored atomically with it (all or nothing: a failed write must leave neither).
+   *
+   * How a rejection is handled:
+   * - a `SluiceError` with `retriable: false` (or a `RecordError`) is permanent: not retried; the output's
+   *   `retry.on_exhausted` policy (fail | dlq | pause) applies to the whole batch at once;
+   * - any other error is retried with backoff up to `retry.max_attempts`, then `retry.on_exhausted` applies;
+   * - a `RejectedRecordsError` (src/core/errors.ts) says "the records at these indexes of `records` are permanently
+   *   bad, every other record was written": those follow the source's `bad_data` policy (dead-letter sink, drop or
+   *   fail) and the rest are acknowledged. A sink that also saw a transient failure throws that instead.
+   */
+  write(records: SluiceRecord[], position?: SourcePosition): Promise<void>;
+  /**
+   * Exactly-once mode (read after `open`): the sink stores the source position together with each batch. The runtime
+   * then writes a source batch never split over two writes, passes `position` to every write, and before the source
+   * runs asks `position()` and hands the answer to the source as `SourceContext.resume`. Pipelines with routes or a
+   * dead-letter sink cannot use it (the config compiler refuses them: other outputs commit separately).
+   */
+  readonly exactlyOnce?: boolean;
+  /** Exactly-once sinks: the position stored with the last successful write; undefined before the first one. */
+  position?(): Promise<SourcePosition | undefined>;
   /** Flush and release; called once after the last write. */
   close?(): Promise<void>;
 }
@@ -135,6 +170,11 @@ export interface Encoder {
   readonly extension: string;
   /** Fetch or register what encoding needs (a schema registry id); awaited once before the sink opens. */
   prepare?(): Promise<void>;
+  /**
+   * Set when the encoding depends on the destination topic (a registry subject `<topic>-value` that no fixed topic
+   * names): the prepared encoder for one topic. Sinks with templated topics call it per resolved topic and cache it.
+   */
+  forTopic?(topic: string): Promise<Encoder>;
   /**
    * Each `encodeStream` result is a complete file (Parquet has a footer): file sinks write every batch to its own
    * file, under a temporary name until it is complete.
