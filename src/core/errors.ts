@@ -36,6 +36,28 @@ export class RecordError extends SluiceError {
   }
 }
 
+/** One record of a sink batch that the sink refused for good, by its index in the batch given to `Sink.write`. */
+export interface RejectedRecord {
+  index: number;
+  error: Error;
+}
+
+/**
+ * Thrown by `Sink.write` when some records of the batch were refused permanently (a 4xx for that record, a constraint
+ * violation of one row) and EVERY other record of the batch was written. The runtime does not retry the batch: the
+ * rejected records follow the source's `bad_data` policy (dead-letter sink, drop, or fail) and the rest count as
+ * written. A sink that also had a transient failure throws that one instead, so the whole batch is retried.
+ */
+export class RejectedRecordsError extends SluiceError {
+  readonly rejected: RejectedRecord[];
+  constructor(rejected: RejectedRecord[], message?: string) {
+    const first = rejected[0];
+    super('SINK', message ?? `${rejected.length} record(s) rejected${first ? `; first at #${first.index}: ${errorMessage(first.error)}` : ''}`, { retriable: false });
+    this.name = 'RejectedRecordsError';
+    this.rejected = rejected;
+  }
+}
+
 export interface SourceLocation {
   file: string;
   line: number;

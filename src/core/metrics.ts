@@ -23,10 +23,14 @@ export interface PipelineStats {
   unrouted: number;
   /** Records a transform's WHERE left out. */
   filtered: number;
+  /** Records a sink refused for good (RejectedRecordsError); they then count as dlq or dropped. */
+  sink_rejected: number;
+  /** Milliseconds outputs spent paused under `retry.on_exhausted: pause` (summed over outputs). */
+  paused_ms: number;
 }
 
 export function newStats(): PipelineStats {
-  return { records_in: 0, records_out: 0, bytes_in: 0, errors: 0, dropped: 0, dlq: 0, sink_retries: 0, queued: 0, unrouted: 0, filtered: 0 };
+  return { records_in: 0, records_out: 0, bytes_in: 0, errors: 0, dropped: 0, dlq: 0, sink_retries: 0, queued: 0, unrouted: 0, filtered: 0, sink_rejected: 0, paused_ms: 0 };
 }
 
 export interface MetricValue {

@@ -37,10 +37,24 @@ export interface BatchPolicy {
   linger_ms: number;
 }
 
+/**
+ * What an output does once a write failed `max_attempts` times, or failed with a permanent error (not retried):
+ * `fail` stops the pipeline (nothing of the batch is committed), `dlq` writes the batch to the dead-letter sink and
+ * goes on, `pause` stops taking records (backpressure) and keeps retrying every `max_backoff` until the sink recovers.
+ */
+export type ExhaustedPolicy = 'fail' | 'dlq' | 'pause';
+
 export interface RetryPolicy {
   max_attempts: number;
   initial_backoff_ms: number;
   max_backoff_ms: number;
+  /** Absent: `dlq` when the pipeline has a dead-letter sink, `fail` otherwise (see `exhaustedPolicy`). */
+  on_exhausted?: ExhaustedPolicy;
+}
+
+/** The effective `on_exhausted` of a retry policy in a pipeline. */
+export function exhaustedPolicy(retry: RetryPolicy, hasDlq: boolean): ExhaustedPolicy {
+  return retry.on_exhausted ?? (hasDlq ? 'dlq' : 'fail');
 }
 
 /** A condition on a decoded row: the value at `field` (a dotted path) equals, is one of, or matches a regex. */
@@ -59,6 +73,8 @@ export interface RouteDef {
   payload_path?: string;
   schema?: SchemaSpec;
   sink: EndpointDef;
+  /** This output's own retry policy; absent: the pipeline's. */
+  retry?: RetryPolicy;
 }
 
 export interface PipelineDef {

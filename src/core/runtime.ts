@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ConnectorSpec } from './spec.js';
 import type { BadRecord, Decoder, SluiceRecord, Sink, SinkContext, Source, SourceBatch, SourceContext, SourcePosition } from './types.js';
-import type { EndpointDef, PipelineDef, RouteCondition } from './model.js';
+import { exhaustedPolicy, type EndpointDef, type ExhaustedPolicy, type PipelineDef, type RetryPolicy, type RouteCondition } from './model.js';
 import type { StateStore } from './state.js';
 import { MetricSet, countingEncoder, meterOutput, newStats, type PipelineStats } from './metrics.js';
-import { RecordError, SluiceError, errorMessage } from './errors.js';
+import { RecordError, RejectedRecordsError, SluiceError, errorMessage, type RejectedRecord } from './errors.js';
 import { createFormat, stringifyJson } from '../formats/index.js';
 import { compileSchema } from './schema.js';
 
@@ -22,7 +22,8 @@ export interface RuntimeEnv {
   connector(name: string): ConnectorSpec;
 }
 
-export type PipelineStatus = 'starting' | 'running' | 'draining' | 'completed' | 'stopped' | 'failed';
+/** `paused`: running, but an output's sink keeps failing under `on_exhausted: pause` (see `pausedReason`). */
+export type PipelineStatus = 'starting' | 'running' | 'paused' | 'draining' | 'completed' | 'stopped' | 'failed';
 
 export interface PipelineResult {
   status: 'completed' | 'stopped' | 'failed';
@@ -53,6 +54,8 @@ export interface PipelineHandle {
   /** Connector metrics: the source, each output (`sink`, or the route's name) and the dead-letter sink. */
   readonly metrics: { source: MetricSet; outputs: Record<string, MetricSet>; dlq?: MetricSet };
   status(): PipelineStatus;
+  /** While `status()` is `paused`: which output waits for its sink, and the sink's last error. */
+  pausedReason(): string | undefined;
   lastError(): Error | undefined;
   /** Resolves when the pipeline ended by itself, was stopped, or failed. */
   readonly done: Promise<PipelineResult>;
@@ -87,6 +90,36 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     signal?.addEventListener('abort', done, { once: true });
   });
 
+/** Records that leave an output without being written, each group with the token of the source batch it came from. */
+interface Diverted {
+  records: SluiceRecord[];
+  errors: Error[];
+  token: Token;
+}
+
+/** What an output does with records its sink refused for good, and how it reports a pause. */
+interface FailureHooks {
+  retry: RetryPolicy;
+  policy: ExhaustedPolicy;
+  /**
+   * `rejected`: the sink refused these records (RejectedRecordsError); `exhausted`: the whole batch failed under
+   * `on_exhausted: dlq`. Must hold each group's token (push it to another queue) before returning; throws to stop the
+   * pipeline, leaving the batch unacknowledged.
+   */
+  divert(groups: Diverted[], why: 'rejected' | 'exhausted', attempts: number): void;
+  /** A reason when the output pauses, undefined when it resumes; `ms` is paused time since the last call. */
+  paused(reason: string | undefined, ms: number): void;
+}
+
+interface WriteFailure {
+  attempts: number;
+  error: Error;
+  rejected?: RejectedRecord[];
+}
+
+/** `pause` retries no faster than this, whatever max_backoff says: a paused pipeline must not spin. */
+const PAUSE_FLOOR_MS = 100;
+
 /** A queue plus the loop that writes it to one sink in order, with batching and retries. */
 class Writer {
   private queue: Entry[] = [];
@@ -107,8 +140,9 @@ class Writer {
     private readonly sink: Sink,
     private readonly def: PipelineDef,
     private readonly log: Logger,
-    private readonly onWritten: (n: number, bytes: number, tokens: Token[]) => void,
+    private readonly onWritten: (n: number, bytes: number, tokens: Token[], written: number) => void,
     private readonly onRetry: () => void,
+    private readonly failures: FailureHooks,
   ) {
     this.done = this.loop();
   }
@@ -177,7 +211,7 @@ class Writer {
         if (this.head >= this.queue.length) continue;
       }
       // Take whole entries while they fit; split an entry only when it alone exceeds the batch.
-      const parts: Array<[SluiceRecord[], number, number]> = [];
+      const parts: Array<[SluiceRecord[], number, number, Token]> = [];
       let count = 0;
       let bytes = 0;
       const finished: Token[] = [];
@@ -186,7 +220,7 @@ class Writer {
         // An exactly-once sink stores positions per source batch: a batch split over two writes would leave the first
         // part written with no position covering it, replayed (duplicated) after a crash.
         const take = this.exactly ? e.records.length - e.offset : Math.min(e.records.length - e.offset, max_records - count);
-        parts.push([e.records, e.offset, e.offset + take]);
+        parts.push([e.records, e.offset, e.offset + take, e.token]);
         count += take;
         e.offset += take;
         if (e.offset === e.records.length) {
@@ -212,32 +246,95 @@ class Writer {
         for (const t of finished) if (t.ack !== undefined) next[t.partition ?? ''] = t.ack;
         this.nextPosition = next;
       }
-      await this.write(batch);
+      const failed = await this.write(batch);
       if (this.exactly) this.exactly = this.nextPosition;
+      // Diverted records get their tokens held by their new queue before the finished tokens are released below.
+      const diverted = failed ? this.divert(batch, parts, failed) : 0;
       this.queuedRecords -= count;
       this.queuedBytes -= bytes;
-      this.onWritten(count, bytes, finished);
+      this.onWritten(count, bytes, finished, count - diverted);
     }
   }
 
-  private async write(batch: SluiceRecord[]): Promise<void> {
-    const { max_attempts, initial_backoff_ms, max_backoff_ms } = this.def.retry;
+  /** Hands the failed records of a batch to the pipeline's policies, grouped by source batch; returns how many. */
+  private divert(batch: SluiceRecord[], parts: Array<[SluiceRecord[], number, number, Token]>, f: WriteFailure): number {
+    const errs = new Map<number, Error>();
+    if (f.rejected) {
+      for (const r of f.rejected) if (Number.isInteger(r.index) && r.index >= 0 && r.index < batch.length) errs.set(r.index, r.error);
+    } else for (let i = 0; i < batch.length; i++) errs.set(i, f.error);
+    if (!errs.size) return 0;
+    const groups: Diverted[] = [];
+    let k = 0;
+    for (const [, a, b, token] of parts) {
+      let g: Diverted | undefined;
+      for (let i = a; i < b; i++, k++) {
+        const e = errs.get(k);
+        if (!e) continue;
+        if (!g) groups.push((g = { records: [], errors: [], token }));
+        g.records.push(batch[k]!);
+        g.errors.push(e);
+      }
+    }
+    this.failures.divert(groups, f.rejected ? 'rejected' : 'exhausted', f.attempts);
+    return errs.size;
+  }
+
+  /**
+   * Writes one batch with retries. Resolves undefined once written, or with what failed when records must leave by
+   * another way (rejected records, `on_exhausted: dlq`); throws under `on_exhausted: fail`.
+   */
+  private async write(batch: SluiceRecord[]): Promise<WriteFailure | undefined> {
+    const { max_attempts, initial_backoff_ms, max_backoff_ms } = this.failures.retry;
+    let pausedAt: number | undefined;
+    const resume = () => {
+      if (pausedAt === undefined) return;
+      this.failures.paused(undefined, Date.now() - pausedAt);
+      this.log.info(`${this.label} recovered; resuming`);
+      pausedAt = undefined;
+    };
     for (let attempt = 1; ; attempt++) {
       try {
         await this.sink.write(batch, this.nextPosition);
-        return;
+        resume();
+        return undefined;
       } catch (e) {
         if (this.abort.signal.aborted) throw e;
+        if (e instanceof RejectedRecordsError) {
+          resume();
+          return { attempts: attempt, error: e, rejected: e.rejected };
+        }
         // An explicit `retriable: false` (a permanent 4xx, a constraint violation) is final at once.
         const retriable =
           !(e instanceof SluiceError) || (e.retriableGiven ? e.retriable : e.retriable || e.code === 'SINK' || e.code === 'CONNECT');
-        if (!retriable || attempt >= max_attempts) {
-          throw new SluiceError('SINK', `${this.label} write failed after ${attempt} attempt(s): ${errorMessage(e)}`, { cause: e });
+        if (retriable && attempt < max_attempts && pausedAt === undefined) {
+          const backoff = Math.min(max_backoff_ms, initial_backoff_ms * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
+          this.log.warn({ attempt, backoff_ms: Math.round(backoff), err: errorMessage(e) }, `${this.label} write failed; retrying`);
+          this.onRetry();
+          await sleep(backoff, this.abort.signal);
+          continue;
         }
-        const backoff = Math.min(max_backoff_ms, initial_backoff_ms * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
-        this.log.warn({ attempt, backoff_ms: Math.round(backoff), err: errorMessage(e) }, `${this.label} write failed; retrying`);
+        const error = new SluiceError('SINK', `${this.label} write failed after ${attempt} attempt(s): ${errorMessage(e)}${retriable ? '' : ' (permanent, not retried)'}`, {
+          cause: e,
+        });
+        if (this.failures.policy === 'fail') throw error;
+        if (this.failures.policy === 'dlq') {
+          this.log.warn({ attempts: attempt, records: batch.length, err: errorMessage(e) }, `${this.label}: sending the batch to the dead-letter sink`);
+          return { attempts: attempt, error };
+        }
+        // pause: hold everything (the full queue pushes back on the source) and retry slowly until the sink answers.
+        const every = Math.max(max_backoff_ms, PAUSE_FLOOR_MS);
+        const now = Date.now();
+        if (pausedAt === undefined) {
+          this.log.warn({ attempts: attempt, retry_every_ms: every, err: errorMessage(e) }, `${this.label} paused: the pipeline waits until the sink recovers`);
+          this.failures.paused(`${this.label}: ${errorMessage(e)}`, 0);
+        } else {
+          this.log.debug({ attempts: attempt, err: errorMessage(e) }, `${this.label} still failing; staying paused`);
+          this.failures.paused(`${this.label}: ${errorMessage(e)}`, now - pausedAt);
+        }
+        pausedAt = now;
         this.onRetry();
-        await sleep(backoff, this.abort.signal);
+        await sleep(every, this.abort.signal);
+        if (this.abort.signal.aborted) throw error;
       }
     }
   }
@@ -398,16 +495,18 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
     match?: (row: unknown) => boolean;
     path?: string[];
     coerce?: (row: unknown) => Record<string, unknown>;
+    /** This output's retry policy (a route's own), else the pipeline's. */
+    retry?: RetryPolicy;
   }
   let spaceWaiter: { promise: Promise<void>; resolve: () => void } | undefined;
   const { max_records: bufRecords, max_bytes: bufBytes } = def.buffer;
   let queuedRecords = 0;
   let queuedBytes = 0;
   const full = () => queuedRecords >= bufRecords || queuedBytes >= bufBytes;
-  const onWritten = (n: number, bytes: number, finished: Token[], isDlq: boolean) => {
-    if (isDlq) stats.dlq += n;
+  const onWritten = (n: number, bytes: number, finished: Token[], isDlq: boolean, written: number) => {
+    if (isDlq) stats.dlq += written;
     else {
-      stats.records_out += n;
+      stats.records_out += written;
       queuedRecords -= n;
       queuedBytes -= bytes;
     }
@@ -422,10 +521,55 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
     }
   };
   const onRetry = () => void stats.sink_retries++;
+  /** Outputs waiting for their sink under `on_exhausted: pause`, with the reason. */
+  const pausedBy = new Map<string, string>();
+  const failureHooks = (label: string, output: string, retry: RetryPolicy, policy: ExhaustedPolicy): FailureHooks => ({
+    retry,
+    policy,
+    paused(reason, ms) {
+      stats.paused_ms += ms;
+      if (reason === undefined) pausedBy.delete(output);
+      else pausedBy.set(output, reason);
+    },
+    divert(groups, why, attempts) {
+      let n = 0;
+      for (const g of groups) n += g.records.length;
+      if (output === 'dlq') {
+        throw new SluiceError('SINK', `${label} refused ${n} dead-letter entr${n === 1 ? 'y' : 'ies'}: ${errorMessage(groups[0]!.errors[0])}`);
+      }
+      if (why === 'rejected') stats.sink_rejected += n;
+      // Rejected records are bad data found late: the source's bad_data policy decides. A batch that ran out of
+      // attempts gets here only under `on_exhausted: dlq`.
+      const policy = why === 'rejected' ? def.source.bad_data : 'dlq';
+      if (policy === 'drop') {
+        stats.dropped += n;
+        const g = groups[0]!;
+        logDropped(n, g.errors[0]!, g.records[0]!.meta, sinkRaw(g.records[0]!).raw);
+        return;
+      }
+      if (policy === 'fail' || !dlq) {
+        const g = groups[0]!;
+        throw new SluiceError('SINK', `${label} rejected ${n} record(s); the first, at ${describeRecordPosition(g.records[0]!.meta, 0)}: ${errorMessage(g.errors[0])}`, {
+          hint: "set the source's bad_data to 'dlq' (with a `dlq:` sink) or 'drop' to keep going past records a sink refuses",
+        });
+      }
+      for (const g of groups) {
+        const entries = g.records.map((r, i) => {
+          const { raw, kind } = sinkRaw(r);
+          return deadLetter(raw, g.errors[i]!, r.meta, { attempts, stage: 'sink', output, raw_kind: kind });
+        });
+        dlq.push(entries, 0, g.token);
+      }
+    },
+  });
   const outputs: Output[] = [];
   const addOutput = (name: string, label: string, endpoint: EndpointDef | undefined, sink: Sink, extra: Partial<Output> = {}) => {
     const m = (metrics.outputs[name] = new MetricSet());
-    const writer = new Writer(label, meterOutput(sink, m, (b) => void (stats.bytes_out += b)), def, log, (n, b, f) => onWritten(n, b, f, false), onRetry);
+    const retry = extra.retry ?? def.retry;
+    let policy = opts.preview ? 'fail' : exhaustedPolicy(retry, !!def.dlq);
+    if (policy === 'dlq' && !def.dlq) policy = 'fail';
+    const hooks = failureHooks(label, name, retry, policy);
+    const writer = new Writer(label, meterOutput(sink, m, (b) => void (stats.bytes_out += b)), def, log, (n, b, f, w) => onWritten(n, b, f, false, w), onRetry, hooks);
     outputs.push({ name, endpoint, sink, writer, metrics: m, ...extra });
   };
   if (opts.preview) {
@@ -439,13 +583,17 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
         match: r.when ? compileCondition(r.when) : undefined,
         path: r.payload_path ? r.payload_path.split('.') : undefined,
         coerce: r.schema ? compileSchema(r.schema, allow) : undefined,
+        retry: r.retry,
       });
     }
     if (def.sink) addOutput('sink', `sink '${def.sink.connector}'`, def.sink, makeSink(def.sink));
   }
   const routed = !opts.preview && !!def.routes?.length;
   const dlqSink: Sink | undefined = def.dlq && !opts.preview ? makeSink(def.dlq) : undefined;
-  const dlq = dlqSink && new Writer(`dead-letter sink '${def.dlq!.connector}'`, dlqSink, def, log, (n, b, f) => onWritten(n, b, f, true), onRetry);
+  // The dead-letter sink has nowhere to divert to: it pauses with the pipeline's policy, and fails otherwise.
+  const dlqLabel = `dead-letter sink '${def.dlq?.connector}'`;
+  const dlqRetry: RetryPolicy = { ...def.retry, on_exhausted: exhaustedPolicy(def.retry, true) === 'pause' ? 'pause' : 'fail' };
+  const dlq = dlqSink && new Writer(dlqLabel, dlqSink, def, log, (n, b, f, w) => onWritten(n, b, f, true, w), onRetry, failureHooks(dlqLabel, 'dlq', dlqRetry, dlqRetry.on_exhausted!));
 
   // ---- transform ----
   let transformBad: BadRecord[] = [];
@@ -478,39 +626,64 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
       }
       case 'drop': {
         stats.dropped += bad.length;
-        dropsSinceLog += bad.length;
-        const now = Date.now();
-        if (now - lastDropLog >= 5000) {
-          const b = bad[0]!;
-          log.warn({ dropped: dropsSinceLog, sample_error: errorMessage(b.error), at: describeRecordPosition(b.meta, 0), sample: rawText(b.raw).raw.slice(0, 200) }, 'dropped bad records');
-          lastDropLog = now;
-          dropsSinceLog = 0;
-        }
+        const b = bad[0]!;
+        logDropped(bad.length, b.error, b.meta, b.raw);
         return false;
       }
       case 'dlq': {
-        const now = Date.now();
-        const records: SluiceRecord[] = bad.map((b) => ({
-          value: {
-            error: errorMessage(b.error),
-            error_class: b.error instanceof SluiceError ? b.error.code : 'DECODE',
-            field: b.error instanceof RecordError ? (b.error.field ?? null) : null,
-            ...rawText(b.raw),
-            pipeline: def.name,
-            source: def.source.connector,
-            metadata: b.meta ?? {},
-            attempts: 1,
-            failed_at: new Date(now).toISOString(),
-          },
-          raw: b.raw,
-          timestamp: now,
-          meta: b.meta,
-        }));
+        const records = bad.map((b) => deadLetter(b.raw, b.error, b.meta, { attempts: 1, stage: 'source' }));
         dlq!.push(records, 0, token);
         return false;
       }
     }
   };
+  const logDropped = (n: number, error: Error, meta: Record<string, unknown> | undefined, raw: string | Uint8Array) => {
+    dropsSinceLog += n;
+    const now = Date.now();
+    if (now - lastDropLog >= 5000) {
+      log.warn({ dropped: dropsSinceLog, sample_error: errorMessage(error), at: describeRecordPosition(meta, 0), sample: rawText(raw).raw.slice(0, 200) }, 'dropped bad records');
+      lastDropLog = now;
+      dropsSinceLog = 0;
+    }
+  };
+  /**
+   * One dead-letter entry (docs/dlq.md): the original bytes, the error with its class and field, where the record came
+   * from and how often it was tried. `stage: sink` entries also name the output whose sink refused the record, and
+   * `raw_kind` says whether `raw` is the source's payload or (when the source gave none) the row as JSON.
+   */
+  const deadLetter = (
+    raw: string | Uint8Array,
+    error: Error,
+    meta: Record<string, unknown> | undefined,
+    o: { attempts: number; stage: 'source' | 'sink'; output?: string; raw_kind?: 'payload' | 'row' },
+  ): SluiceRecord => {
+    const now = Date.now();
+    // An exhausted batch's error wraps the sink's own; its class is the more telling one.
+    const inner = error instanceof SluiceError && error.code === 'SINK' && error.cause instanceof Error ? error.cause : error;
+    const rec = inner instanceof RecordError ? inner : error instanceof RecordError ? error : undefined;
+    return {
+      value: {
+        error: errorMessage(error),
+        error_class: inner instanceof SluiceError ? inner.code : o.stage === 'sink' ? 'SINK' : 'DECODE',
+        field: rec?.field ?? null,
+        ...rawText(raw),
+        ...(o.raw_kind ? { raw_kind: o.raw_kind } : {}),
+        pipeline: def.name,
+        source: def.source.connector,
+        stage: o.stage,
+        ...(o.output ? { output: o.output } : {}),
+        metadata: meta ?? {},
+        attempts: o.attempts,
+        failed_at: new Date(now).toISOString(),
+      },
+      raw,
+      timestamp: now,
+      meta,
+    };
+  };
+  /** What a dead-letter entry keeps of a record a sink refused: its source payload, else the row it had become. */
+  const sinkRaw = (r: SluiceRecord): { raw: string | Uint8Array; kind: 'payload' | 'row' } =>
+    r.raw !== undefined ? { raw: r.raw, kind: 'payload' } : { raw: stringifyJson(r.value), kind: 'row' };
 
   // ---- decode + validate, synchronously inside emit ----
   let decoder: Decoder | undefined;
@@ -781,7 +954,10 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
       const deadline = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), drainTimeout)));
       await Promise.race([sourceRun.catch(() => undefined), deadline]);
       const all = [...outputs.map((o) => o.writer), ...(dlq ? [dlq] : [])];
-      const writers = drain ? Promise.all(all.map((w) => w.drain())) : Promise.all(all.map((w) => w.kill()));
+      // Outputs drain before the dead-letter sink: what they still reject or dead-letter while draining goes there.
+      const writers = drain
+        ? Promise.all(outputs.map((o) => o.writer.drain())).then(() => dlq?.drain())
+        : Promise.all(all.map((w) => w.kill()));
       const outcome = await Promise.race([writers.then(() => 'ok' as const, (e: Error) => e), deadline]);
       clearTimeout(timer);
       if (outcome === 'timeout') {
@@ -820,7 +996,8 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
     def,
     stats,
     metrics,
-    status: () => status,
+    status: () => (status === 'running' && pausedBy.size ? 'paused' : status),
+    pausedReason: () => (pausedBy.size ? [...pausedBy.values()].join('; ') : undefined),
     lastError: () => lastError,
     done,
     stop: () => finish('stopped'),
