@@ -103,4 +103,22 @@ export interface InsertStmt {
   name?: string;
 }
 
-export type Statement = CreateTableStmt | CreateProfileStmt | InsertStmt;
+/** `SET 'pipeline.batch.max_records' = '500'` (Flink's convention): applies to the INSERTs after it. */
+export interface SetStmt {
+  kind: 'set';
+  tok: Token;
+  key: string;
+  keyTok: Token;
+  value: string | number | boolean;
+  valueTok: Token;
+}
+
+/** `RESET 'key'` drops one setting for the INSERTs after it; `RESET` alone drops them all. */
+export interface ResetStmt {
+  kind: 'reset';
+  tok: Token;
+  key?: string;
+  keyTok?: Token;
+}
+
+export type Statement = CreateTableStmt | CreateProfileStmt | InsertStmt | SetStmt | ResetStmt;

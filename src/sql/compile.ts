@@ -8,7 +8,7 @@ import type { SchemaSpec } from '../core/types.js';
 import { suggest } from '../core/units.js';
 import { compileDocument, compileEndpoint, type CompiledDocument } from '../config/compile.js';
 import { findConnector } from '../connectors/index.js';
-import type { CreateTableStmt, InsertStmt, OptionDef, Statement } from './ast.js';
+import type { CreateTableStmt, InsertStmt, OptionDef, SetStmt, Statement } from './ast.js';
 import { ExprCompiler, UNIVERSAL_META, type ItemSpec } from './expr.js';
 import type { Token } from './lexer.js';
 import { parseScript } from './parser.js';
@@ -22,6 +22,11 @@ export interface SqlCompileOptions {
   env?: NodeJS.ProcessEnv;
   /** Connection profiles defined elsewhere (the control plane's store), usable with `connection_profile = 'name'`. */
   profiles?: Record<string, { connector: string; config: Record<string, unknown> }>;
+  /**
+   * Tables defined elsewhere (the control plane's connection tables), as YAML `tables:` entries: a statement may read
+   * or write them by name without a CREATE TABLE. A CREATE TABLE of the same name in the text wins.
+   */
+  tables?: Record<string, unknown>;
 }
 
 interface TableInfo {
@@ -38,6 +43,18 @@ interface TableInfo {
 
 const loose = (k: string) => k.toLowerCase().replace(/[-_.\s]/g, '');
 
+/**
+ * Pipeline settings a `SET 'pipeline.<group>.<field>' = ...` may give, with the YAML pipeline's names (and their
+ * aliases): `pipeline.batch.max_records` is `batch: {max_records: ...}` in YAML. `pipeline.dlq` names a sink table.
+ */
+const SETTINGS: Record<string, string[]> = {
+  batch: ['max_records', 'max_bytes', 'linger', 'linger_ms', 'count', 'size', 'max_count', 'bytes', 'period', 'flush_interval'],
+  buffer: ['max_records', 'max_bytes'],
+  retry: ['max_attempts', 'initial_backoff', 'max_backoff'],
+};
+const SETTING_NAMES = ['pipeline.dlq', ...['batch.max_records', 'batch.max_bytes', 'batch.linger', 'buffer.max_records', 'buffer.max_bytes', 'retry.max_attempts', 'retry.initial_backoff', 'retry.max_backoff'].map((k) => `pipeline.${k}`)];
+
+
 /** Compile a .sql file's text; throws ConfigError whose issues point at the offending token (file:line:col). */
 export function compileSqlText(text: string, file: string, o: SqlCompileOptions = {}): CompiledDocument {
   const stmts = parseScript(text, file, { env: o.env ?? process.env });
@@ -48,6 +65,8 @@ class DocCompiler {
   private readonly locs = new Map<string, Token>();
   private readonly issues: Array<ConfigIssue & { tok?: Token }> = [];
   private readonly tables = new Map<string, TableInfo>();
+  /** Names of tables taken from `o.tables`; they are checked only where a pipeline uses them. */
+  private readonly external = new Set<string>();
   private readonly profiles: Record<string, { connector: string; config: Record<string, unknown> }> = {};
   private readonly doc: { connection_profiles: Record<string, unknown>; tables: Record<string, unknown>; pipelines: unknown[] } = {
     connection_profiles: {},
@@ -93,10 +112,25 @@ class DocCompiler {
       if (s.kind === 'profile') this.profile(s.name, s.nameTok, s.options);
       else if (s.kind === 'table') this.table(s);
     }
+    // SET applies to the INSERTs after it, as in a Flink SQL script; RESET takes settings back.
+    const settingsOf = new Map<InsertStmt, Map<string, SetStmt>>();
+    let settings = new Map<string, SetStmt>();
+    for (const s of stmts) {
+      if (s.kind === 'set') {
+        const k = this.settingKey(s.key, s.keyTok);
+        if (k) settings = new Map(settings).set(k, s);
+      } else if (s.kind === 'reset') {
+        if (!s.key) settings = new Map();
+        else {
+          const k = this.settingKey(s.key, s.keyTok!);
+          if (k) (settings = new Map(settings)).delete(k);
+        }
+      } else if (s.kind === 'insert') settingsOf.set(s, settings);
+    }
     const inserts = stmts.filter((s): s is InsertStmt => s.kind === 'insert');
     const used = new Set<string>();
     const names = new Set<string>();
-    inserts.forEach((s, i) => this.insert(s, i, used, names));
+    inserts.forEach((s, i) => this.insert(s, i, used, names, settingsOf.get(s) ?? new Map()));
     this.throwIfIssues();
 
     const r = compileDocument(this.doc);
@@ -104,7 +138,7 @@ class DocCompiler {
     // Tables no pipeline reads or writes are still checked, in the role they declare.
     const scope = { profiles: this.profiles, tables: this.doc.tables };
     for (const [name, t] of this.tables) {
-      if (used.has(name)) continue;
+      if (used.has(name) || this.external.has(name)) continue;
       if (t.role === 'lookup') {
         this.issues.push(...compileLookupTable(name, this.doc.tables, this.profiles).issues);
         continue;
@@ -268,12 +302,63 @@ class DocCompiler {
     if (t) return t;
     const ci = [...this.tables.keys()].filter((k) => k.toLowerCase() === tok.text.toLowerCase());
     if (ci.length === 1) return this.tables.get(ci[0]!);
-    const hint = suggest(tok.text, this.tables.keys());
+    const ext = this.externalTable(tok);
+    if (ext) return ext;
+    const hint = suggest(tok.text, [...this.tables.keys(), ...Object.keys(this.o.tables ?? {})]);
     this.err(tok, `unknown table '${tok.text}'${hint ? `; did you mean '${hint}'?` : ''} (define it with CREATE TABLE ... WITH (...))`);
     return undefined;
   }
 
-  private insert(s: InsertStmt, index: number, used: Set<string>, names: Set<string>) {
+  /** A table of `o.tables` (a stored connection table), taken into the document the first time a statement names it. */
+  private externalTable(tok: Token): TableInfo | undefined {
+    const all = this.o.tables ?? {};
+    let name: string | undefined = Object.hasOwn(all, tok.text) ? tok.text : undefined;
+    if (name === undefined) {
+      const ci = Object.keys(all).filter((k) => k.toLowerCase() === tok.text.toLowerCase());
+      if (ci.length === 1) name = ci[0];
+    }
+    if (name === undefined) return undefined;
+    const y = all[name];
+    if (!y || typeof y !== 'object' || Array.isArray(y)) return undefined;
+    const yaml = y as Record<string, unknown>;
+    const stmt: CreateTableStmt = { kind: 'table', tok, name, nameTok: tok, columns: [], options: [] };
+    const info: TableInfo = { stmt, yaml, meta: new Map() };
+    const config = (yaml.config ?? {}) as Record<string, unknown>;
+    const type = typeof config.type === 'string' ? config.type.toLowerCase() : undefined;
+    if (type === 'source' || type === 'sink' || type === 'lookup') info.role = type;
+    const profile = typeof yaml.profile === 'string' ? yaml.profile : undefined;
+    info.connector = typeof yaml.connector === 'string' ? yaml.connector : profile ? this.profiles[profile]?.connector : undefined;
+    if (yaml.schema !== undefined) {
+      const parsed = parseSchemaConfig(yaml.schema, ['tables', name, 'schema']);
+      if (parsed.ok) info.schema = parsed.value;
+    }
+    const mf = yaml.metadata_fields;
+    const metaNames: Array<[string, string]> = Array.isArray(mf)
+      ? mf.filter((x): x is string => typeof x === 'string').map((x) => [x, x])
+      : mf && typeof mf === 'object'
+        ? Object.entries(mf as Record<string, unknown>).map(([k, v]) => [k, String(v)])
+        : [];
+    for (const [col, key] of metaNames) info.meta.set(col, { key, spec: { type: key === '_timestamp' ? 'timestamp' : key === '_key' ? 'string' : 'json' } });
+    this.at(['tables', name], tok);
+    this.tables.set(name, info);
+    this.doc.tables[name] = yaml;
+    this.external.add(name);
+    return info;
+  }
+
+  /** `pipeline.batch.max_records` -> `batch.max_records`, `pipeline.dlq` -> `dlq`; an unknown key is an error at it. */
+  private settingKey(key: string, tok: Token): string | undefined {
+    const parts = key.toLowerCase().split('.');
+    if (parts[0] === 'pipeline') {
+      if (parts.length === 2 && ['dlq', 'dead_letter', 'dead_letter_queue'].includes(parts[1]!)) return 'dlq';
+      if (parts.length === 3 && SETTINGS[parts[1]!]?.includes(parts[2]!)) return `${parts[1]}.${parts[2]}`;
+    }
+    const hint = suggest(key.toLowerCase(), SETTING_NAMES);
+    this.err(tok, `unknown setting '${key}'${hint ? `; did you mean '${hint}'?` : ''} (settings: ${SETTING_NAMES.join(', ')})`);
+    return undefined;
+  }
+
+  private insert(s: InsertStmt, index: number, used: Set<string>, names: Set<string>, settings: Map<string, SetStmt>) {
     const sel = s.select;
     const sink = this.findTable(s.sinkTok);
     const src = this.findTable(sel.from!.tok);
@@ -353,6 +438,61 @@ class DocCompiler {
     this.at(path, s.tok);
     this.at([...path, 'source'], sel.from!.tok);
     this.at([...path, 'sink'], s.sinkTok);
+    for (const [k, st] of settings) {
+      if (k === 'dlq') {
+        const t = this.findTable({ ...st.valueTok, text: String(st.value) });
+        if (!t) continue;
+        if (t.role === 'source' || t.role === 'lookup') {
+          this.err(st.valueTok, `table '${t.stmt.name}' is declared type = '${t.role}'; the dead-letter queue needs a sink table`);
+          continue;
+        }
+        used.add(t.stmt.name);
+        p.dlq = t.stmt.name;
+        this.at([...path, 'dlq'], st.valueTok);
+        continue;
+      }
+      const [group, field] = k.split('.') as [string, string];
+      ((p[group] ??= {}) as Record<string, unknown>)[field] = st.value;
+      this.at([...path, group], st.keyTok);
+      this.at([...path, group, field], st.valueTok);
+    }
     this.doc.pipelines.push(p);
   }
+}
+
+/**
+ * Tables and connection profiles a SQL pipeline's text uses without defining them (FROM, JOIN, INSERT INTO,
+ * `SET 'pipeline.dlq'`, `connection_profile = '...'`): what the control plane's in-use checks look for. Names are as
+ * written; the compiler matches them case-insensitively when unambiguous. Unparsable text uses nothing.
+ */
+export function sqlReferences(text: string): { tables: Set<string>; profiles: Set<string> } {
+  const tables = new Set<string>();
+  const profiles = new Set<string>();
+  let stmts: Statement[];
+  try {
+    stmts = parseScript(text, 'query');
+  } catch {
+    return { tables, profiles };
+  }
+  const local = new Set<string>();
+  const localProfiles = new Set<string>();
+  for (const s of stmts) {
+    if (s.kind === 'table') local.add(s.name.toLowerCase());
+    if (s.kind === 'profile') localProfiles.add(s.name.toLowerCase());
+  }
+  const table = (name: string) => void (local.has(name.toLowerCase()) || tables.add(name));
+  for (const s of stmts) {
+    if (s.kind === 'insert') {
+      table(s.sink);
+      if (s.select.from) table(s.select.from.name);
+      for (const j of s.select.joins) table(j.table.name);
+    } else if (s.kind === 'set' && /^pipeline\.(dlq|dead_letter|dead_letter_queue)$/i.test(s.key)) table(String(s.value));
+    else if (s.kind === 'table' || s.kind === 'profile') {
+      for (const o of s.options) {
+        const lk = loose(o.key);
+        if ((lk === 'connectionprofile' || lk === 'profile' || lk === 'connection' || lk === 'connectionselector') && !localProfiles.has(String(o.value).toLowerCase())) profiles.add(String(o.value));
+      }
+    }
+  }
+  return { tables, profiles };
 }

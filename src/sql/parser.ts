@@ -125,8 +125,23 @@ export class Parser {
       return this.createTable(t);
     }
     if (this.isKw('INSERT')) return this.insert();
+    if (this.isKw('SET')) {
+      this.next();
+      const keyTok = this.peek();
+      const key = this.optionKey();
+      if (!this.isOp('=')) this.fail(this.peek(), `expected '=' after '${key}' but found ${describeToken(this.peek())}`);
+      this.next();
+      const valueTok = this.peek();
+      return { kind: 'set', tok: t, key, keyTok, value: this.optionValue(key), valueTok };
+    }
+    if (this.isKw('RESET')) {
+      this.next();
+      if (this.peek().kind === 'eof' || this.isOp(';')) return { kind: 'reset', tok: t };
+      const keyTok = this.peek();
+      return { kind: 'reset', tok: t, key: this.optionKey(), keyTok };
+    }
     if (this.isKw('SELECT')) this.fail(t, 'a SELECT needs a destination: write INSERT INTO <sink table> SELECT ...');
-    return this.fail(t, `expected CREATE TABLE or INSERT INTO but found ${describeToken(t)}`);
+    return this.fail(t, `expected CREATE TABLE, INSERT INTO or SET but found ${describeToken(t)}`);
   }
 
   private createProfile(tok: Token): CreateProfileStmt {
@@ -242,6 +257,34 @@ export class Parser {
     return { text, tok };
   }
 
+  /** An option name: a quoted string or identifier, or a bare (dotted) word. */
+  private optionKey(): string {
+    const keyTok = this.peek();
+    if (keyTok.kind === 'string' || keyTok.kind === 'qident') return this.next().text;
+    if (keyTok.kind !== 'ident') return this.fail(keyTok, `expected an option name but found ${describeToken(keyTok)}`);
+    let key = this.next().text;
+    // Unquoted dotted keys (source.offset) read the same as quoted ones.
+    while (this.isOp('.') && (this.peek(1).kind === 'ident' || this.peek(1).kind === 'number')) {
+      this.next();
+      key += `.${this.next().text}`;
+    }
+    return key;
+  }
+
+  /** An option value: a string, a (signed) number, TRUE/FALSE, or a bare word. */
+  private optionValue(key: string): string | number | boolean {
+    const vt = this.peek();
+    if (vt.kind === 'string') return this.next().text;
+    if (vt.kind === 'number') return Number(this.next().text);
+    if (vt.kind === 'op' && vt.text === '-' && this.peek(1).kind === 'number') {
+      this.next();
+      return -Number(this.next().text);
+    }
+    if (vt.kind === 'ident' && (vt.upper === 'TRUE' || vt.upper === 'FALSE')) return this.next().upper === 'TRUE';
+    if (vt.kind === 'ident' && !RESERVED.has(vt.upper)) return this.next().text;
+    return this.fail(vt, `expected a value for '${key}' but found ${describeToken(vt)}`);
+  }
+
   private options(withTok: Token): OptionDef[] {
     this.expectOp('(');
     const out: OptionDef[] = [];
@@ -249,29 +292,12 @@ export class Parser {
     do {
       if (this.isOp(')')) break; // a trailing comma
       const keyTok = this.peek();
-      let key: string;
-      if (keyTok.kind === 'string' || keyTok.kind === 'qident') key = this.next().text;
-      else if (keyTok.kind === 'ident') {
-        key = this.next().text;
-        // Unquoted dotted keys (source.offset) read the same as quoted ones.
-        while (this.isOp('.') && (this.peek(1).kind === 'ident' || this.peek(1).kind === 'number')) {
-          this.next();
-          key += `.${this.next().text}`;
-        }
-      } else this.fail(keyTok, `expected an option name but found ${describeToken(keyTok)}`);
+      const key = this.optionKey();
       this.expectOp('=');
       const vt = this.peek();
-      let value: string | number | boolean;
-      if (vt.kind === 'string') value = this.next().text;
-      else if (vt.kind === 'number') value = Number(this.next().text);
-      else if (vt.kind === 'op' && vt.text === '-' && this.peek(1).kind === 'number') {
-        this.next();
-        value = -Number(this.next().text);
-      } else if (vt.kind === 'ident' && (vt.upper === 'TRUE' || vt.upper === 'FALSE')) value = this.next().upper === 'TRUE';
-      else if (vt.kind === 'ident' && !RESERVED.has(vt.upper)) value = this.next().text;
-      else this.fail(vt, `expected a value for '${key}' but found ${describeToken(vt)}`);
+      const value = this.optionValue(key);
       if (out.some((o) => o.key === key)) this.fail(keyTok, `option '${key}' is given twice`);
-      out.push({ key, keyTok, value: value!, valueTok: vt });
+      out.push({ key, keyTok, value, valueTok: vt });
     } while (this.acceptOp(','));
     if (!this.isOp(')')) this.fail(this.peek(), `expected ',' or ')' but found ${describeToken(this.peek())}`);
     this.next();

@@ -4,7 +4,7 @@ import { ConfigError } from '../core/errors.js';
 import type { LookupTable } from '../core/spec.js';
 import type { SchemaSpec, SluiceRecord } from '../core/types.js';
 import { loadConfigText } from '../config/load.js';
-import { compileSelect, compileSqlText, createTransform, tokenize } from './index.js';
+import { compileSelect, compileSqlText, createTransform, sqlReferences, tokenize } from './index.js';
 
 function issuesOf(f: () => unknown): Array<{ message: string; at: string }> {
   try {
@@ -450,5 +450,85 @@ pipelines:
     expect(strip(a as never)).toEqual(strip(b as never));
     expect(a.pipelines[0]!.transform).toBe('SELECT id AS id, upper(sym) AS sym, (price * qty) AS notional, file AS file FROM trades WHERE (price > 0)');
     expect(createTransform(b.pipelines[0]!, b)!.outputSchema).toEqual(createTransform(a.pipelines[0]!, a)!.outputSchema);
+  });
+});
+
+describe('pipeline settings (SET) and tables defined elsewhere', () => {
+  const tables = `CREATE TABLE g WITH (connector = 'generator', count = 5, interval = 0, type = 'source');
+CREATE TABLE o WITH (connector = 'file', path = 'o.jsonl', type = 'sink', format = 'json');
+CREATE TABLE bad WITH (connector = 'file', path = 'bad.jsonl', type = 'sink', format = 'json');
+`;
+
+  it("SET 'pipeline.*' gives batch, buffer, retry and dlq to the INSERTs after it, as YAML names them", () => {
+    const doc = compileSqlText(
+      `${tables}INSERT INTO o SELECT * FROM g;
+SET 'pipeline.batch.max_records' = '500';
+SET pipeline.batch.linger = '20ms';
+SET 'pipeline.buffer.max_records' = 2000;
+SET 'pipeline.retry.max_attempts' = '3';
+SET 'pipeline.retry.initial_backoff' = '50ms';
+SET 'pipeline.dlq' = 'bad';
+-- name: second
+INSERT INTO o SELECT * FROM g;
+RESET 'pipeline.batch.max_records';
+-- name: third
+INSERT INTO o SELECT * FROM g;
+RESET;
+-- name: fourth
+INSERT INTO o SELECT * FROM g;`,
+      'p.sql',
+    );
+    const [first, second, third, fourth] = doc.pipelines;
+    expect(first!.batch.max_records).toBe(1000);
+    expect(first!.dlq).toBeUndefined();
+    expect(second!.batch).toMatchObject({ max_records: 500, linger_ms: 20 });
+    expect(second!.buffer.max_records).toBe(2000);
+    expect(second!.retry).toMatchObject({ max_attempts: 3, initial_backoff_ms: 50 });
+    expect(second!.dlq).toMatchObject({ connector: 'file', table: 'bad' });
+    // A dead-letter queue makes dlq the source's default bad_data policy, as in YAML.
+    expect(second!.source.bad_data).toBe('dlq');
+    expect(third!.batch.max_records).toBe(1000);
+    expect(third!.batch.linger_ms).toBe(20);
+    expect(fourth!.batch.linger_ms).toBe(5);
+    expect(fourth!.dlq).toBeUndefined();
+  });
+
+  it('reports unknown settings, bad values and wrong dlq tables at their tokens', () => {
+    expect(issuesOf(() => compileSqlText(`${tables}SET 'pipeline.batch.max_recrods' = '5';\nINSERT INTO o SELECT * FROM g;`, 'p.sql'))).toEqual([
+      { message: expect.stringContaining("unknown setting 'pipeline.batch.max_recrods'; did you mean 'pipeline.batch.max_records'?"), at: '4:5' },
+    ]);
+    const bad = issuesOf(() => compileSqlText(`${tables}SET 'pipeline.batch.max_records' = 'lots';\nINSERT INTO o SELECT * FROM g;`, 'p.sql'));
+    expect(bad).toHaveLength(1);
+    expect(bad[0]!.at).toBe('4:36');
+    expect(issuesOf(() => compileSqlText(`${tables}SET 'pipeline.dlq' = 'g';\nINSERT INTO o SELECT * FROM g;`, 'p.sql'))).toEqual([
+      { message: "table 'g' is declared type = 'source'; the dead-letter queue needs a sink table", at: '4:22' },
+    ]);
+    expect(issuesOf(() => compileSqlText(`${tables}SET 'pipeline.dlq' = 'nope';\nINSERT INTO o SELECT * FROM g;`, 'p.sql'))[0]!.at).toBe('4:22');
+    expect(issuesOf(() => compileSqlText(`SET 'pipeline.batch.max_records' 5;`, 'p.sql'))).toEqual([{ message: "expected '=' after 'pipeline.batch.max_records' but found '5'", at: '1:34' }]);
+  });
+
+  it('reads and writes tables given by the caller (the control plane catalog) by name', () => {
+    const catalog = {
+      orders: { connector: 'generator', config: { count: 3, interval: 0, template: 'sequence', type: 'source' }, schema: { fields: [{ name: 'id', type: 'int64' }] } },
+      out: { connector: 'file', config: { path: 'x.jsonl', type: 'sink' }, format: 'json' },
+    };
+    const doc = compileSqlText('INSERT INTO OUT SELECT id * 2 AS twice FROM orders WHERE id > 0;', 'p.sql', { tables: catalog });
+    expect(doc.pipelines[0]).toMatchObject({ source: { connector: 'generator', table: 'orders' }, sink: { connector: 'file', table: 'out' } });
+    expect(doc.pipelines[0]!.transform).toContain('(id * 2) AS twice');
+    // The catalog's declared columns type the query.
+    expect(issuesOf(() => compileSqlText('INSERT INTO out SELECT idd FROM orders;', 'p.sql', { tables: catalog }))).toEqual([
+      { message: "unknown column 'idd'; did you mean 'id'?", at: '1:24' },
+    ]);
+    expect(issuesOf(() => compileSqlText('INSERT INTO orders SELECT * FROM out;', 'p.sql', { tables: catalog }))[0]!.message).toMatch(/type = 'source'/);
+    expect(issuesOf(() => compileSqlText('INSERT INTO out SELECT * FROM ordrs;', 'p.sql', { tables: catalog }))[0]!.message).toMatch(/did you mean 'orders'/);
+  });
+
+  it('lists the tables and profiles a query uses without defining them', () => {
+    const refs = sqlReferences(`CREATE TABLE local WITH (connector = 'file', path = 'a', connection_profile = 'files');
+SET 'pipeline.dlq' = 'dead';
+INSERT INTO local SELECT o.id FROM Orders o JOIN users u ON u.id = o.uid;`);
+    expect([...refs.tables].sort()).toEqual(['Orders', 'dead', 'users']);
+    expect([...refs.profiles]).toEqual(['files']);
+    expect(sqlReferences('INSERT INTO').tables.size).toBe(0);
   });
 });
