@@ -11,6 +11,7 @@ import websocketFileJsonl from './scenarios/websocket-file-jsonl.mjs';
 import websocketBlackholeSchema from './scenarios/websocket-blackhole-schema.mjs';
 import websocketSlowSink from './scenarios/websocket-slow-sink.mjs';
 import websocketSlowSinkDurable from './scenarios/websocket-slow-sink-durable.mjs';
+import websocketLatency from './scenarios/websocket-latency.mjs';
 
 // Broker scenarios: each needs its local server on 127.0.0.1 (Kafka: the emulator its prepare step starts) and skips otherwise.
 import generatorKafka from './scenarios/kafka-generator.mjs';
@@ -20,7 +21,7 @@ import redisStreamFile from './scenarios/redis-stream-file.mjs';
 import natsJetstream from './scenarios/nats-jetstream.mjs';
 import mqttNats from './scenarios/mqtt-nats.mjs';
 
-export const SCENARIOS = [generatorBlackhole, fileJsonl, fileCsv, websocketFileJsonl, websocketBlackholeSchema, websocketSlowSink, websocketSlowSinkDurable];
+export const SCENARIOS = [generatorBlackhole, fileJsonl, fileCsv, websocketFileJsonl, websocketBlackholeSchema, websocketSlowSink, websocketSlowSinkDurable, websocketLatency];
 SCENARIOS.push(generatorKafka, kafkaBlackhole, rabbitmqBlackhole, redisStreamFile, natsJetstream, mqttNats);
 
 /** Implementations in the order they run; `ratio` in the report is the first over the second. */

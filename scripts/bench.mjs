@@ -147,6 +147,9 @@ function summarize(results) {
     median_mb_per_sec: mbs,
     peak_rss_mb: Math.max(...results.map((r) => r.peak_rss_mb)),
     median_cpu_s: median(results.map((r) => r.cpu_user_s + r.cpu_system_s)),
+    // Paced scenarios: the median over runs of each run's percentiles.
+    median_latency_p50_ms: results.every((r) => r.latency_p50_ms !== undefined) ? median(results.map((r) => r.latency_p50_ms)) : undefined,
+    median_latency_p99_ms: results.every((r) => r.latency_p99_ms !== undefined) ? median(results.map((r) => r.latency_p99_ms)) : undefined,
     runs: results,
   };
 }
@@ -162,7 +165,7 @@ function table(rows) {
 }
 
 const machine = machineInfo();
-console.log(`sluice bench: ${machine.cpu_model}, ${machine.cores} cores, node ${machine.node}`);
+console.log(`sluice bench: ${machine.cpu_model}, ${machine.cores} cores, ${machine.memory_gb} GB, node ${machine.node}, load average ${machine.load_avg_1m}`);
 // Other processes competing for the cores skew every number here; say so rather than let it pass unnoticed.
 if (machine.load_avg_1m > machine.cores / 4) {
   console.log(`warning: load average ${machine.load_avg_1m} on ${machine.cores} cores before starting; results will be noisy`);
@@ -219,22 +222,26 @@ try {
           results[impl].push(r.result);
           const x = r.result;
           console.log(
-            `  ${impl.padEnd(6)} run ${run}/${runs}: ${fmtInt(x.records_per_sec).padStart(11)} records/s  ${x.seconds.toFixed(2)} s  ${x.mb_per_sec !== undefined ? `${fmt1(x.mb_per_sec)} MB/s  ` : ''}peak RSS ${fmt1(x.peak_rss_mb)} MB`,
+            `  ${impl.padEnd(6)} run ${run}/${runs}: ${fmtInt(x.records_per_sec).padStart(11)} records/s  ${x.seconds.toFixed(2)} s  ${x.mb_per_sec !== undefined ? `${fmt1(x.mb_per_sec)} MB/s  ` : ''}peak RSS ${fmt1(x.peak_rss_mb)} MB${x.latency_p99_ms !== undefined ? `  latency p50 ${x.latency_p50_ms} ms p99 ${x.latency_p99_ms} ms` : ''}`,
           );
           if (r.stderr.trim()) console.log(r.stderr.trim().replace(/^/gm, `    ${impl} stderr: `));
         }
       }
+      entry.load_avg_1m_after = Math.round(os.loadavg()[0] * 100) / 100;
       for (const impl of IMPLS) entry.impls[impl] = summarize(results[impl]);
       const [a, b] = IMPLS.map((i) => entry.impls[i].median_records_per_sec);
       entry.ratio = a / b;
       const firsts = IMPLS.map((i) => results[i][0]?.first_line);
-      if (firsts.every((f) => f !== undefined) && new Set(firsts).size > 1) {
+      // Paced scenarios stamp each record with its send time, so their lines differ by design.
+      if (!scenario.paced && firsts.every((f) => f !== undefined) && new Set(firsts).size > 1) {
         entry.output_differs = Object.fromEntries(IMPLS.map((i, k) => [i, firsts[k]]));
         console.log(`  note: first output lines differ:\n${IMPLS.map((i, k) => `    ${i}: ${firsts[k]}`).join('\n')}`);
       }
+      // A paced scenario runs at the offered rate on both sides: the ratio of rates says nothing, latency does.
       entry.meets = {
-        baseline: entry.ratio >= 1,
+        ...(scenario.paced ? {} : { baseline: entry.ratio >= 1 }),
         ...(scenario.target?.records_per_sec ? { records_per_sec: a >= scenario.target.records_per_sec } : {}),
+        ...(scenario.target?.latency_p99_ms ? { latency_p99_ms: entry.impls[IMPLS[0]].median_latency_p99_ms < scenario.target.latency_p99_ms } : {}),
       };
       entry.status = 'ok';
     } catch (e) {
@@ -248,10 +255,10 @@ try {
   cleanup();
 }
 
-const rows = [['scenario', 'impl', 'records/s', 'MB/s', 'peak RSS MB', 'cpu s', 'sluice/bare', 'target']];
+const rows = [['scenario', 'impl', 'records/s', 'MB/s', 'peak RSS MB', 'cpu s', 'p50 ms', 'p99 ms', 'sluice/bare', 'target']];
 for (const e of report) {
   if (e.status !== 'ok') {
-    rows.push([e.name, e.status === 'skipped' ? 'skipped' : 'FAILED', '-', '-', '-', '-', '-', '-']);
+    rows.push([e.name, e.status === 'skipped' ? 'skipped' : 'FAILED', '-', '-', '-', '-', '-', '-', '-', '-']);
     continue;
   }
   IMPLS.forEach((impl, k) => {
@@ -259,19 +266,24 @@ for (const e of report) {
     const targets = [];
     if (k === 0) {
       if (e.target?.records_per_sec) targets.push(`>=${(e.target.records_per_sec / 1e6).toFixed(0)}M/s ${e.meets.records_per_sec ? 'met' : 'MISSED'}`);
-      targets.push(`>=bare ${e.meets.baseline ? 'met' : 'MISSED'}`);
+      if (e.target?.latency_p99_ms) targets.push(`p99<${e.target.latency_p99_ms}ms ${e.meets.latency_p99_ms ? 'met' : 'MISSED'}`);
+      if (e.meets.baseline !== undefined) targets.push(`>=bare ${e.meets.baseline ? 'met' : 'MISSED'}`);
     }
-    rows.push([k === 0 ? e.name : '', impl, fmtInt(s.median_records_per_sec), fmt1(s.median_mb_per_sec), fmt1(s.peak_rss_mb), s.median_cpu_s.toFixed(2), k === 0 ? `${e.ratio.toFixed(2)}x` : '', targets.join(', ')]);
+    const ratio = k === 0 && e.meets.baseline !== undefined ? `${e.ratio.toFixed(2)}x` : '';
+    const ms = (x) => (x === undefined ? '-' : x.toFixed(2));
+    rows.push([k === 0 ? e.name : '', impl, fmtInt(s.median_records_per_sec), fmt1(s.median_mb_per_sec), fmt1(s.peak_rss_mb), s.median_cpu_s.toFixed(2), ms(s.median_latency_p50_ms), ms(s.median_latency_p99_ms), ratio, targets.join(', ')]);
   });
 }
 console.log(table(rows));
-console.log(`\nmedian of ${runs} run(s) each; peak RSS is the highest of the runs; cpu s: median user+system CPU seconds of a whole worker process`);
+console.log(`\nmedian of ${runs} run(s) each; peak RSS is the highest of the runs; cpu s: median user+system CPU seconds of a whole worker process; p50/p99: end-to-end latency of paced scenarios`);
 
 mkdirSync(resultsDir, { recursive: true });
 const out = join(resultsDir, 'latest.json');
 writeFileSync(out, JSON.stringify({ machine, options: { runs, records: recordsOverride ?? null, fsync: args.fsync, quick: args.quick, only: wanted, pipeline_json: args['pipeline-json'] ?? null }, scenarios: report }, null, 2) + '\n');
 // The same table as Markdown, ready for docs/benchmarks.md.
 const md = [rows[0], rows[0].map((_, i) => (i >= 2 && i < rows[0].length - 1 ? '---:' : '---')), ...rows.slice(1)].map((r) => `| ${r.join(' | ')} |`).join('\n');
-writeFileSync(join(resultsDir, 'latest.md'), `${md}\n`);
+const loads = report.flatMap((e) => [e.load_avg_1m_before, e.load_avg_1m_after ?? e.load_avg_1m_before]);
+const about = `${machine.date.slice(0, 10)}: ${machine.cpu_model}, ${machine.cores} cores, ${machine.memory_gb} GB RAM, ${machine.platform}, Node.js ${machine.node}; load average ${Math.min(...loads)} to ${Math.max(...loads)} (1 min, before and after each scenario); ${runs} run(s), median${recordsOverride ? `, ${recordsOverride} records` : ''}${args.fsync ? ', fsync after every batch' : ''}${args['pipeline-json'] ? `, pipeline overrides \`${args['pipeline-json']}\`` : ''}`;
+writeFileSync(join(resultsDir, 'latest.md'), `${about}\n\n${md}\n`);
 console.log(`results: ${out} (table: bench-results/latest.md)`);
 process.exitCode = report.some((e) => e.status === 'failed') ? 1 : 0;

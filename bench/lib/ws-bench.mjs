@@ -11,7 +11,7 @@ import { loadRuntime, merge, pipelineOverrides } from './sluice.mjs';
  * returns the handle plus `end()`, which stops the pipeline gracefully (drain, commit, close) and closes the state
  * store. Loading and compiling happen here, before the caller starts its clock, as in bench/lib/sluice.mjs.
  */
-export async function prepareSluice(config, { dataDir }) {
+export async function prepareSluice(config, { dataDir, onWritten }) {
   const rt = await loadRuntime();
   mkdirSync(dataDir, { recursive: true });
   const overrides = pipelineOverrides();
@@ -25,7 +25,7 @@ export async function prepareSluice(config, { dataDir }) {
     connector(name) {
       const c = rt.findConnector(name);
       if (!c) throw new Error(`unknown connector '${name}'`);
-      return c;
+      return onWritten && c.sink ? observedSink(c, onWritten) : c;
     },
   };
   return {
@@ -45,6 +45,43 @@ export async function prepareSluice(config, { dataDir }) {
       };
     },
   };
+}
+
+/**
+ * The connector with its sink wrapped: `onWritten(records)` runs after each write resolved, i.e. once the sink
+ * acknowledged the batch (for the file sink: written to the file). The latency scenarios take their clock reading there.
+ */
+function observedSink(spec, onWritten) {
+  return {
+    ...spec,
+    sink: {
+      ...spec.sink,
+      create(options, info) {
+        const inner = spec.sink.create(options, info);
+        return {
+          open: (ctx) => inner.open(ctx),
+          async write(records) {
+            await inner.write(records);
+            onWritten(records);
+          },
+          close: inner.close ? () => inner.close() : undefined,
+        };
+      },
+    },
+  };
+}
+
+/**
+ * Percentiles (ms) of the latencies in `lat` (a Float64Array, sorted in place) from index `skip` (warm-up: the first
+ * second of the feed, while the JIT compiles the hot paths of both implementations) to `count`.
+ */
+export function latencySummary(lat, count, skip = 0) {
+  const from = Math.min(skip, count);
+  const xs = lat.subarray(from, count).sort();
+  count -= from;
+  const q = (p) => (count ? xs[Math.min(count - 1, Math.floor(p * count))] : undefined);
+  const r = (x) => (x === undefined ? undefined : Math.round(x * 100) / 100);
+  return { latency_warmup_skipped: from, latency_samples: count, latency_p50_ms: r(q(0.5)), latency_p99_ms: r(q(0.99)), latency_p999_ms: r(q(0.999)), latency_max_ms: r(xs[count - 1]) };
 }
 
 /**

@@ -8,7 +8,10 @@
 // socket's own buffer says so (`write()` returns false, then 'drain'), so a client that stops reading makes the
 // server wait instead of grow, and TCP carries the backpressure end to end. The connection stays open afterwards.
 //
-//   node bench/lib/ws-server.mjs <frames.bin> [--loop]
+// With `--rate R` it paces itself instead: R frames per second (checked every millisecond), each stamped with the
+// wall-clock time it was written at (see `stampedFramesFixture`), for the end-to-end latency scenarios.
+//
+//   node bench/lib/ws-server.mjs <frames.bin> [--loop] [--rate R]
 // prints {"port": P} once listening; on SIGTERM prints {"frames_sent", "cpu_s"} and exits.
 
 import { spawn } from 'node:child_process';
@@ -40,7 +43,27 @@ function frame(payload) {
  * worker's figure.
  */
 export function framesFixture(dir, n) {
-  const path = join(dir, `ws-frames-${n}.bin`);
+  return buildFrames(dir, n, `ws-frames-${n}.bin`, (line) => line);
+}
+
+/** Where a stamped frame's send time goes: `{"S":` then 17 characters (13 integer digits, a dot, 3 decimals). */
+const STAMP_FIELD = '{"S":';
+const STAMP_PLACEHOLDER = '0000000000000.000';
+
+/** Wall-clock milliseconds with microsecond resolution, comparable across processes on one machine. */
+export const wallMs = () => performance.timeOrigin + performance.now();
+
+/**
+ * Like `framesFixture`, but each tick starts with `"S":0000000000000.000,`: the paced server overwrites those digits
+ * with the time it writes the frame (the width stays the same until the year 2286), and the receiving side takes
+ * `now - S` as the record's end-to-end latency.
+ */
+export function stampedFramesFixture(dir, n) {
+  return buildFrames(dir, n, `ws-frames-stamped-${n}.bin`, (line) => Buffer.concat([Buffer.from(`${STAMP_FIELD}${STAMP_PLACEHOLDER},`), line.subarray(1)]));
+}
+
+function buildFrames(dir, n, name, payloadOf) {
+  const path = join(dir, name);
   if (!existsSync(path)) {
     const tmp = `${path}.tmp`;
     const src = openSync(jsonlFixture(dir, n).path, 'r');
@@ -54,7 +77,7 @@ export function framesFixture(dir, n) {
         const parts = [];
         let start = 0;
         for (let nl = buf.indexOf(10); nl !== -1; nl = buf.indexOf(10, start)) {
-          if (nl > start) parts.push(frame(buf.subarray(start, nl)));
+          if (nl > start) parts.push(frame(payloadOf(buf.subarray(start, nl))));
           start = nl + 1;
         }
         frames += parts.length;
@@ -93,7 +116,54 @@ function slices(buf) {
   return { out, counts };
 }
 
-function serve(framesPath, loop) {
+/** Start and end offsets of every frame in `buf`, and where its payload starts. */
+function frameOffsets(buf) {
+  const starts = [];
+  const payloads = [];
+  let at = 0;
+  while (at < buf.length) {
+    const len7 = buf[at + 1] & 0x7f;
+    const head = len7 < 126 ? 2 : 4;
+    starts.push(at);
+    payloads.push(at + head);
+    at += head + (len7 < 126 ? len7 : buf.readUInt16BE(at + 2));
+  }
+  starts.push(at);
+  return { starts, payloads };
+}
+
+/**
+ * Write the frames at `rate` per second: every millisecond (or as soon as the event loop gets to it), the frames due
+ * by now are stamped with the current time and written in one piece. A client that falls behind does not slow the
+ * schedule down: the frames then wait in the socket buffers, and that wait is part of the latency it measures.
+ */
+function pacedSender(buf, rate, isClosed, onSent) {
+  const { starts, payloads } = frameOffsets(buf);
+  const total = payloads.length;
+  for (let i = 0; i < Math.min(total, 3); i++) {
+    if (buf.toString('latin1', payloads[i], payloads[i] + STAMP_FIELD.length) !== STAMP_FIELD) throw new Error('--rate needs stamped frames (stampedFramesFixture)');
+  }
+  return (socket) => {
+    const t0 = performance.now();
+    let sent = 0;
+    const tick = () => {
+      if (isClosed()) return;
+      const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * rate) + 1);
+      if (due > sent) {
+        const stamp = wallMs().toFixed(3).padStart(STAMP_PLACEHOLDER.length, '0');
+        for (let i = sent; i < due; i++) buf.write(stamp, payloads[i] + STAMP_FIELD.length, 'latin1');
+        socket.write(buf.subarray(starts[sent], starts[due]));
+        onSent(due - sent);
+        sent = due;
+      }
+      if (sent < total) setTimeout(tick, 1);
+    };
+    tick();
+  };
+}
+
+function serve(framesPath, loop, rate) {
+  if (rate) return servePaced(framesPath, rate);
   const { out: chunks, counts } = slices(readFileSync(framesPath));
   let framesSent = 0;
   const http = createServer((_req, res) => res.writeHead(426).end());
@@ -126,10 +196,31 @@ function serve(framesPath, loop) {
       });
     });
   });
+  listen(http, () => framesSent);
+}
+
+function servePaced(framesPath, rate) {
+  let framesSent = 0;
+  const buf = readFileSync(framesPath);
+  const http = createServer((_req, res) => res.writeHead(426).end());
+  const wss = new WebSocketServer({ noServer: true });
+  http.on('upgrade', (req, socket, head) => {
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      let closed = false;
+      ws.on('close', () => (closed = true));
+      ws.on('error', () => (closed = true));
+      const start = pacedSender(buf, rate, () => closed, (k) => (framesSent += k));
+      ws.once('message', () => start(socket));
+    });
+  });
+  listen(http, () => framesSent);
+}
+
+function listen(http, framesSent) {
   http.listen(0, '127.0.0.1', () => process.stdout.write(JSON.stringify({ port: http.address().port }) + '\n'));
   process.on('SIGTERM', () => {
     const cpu = process.cpuUsage();
-    process.stdout.write(JSON.stringify({ frames_sent: framesSent, cpu_s: (cpu.user + cpu.system) / 1e6 }) + '\n', () => process.exit(0));
+    process.stdout.write(JSON.stringify({ frames_sent: framesSent(), cpu_s: (cpu.user + cpu.system) / 1e6 }) + '\n', () => process.exit(0));
   });
   // The parent died without stopping us: do not linger.
   process.stdin.on('end', () => process.exit(0));
@@ -140,8 +231,8 @@ function serve(framesPath, loop) {
  * Start the server in a child process. `close()` stops it (by its PID, through the ChildProcess) and returns what it
  * reported: frames written and its own CPU seconds.
  */
-export async function startFrameServer(framesPath, { loop = false } = {}) {
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), framesPath, ...(loop ? ['--loop'] : [])], {
+export async function startFrameServer(framesPath, { loop = false, rate } = {}) {
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), framesPath, ...(loop ? ['--loop'] : []), ...(rate ? ['--rate', String(rate)] : [])], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const killOnExit = () => child.kill('SIGKILL');
@@ -186,5 +277,6 @@ export async function startFrameServer(framesPath, { loop = false } = {}) {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  serve(process.argv[2], process.argv.includes('--loop'));
+  const r = process.argv.indexOf('--rate');
+  serve(process.argv[2], process.argv.includes('--loop'), r === -1 ? undefined : Number(process.argv[r + 1]));
 }
