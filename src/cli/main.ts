@@ -1,7 +1,7 @@
 // `sluice` command line. Exit codes: 0 success, 1 runtime failure, 2 invalid config or usage.
 
 import { Command, CommanderError, Option } from 'commander';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, SluiceError, errorMessage } from '../core/errors.js';
 import { loadConfigFile } from '../config/load.js';
@@ -67,7 +67,7 @@ interface GlobalOpts {
   logLevel: string;
 }
 
-async function cmdRun(files: string[], o: { dataDir: string; drainTimeout: string; status: boolean; statsInterval: string; metricsPort?: string }, g: GlobalOpts): Promise<number> {
+async function cmdRun(files: string[], o: { dataDir: string; drainTimeout: string; status: boolean; statsInterval: string; metricsPort?: string; statsFile?: string }, g: GlobalOpts): Promise<number> {
   const docs = loadAll(files);
   const defs = docs.flatMap((d) => d.doc.pipelines);
   if (!defs.length) throw new UsageError('no pipeline to run in the given files');
@@ -124,6 +124,11 @@ async function cmdRun(files: string[], o: { dataDir: string; drainTimeout: strin
       process.stderr.write(scrubUrlCredentials(`sluice: pipeline '${h.name}' failed: ${errorMessage(r.error)}${hint}\n`));
     }
   });
+  if (o.statsFile) {
+    // Final counters per pipeline, for scripts and the fault-injection tests (in = out + dlq + dropped + ...).
+    const pipelines = Object.fromEntries(results.map((r, i) => [handles[i]!.name, { status: r.status, ...r.stats, source: handles[i]!.metrics.source.snapshot() }]));
+    writeFileSync(o.statsFile, JSON.stringify({ pipelines }) + '\n');
+  }
   const s = results.reduce((a, r) => ({ in: a.in + r.stats.records_in, out: a.out + r.stats.records_out }), { in: 0, out: 0 });
   log.info({ records_in: s.in, records_out: s.out, peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024) }, 'done');
   await flush();
@@ -283,6 +288,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--no-status', 'no live status line on a terminal')
     .option('--stats-interval <duration>', 'how often to log progress when not on a terminal (0 = never)', '10s')
     .option('--metrics-port <port>', 'serve Prometheus metrics on 127.0.0.1:<port>/metrics')
+    .option('--stats-file <path>', "on exit, write each pipeline's final counters (records in/out, dlq, dropped, ...) to this file as JSON")
     .action(async (files: string[], o) => {
       exitCode = await cmdRun(files, o, g());
     });
