@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { startPipeline, type RuntimeEnv } from './runtime.js';
 import { memoryStateStore } from './state.js';
@@ -243,6 +243,45 @@ describe('runtime', () => {
     expect(r.status).toBe('stopped');
     expect(ids(sink.written)).toEqual(Array.from({ length: emitted }, (_, i) => i));
     expect(src.committed).toHaveLength(emitted / 10);
+  });
+
+  it('a partial batch waits batch.linger_ms once before it is written, not twice', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const src = { committed: [] as unknown[], emitReturnedPromise: 0 };
+      const sink: SinkLog = { written: [], failuresLeft: 0, delayMs: 0 };
+      const e = env([], src, sink);
+      let emitted!: () => void;
+      const wasEmitted = new Promise<void>((r) => (emitted = r));
+      const connectors: Record<string, ConnectorSpec> = {
+        once: {
+          name: 'once',
+          title: '',
+          description: '',
+          source: {
+            options: z.object({}),
+            create: () => ({
+              // One record, then nothing until the pipeline stops: only the linger timer can send it.
+              async run(ctx: SourceContext) {
+                void ctx.emit({ records: rows(0, 1), decoded: true, ack: 0 });
+                emitted();
+                await new Promise((r) => ctx.signal.addEventListener('abort', r, { once: true }));
+              },
+            }),
+          },
+        },
+      };
+      const h = startPipeline(def({ source: ep('once'), batch: { ...DEFAULT_BATCH, linger_ms: 100 } }), { ...e, connector: (n) => connectors[n] ?? e.connector(n) });
+      await wasEmitted;
+      await vi.advanceTimersByTimeAsync(99);
+      expect(sink.written).toHaveLength(0);
+      await vi.advanceTimersByTimeAsync(2);
+      expect(ids(sink.written)).toEqual([0]);
+      const r = await h.stop();
+      expect(r.status).toBe('stopped');
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('routes split one stream into named outputs, each unwrapping its payload and applying its own schema', async () => {
