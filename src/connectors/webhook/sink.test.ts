@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { formatIssue } from '../../core/errors.js';
 import { parseOptions, type ConnectorSpec } from '../../core/spec.js';
 import type { SluiceRecord, SourceContext } from '../../core/types.js';
-import { endpointDef, parsedOptions, pipelineDef } from '../../testing/harness.js';
+import { endpointDef, newRecordingSink, parsedOptions, pipelineDef, recordingEndpoint } from '../../testing/harness.js';
 import { sinkOptions } from './options.js';
 import { parseRetryAfter } from './sink.js';
 import { Cleanup, start, target } from './testkit.js';
@@ -127,6 +127,24 @@ describe('webhook sink', () => {
     expect(r.error?.message).not.toContain('secret');
     expect(t.got.length).toBe(1);
     expect(s.committed).toEqual([]);
+  });
+
+  it('in single mode a permanent 4xx rejects only that record: it goes to the dead-letter sink, the others are delivered and committed', async () => {
+    const t = await target(c, (r) => (JSON.parse(r.body).id === 2 ? { status: 422, body: 'name too short' } : { status: 201 }));
+    const s: Script = { rows, committed: [] };
+    const dead = newRecordingSink();
+    const sink = endpointDef('webhook', parsedOptions(sinkOptions, { url: `${t.url}/x`, concurrency: 2 }) as unknown as Record<string, unknown>);
+    const def = pipelineDef('whs-dlq', endpointDef('scripted', {}, { bad_data: 'dlq' }), sink, { dlq: recordingEndpoint('dead'), batch: { linger_ms: 0 } });
+    const h = start(c, def, { dead }, { extra: [scripted(s)] });
+    const r = await h.done;
+    expect(r.status).toBe('completed');
+    expect(t.got.map((x) => JSON.parse(x.body).id).sort()).toEqual([1, 2, 3]);
+    expect(dead.written.map((x) => x.value)).toEqual([
+      expect.objectContaining({ stage: 'sink', output: 'sink', error_class: 'SCHEMA', raw_kind: 'row', raw: JSON.stringify(rows[1]), attempts: 1 }),
+    ]);
+    expect(String((dead.written[0]!.value as { error: string }).error)).toMatch(/answered 422: name too short/);
+    expect(r.stats).toMatchObject({ records_out: 2, dlq: 1, sink_rejected: 1 });
+    expect(s.committed).toEqual(['b1']);
   });
 
   it('gives up on persistent 5xx after max_attempts and the pipeline retry policy', async () => {

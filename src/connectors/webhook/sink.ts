@@ -6,7 +6,7 @@
 import { Agent } from 'undici';
 import type { Encoder, SluiceRecord, Sink, SinkContext } from '../../core/types.js';
 import type { EndpointInfo } from '../../core/spec.js';
-import { SluiceError, errorMessage } from '../../core/errors.js';
+import { RejectedRecordsError, SluiceError, errorMessage, type RejectedRecord } from '../../core/errors.js';
 import { compileDataTemplate, textOf, type DataTemplate } from '../../core/data-template.js';
 import type { WebhookSinkOptions } from './options.js';
 
@@ -177,13 +177,18 @@ export class WebhookSink implements Sink {
   private async writeSingle(records: SluiceRecord[]): Promise<void> {
     let next = 0;
     let failed: unknown;
+    // One request per record: a permanent refusal of the body (4xx other than auth/not-found) concerns that record
+    // only, so the others still go and the runtime dead-letters (or drops) just the refused ones.
+    const rejected: RejectedRecord[] = [];
     const worker = async () => {
       while (next < records.length && failed === undefined) {
-        const rec = records[next++]!;
+        const index = next++;
+        const rec = records[index]!;
         try {
           await this.send({ target: this.fixed ?? this.targetOf(rec), body: this.bodyOf(rec) });
         } catch (e) {
-          failed ??= e;
+          if (e instanceof SluiceError && e.code === 'SCHEMA' && !e.retriable) rejected.push({ index, error: e });
+          else failed ??= e;
         }
       }
     };
@@ -191,6 +196,7 @@ export class WebhookSink implements Sink {
     if (n === 1) await worker();
     else await Promise.all(Array.from({ length: n }, worker));
     if (failed !== undefined) throw failed;
+    if (rejected.length) throw new RejectedRecordsError(rejected.sort((a, b) => a.index - b.index));
   }
 
   private async send(r: Req): Promise<void> {
