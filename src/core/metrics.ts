@@ -1,7 +1,7 @@
 // In-process counters per pipeline and connector. Cheap enough for hot paths (plain number fields); the control
 // plane exports the same numbers through prom-client.
 
-import type { ConnectorMetrics, Counter, Gauge } from './types.js';
+import type { ConnectorMetrics, Counter, Encoder, Gauge, Sink, SluiceRecord } from './types.js';
 
 export interface PipelineStats {
   /** Records that entered the pipeline (decoded rows plus records that failed decoding). */
@@ -9,6 +9,8 @@ export interface PipelineStats {
   /** Records the sink accepted. */
   records_out: number;
   bytes_in: number;
+  /** Bytes the outputs' formats encoded for writes the sinks accepted (sinks that write rows, not bytes, add 0). */
+  bytes_out: number;
   /** Records that failed decoding or schema validation. */
   errors: number;
   /** Bad records dropped by `bad_data: drop`. */
@@ -30,7 +32,7 @@ export interface PipelineStats {
 }
 
 export function newStats(): PipelineStats {
-  return { records_in: 0, records_out: 0, bytes_in: 0, errors: 0, dropped: 0, dlq: 0, sink_retries: 0, queued: 0, unrouted: 0, filtered: 0, sink_rejected: 0, paused_ms: 0 };
+  return { records_in: 0, records_out: 0, bytes_in: 0, bytes_out: 0, errors: 0, dropped: 0, dlq: 0, sink_retries: 0, queued: 0, unrouted: 0, filtered: 0, sink_rejected: 0, paused_ms: 0 };
 }
 
 export interface MetricValue {
@@ -40,9 +42,44 @@ export interface MetricValue {
   value: number;
 }
 
+/**
+ * A fixed-bucket histogram (cumulative on export). Observing is a short linear scan, cheap enough per record; the
+ * exporter turns it into a Prometheus histogram at scrape time.
+ */
+export class Histogram {
+  readonly counts: number[];
+  sum = 0;
+  count = 0;
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    /** Upper bounds, ascending; values above the last go only into +Inf (the count). */
+    readonly bounds: readonly number[],
+  ) {
+    this.counts = new Array<number>(bounds.length).fill(0);
+  }
+  observe(v: number): void {
+    this.sum += v;
+    this.count++;
+    const b = this.bounds;
+    for (let i = 0; i < b.length; i++) {
+      if (v <= b[i]!) {
+        this.counts[i]!++;
+        return;
+      }
+    }
+  }
+}
+
+/** Seconds: 1 ms to 1 min, for sink write durations and end-to-end lag. */
+export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] as const;
+
 /** Metrics a connector registers (`messages_received`, `connection_state`, ...), readable by exporters. */
 export class MetricSet implements ConnectorMetrics {
   readonly values = new Map<string, MetricValue>();
+  readonly histograms = new Map<string, Histogram>();
+  /** Bytes the output's encoder produced since the current write began (see meterOutput). */
+  encoded = 0;
   counter(name: string, help = ''): Counter {
     const m = this.get(name, help, 'counter');
     return { inc: (n = 1) => void (m.value += n) };
@@ -50,6 +87,11 @@ export class MetricSet implements ConnectorMetrics {
   gauge(name: string, help = ''): Gauge {
     const m = this.get(name, help, 'gauge');
     return { set: (v: number) => void (m.value = v) };
+  }
+  histogram(name: string, help = '', bounds: readonly number[] = LATENCY_BUCKETS): Histogram {
+    let h = this.histograms.get(name);
+    if (!h) this.histograms.set(name, (h = new Histogram(name, help, bounds)));
+    return h;
   }
   private get(name: string, help: string, kind: 'counter' | 'gauge'): MetricValue {
     let m = this.values.get(name);
@@ -61,4 +103,63 @@ export class MetricSet implements ConnectorMetrics {
     for (const [k, v] of this.values) o[k] = v.value;
     return o;
   }
+}
+
+/** The encoder, counting the bytes it produces into `m.encoded`. */
+export function countingEncoder(enc: Encoder, m: MetricSet): Encoder {
+  const len = (x: string | Uint8Array) => (typeof x === 'string' ? Buffer.byteLength(x) : x.byteLength);
+  const out: Encoder = {
+    encode(value: unknown) {
+      const b = enc.encode(value);
+      m.encoded += len(b);
+      return b;
+    },
+    encodeStream(values: unknown[], first: boolean) {
+      const b = enc.encodeStream(values, first);
+      m.encoded += len(b);
+      return b;
+    },
+    get extension() {
+      return enc.extension;
+    },
+    get wholeFile() {
+      return enc.wholeFile;
+    },
+  };
+  if (enc.prepare) out.prepare = () => enc.prepare!();
+  return out;
+}
+
+/**
+ * The sink, measured: each accepted write adds the bytes its encoder produced to `bytes_out` (and `onBytes`), and
+ * observes how long the write took (`write_seconds`) and, for records with an event time, the end-to-end lag at the
+ * moment the sink acknowledged them (`lag_seconds`). Failed attempts are not observed; retries show in sink_retries.
+ */
+export function meterOutput(sink: Sink, m: MetricSet, onBytes: (n: number) => void): Sink {
+  const bytesOut = m.counter('bytes_out', 'bytes encoded for writes the sink accepted');
+  const writes = m.histogram('write_seconds', 'duration of one accepted sink write (one batch)');
+  const lag = m.histogram('lag_seconds', 'now minus the record timestamp when the sink acknowledged the record');
+  const write = async (records: SluiceRecord[], ...rest: unknown[]) => {
+    m.encoded = 0;
+    const t0 = performance.now();
+    await (sink.write as (r: SluiceRecord[], ...a: unknown[]) => Promise<void>).call(sink, records, ...rest);
+    const now = Date.now();
+    writes.observe((performance.now() - t0) / 1000);
+    if (m.encoded) {
+      bytesOut.inc(m.encoded);
+      onBytes(m.encoded);
+      m.encoded = 0;
+    }
+    for (let i = 0; i < records.length; i++) {
+      const ts = records[i]!.timestamp;
+      if (ts !== undefined) lag.observe(Math.max(0, now - ts) / 1000);
+    }
+  };
+  return new Proxy(sink, {
+    get(target, prop) {
+      if (prop === 'write') return write;
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
 }

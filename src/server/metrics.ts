@@ -21,6 +21,7 @@ const COUNTERS: Array<[keyof PipelineStats, string, string]> = [
   ['records_in', 'sluice_pipeline_records_in_total', 'Records that entered the pipeline (decoded rows plus records that failed decoding).'],
   ['records_out', 'sluice_pipeline_records_out_total', 'Records the outputs accepted.'],
   ['bytes_in', 'sluice_pipeline_bytes_in_total', 'Payload bytes read from the source.'],
+  ['bytes_out', 'sluice_pipeline_bytes_out_total', "Bytes the outputs' formats encoded for writes the sinks accepted (0 for sinks that write rows, such as SQL databases)."],
   ['errors', 'sluice_pipeline_errors_total', 'Records that failed decoding or schema validation.'],
   ['dropped', 'sluice_pipeline_dropped_total', 'Bad records dropped by bad_data: drop.'],
   ['dlq', 'sluice_pipeline_dlq_total', 'Records written to the dead-letter sink.'],
@@ -77,6 +78,44 @@ export function createMetricsRegistry(runs: () => PipelineRun[], o: { processMet
       for (const r of runs()) this.set({ pipeline: r.name }, r.restarts ?? 0);
     },
   });
+  // The common connector metrics under one name each, whatever the connector calls them.
+  const endpointSets = (h: PipelineHandle): Array<[string, string, MetricSet | undefined]> => [['source', h.def.source.connector, h.metrics.source], ...outputsOf(h)];
+  new client.Gauge({
+    name: 'sluice_connector_connected',
+    help: '1 while the endpoint is connected to its system, 0 otherwise; only for connectors that report a connection state.',
+    labelNames: ['pipeline', 'endpoint', 'connector'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of runs()) {
+        if (!r.handle) continue;
+        for (const [endpoint, connector, set] of endpointSets(r.handle)) {
+          const connected = set?.values.get('connected')?.value;
+          const state = set?.values.get('connection_state')?.value;
+          if (connected !== undefined) this.set({ pipeline: r.name, endpoint, connector }, connected > 0 ? 1 : 0);
+          else if (state !== undefined) this.set({ pipeline: r.name, endpoint, connector }, state >= 2 ? 1 : 0);
+        }
+      }
+    },
+  });
+  new client.Counter({
+    name: 'sluice_connector_reconnects_total',
+    help: 'Reconnections of the endpoint to its system; only for connectors that count them.',
+    labelNames: ['pipeline', 'endpoint', 'connector'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of runs()) {
+        if (!r.handle) continue;
+        for (const [endpoint, connector, set] of endpointSets(r.handle)) {
+          const v = set?.values.get('reconnects')?.value;
+          if (v !== undefined) this.inc({ pipeline: r.name, endpoint, connector }, v);
+        }
+      }
+    },
+  });
+  registerHistogram(registry, runs, 'write_seconds', 'sluice_sink_write_duration_seconds', 'Duration of one accepted sink write (one batch), per output.');
+  registerHistogram(registry, runs, 'lag_seconds', 'sluice_pipeline_lag_seconds', 'End-to-end lag: time from the record timestamp (event time set by the source) to the sink acknowledging the record, per output.');
   // Connector metrics have names only the connector knows (`messages_received`, `connection_state`, `reconnects`),
   // so they are one family with the connector's name as a label.
   new client.Gauge({
@@ -89,11 +128,7 @@ export function createMetricsRegistry(runs: () => PipelineRun[], o: { processMet
       for (const r of runs()) {
         const h = r.handle;
         if (!h) continue;
-        const sets: Array<[string, string, MetricSet | undefined]> = [
-          ['source', h.def.source.connector, h.metrics.source],
-          ...Object.entries(h.metrics.outputs).map(([n, m]): [string, string, MetricSet] => [n, (n === 'sink' ? h.def.sink?.connector : h.def.routes?.find((x) => x.name === n)?.sink.connector) ?? 'unknown', m]),
-          ['dlq', h.def.dlq?.connector ?? 'unknown', h.metrics.dlq],
-        ];
+        const sets = endpointSets(h);
         for (const [endpoint, connector, set] of sets) {
           if (!set) continue;
           for (const v of set.values.values()) this.set({ pipeline: r.name, endpoint, connector, metric: v.name, kind: v.kind }, v.value);
@@ -102,6 +137,48 @@ export function createMetricsRegistry(runs: () => PipelineRun[], o: { processMet
     },
   });
   return registry;
+}
+
+/** The outputs of a run with their connector names: `sink`, each route, and `dlq`. */
+function outputsOf(h: PipelineHandle): Array<[string, string, MetricSet | undefined]> {
+  return [
+    ...Object.entries(h.metrics.outputs).map(([n, m]): [string, string, MetricSet] => [n, (n === 'sink' ? h.def.sink?.connector : h.def.routes?.find((x) => x.name === n)?.sink.connector) ?? 'unknown', m]),
+    ['dlq', h.def.dlq?.connector ?? 'unknown', h.metrics.dlq],
+  ];
+}
+
+/**
+ * A Prometheus histogram read from the runtime's own fixed-bucket histograms at scrape time (prom-client's Histogram
+ * can only be fed observations, which would put prom-client on the hot path).
+ */
+function registerHistogram(registry: client.Registry, runs: () => PipelineRun[], key: string, name: string, help: string) {
+  registry.registerMetric({
+    name,
+    help,
+    type: 'histogram',
+    aggregator: 'sum',
+    async get() {
+      const values: Array<{ value: number; labels: Record<string, string | number>; metricName: string }> = [];
+      for (const r of runs()) {
+        const h = r.handle;
+        if (!h) continue;
+        for (const [endpoint, connector, set] of outputsOf(h)) {
+          const hist = set?.histograms.get(key);
+          if (!hist) continue;
+          const labels = { pipeline: r.name, endpoint, connector };
+          let acc = 0;
+          hist.bounds.forEach((le, i) => {
+            acc += hist.counts[i]!;
+            values.push({ value: acc, labels: { ...labels, le }, metricName: `${name}_bucket` });
+          });
+          values.push({ value: hist.count, labels: { ...labels, le: '+Inf' }, metricName: `${name}_bucket` });
+          values.push({ value: hist.sum, labels, metricName: `${name}_sum` });
+          values.push({ value: hist.count, labels, metricName: `${name}_count` });
+        }
+      }
+      return { name, help, type: 'histogram', values, aggregator: 'sum' };
+    },
+  } as unknown as client.Metric);
 }
 
 /**
