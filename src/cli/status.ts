@@ -36,7 +36,10 @@ export class StatusLine {
     const dt = (now - this.last.t) / 1000 || 1;
     const label = handles.length === 1 ? handles[0]!.name : `${handles.length} pipelines`;
     const states = [...new Set(handles.map((h) => h.status()))].join('/');
-    this.text = `${label} [${states}] in ${human((rin - this.last.in) / dt)}/s out ${human((rout - this.last.out) / dt)}/s | total in ${human(rin)} out ${human(rout)} | queued ${human(queued)} errors ${err} dropped ${drop} dlq ${dlq}`;
+    // A paused pipeline says why first: the line is cut at the terminal's width.
+    const paused = handles.map((h) => h.pausedReason()).filter((r) => r !== undefined);
+    const why = paused.length ? ` paused: ${paused.join('; ')} |` : '';
+    this.text = `${label} [${states}]${why} in ${human((rin - this.last.in) / dt)}/s out ${human((rout - this.last.out) / dt)}/s | total in ${human(rin)} out ${human(rout)} | queued ${human(queued)} errors ${err} dropped ${drop} dlq ${dlq}`;
     this.last = { t: now, in: rin, out: rout };
     this.redraw();
   }

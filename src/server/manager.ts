@@ -15,7 +15,7 @@ import type { ControlStore, PipelineRow } from './store.js';
 import type { Scrubber } from './secrets.js';
 import { transformFactory } from '../sql/index.js';
 
-export type RunState = 'starting' | 'running' | 'draining' | 'completed' | 'stopped' | 'failed' | 'restarting';
+export type RunState = 'starting' | 'running' | 'paused' | 'draining' | 'completed' | 'stopped' | 'failed' | 'restarting';
 
 export interface PipelineError {
   message: string;
@@ -235,8 +235,9 @@ export class PipelineManager {
     const e = this.entries.get(id);
     if (!e) return undefined;
     const h = e.handle;
-    const state: RunState = h && e.state === 'running' ? (h.status() === 'starting' ? 'starting' : h.status() === 'draining' ? 'draining' : e.state) : e.state;
-    return { state, restarts: e.restarts, errors: e.errors, next_restart_at: e.nextRestartAt ? new Date(e.nextRestartAt).toISOString() : undefined, started_at: e.startedAt ? new Date(e.startedAt).toISOString() : undefined, handle: h };
+    const hs = h?.status();
+    const state: RunState = h && e.state === 'running' ? (hs === 'starting' || hs === 'draining' || hs === 'paused' ? hs : e.state) : e.state;
+    return { state, paused_reason: state === 'paused' ? h?.pausedReason() : undefined, restarts: e.restarts, errors: e.errors, next_restart_at: e.nextRestartAt ? new Date(e.nextRestartAt).toISOString() : undefined, started_at: e.startedAt ? new Date(e.startedAt).toISOString() : undefined, handle: h };
   }
 
   /** Every pipeline with its current run, for metrics. */
