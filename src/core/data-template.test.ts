@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compileDataTemplate, DataTemplateError } from './data-template.js';
+import { compileDataTemplate, compileFieldTemplate, DataTemplateError, fieldTemplateProblem, payloadTemplate } from './data-template.js';
 
 const r = (t: string, row: unknown, escape: 'json' | 'none' = 'json') => compileDataTemplate(t, { escape }).render(row);
 
@@ -65,5 +65,31 @@ describe('data templates', () => {
     expect(err('a {{ b')).toBe("template 1:3: '{{' is never closed with '}}'");
     expect(err('{{ @index }}')).toMatch(/^template 1:4: '@index' is only defined inside/);
     expect(err('{{ date }} {{ number a 1 2 }}')).toMatch(/^template 1:15: 'number' takes 1 to 2 argument/);
+  });
+});
+
+describe('field templates (topics, keys, subjects)', () => {
+  it('render fields, metadata and helpers, and name the option and field when a bare field is missing', () => {
+    const t = compileFieldTemplate('orders.{{ lower region }}.{{ dev.id }}.{{ _topic }}', 'subject');
+    expect(t.constant).toBe(false);
+    expect(t.render({ value: { region: 'EU', dev: { id: 7 } }, meta: { _topic: 'in' } })).toBe('orders.eu.7.in');
+    expect(() => t.render({ value: { region: 'EU' }, meta: { _topic: 'in' } })).toThrow("subject template 'orders.{{ lower region }}.{{ dev.id }}.{{ _topic }}': field 'dev.id' is missing or null");
+    // A helper decides for itself: `default` fills in, a missing field inside a helper is not an error.
+    expect(compileFieldTemplate('{{ default region "xx" }}', 'topic').render({ value: {} })).toBe('xx');
+    expect(compileFieldTemplate('fixed', 'topic')).toMatchObject({ constant: true });
+  });
+
+  it('compile errors name the option and the position, in field words', () => {
+    expect(() => compileFieldTemplate('a.{{ b c }}', 'topic')).toThrow("topic: template 1:6: '{{ b c }}' is not a field name (write e.g. {{ region }} or {{ customer.id }}) and 'b' is not a helper");
+    expect(() => compileFieldTemplate('a.{{ 1x }}', 'topic')).toThrow("topic: template 1:6: '{{ 1x }}' is not a field name");
+    expect(() => compileFieldTemplate('a.{{ b', 'key')).toThrow("key: template 1:3: unbalanced '{{': missing '}}'");
+    expect(fieldTemplateProblem('{{ uper x }}')).toBe("template 1:4: '{{ uper x }}' is not a field name (write e.g. {{ region }} or {{ customer.id }}) and 'uper' is not a helper; did you mean 'upper'?");
+  });
+
+  it('payload templates render records with metadata; compile errors name the template option', () => {
+    const p = payloadTemplate({ template: '{"k":"{{ _key }}","v":{{ json v }}}' })!;
+    expect(p({ value: { v: [1] }, key: 'a"b' })).toBe('{"k":"a\\"b","v":[1]}');
+    expect(payloadTemplate({})).toBeUndefined();
+    expect(() => payloadTemplate({ template: '{{#each}}' })).toThrow(/^template: template 1:3: \{\{#each\}\} needs a value/);
   });
 });

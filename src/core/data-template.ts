@@ -2,15 +2,24 @@
 // See docs/templates.md. A template is parsed once into a tree of small closures; rendering walks them and appends to
 // one string. Rendering never throws: a missing field renders as empty text (or `null` under `json`), and a helper
 // given a value it cannot handle renders empty too, because one odd record must not stop a pipeline at the sink.
+// The exception is field-template mode (`compileFieldTemplate`: topics, keys, subjects), where a missing `{{ field }}`
+// is an error naming the field, because an empty segment would route the record where nobody reads it.
 
 import { SluiceError } from './errors.js';
 import { suggest } from './units.js';
+import { opt, z } from './spec.js';
 import { stringifyJson } from '../formats/json.js';
-import type { SluiceRecord } from './types.js';
+import type { Encoder, SluiceRecord } from './types.js';
 
 export interface DataTemplateOptions {
   /** `json`: values are escaped for the inside of a JSON string (the default for JSON bodies); `none`: as-is. */
   escape?: 'json' | 'none';
+  /**
+   * Field-template mode (topics, keys, subjects, routing keys): a tag that is a bare path (`{{ region }}`) and finds
+   * nothing throws the returned error instead of rendering empty, because an empty topic or key segment would send
+   * the record somewhere nobody reads. Helpers (`{{ default region "eu" }}`) still render as usual.
+   */
+  missing?: (field: string, tag: string) => Error;
 }
 
 export interface DataTemplate {
@@ -263,6 +272,8 @@ function walk(v: unknown, path: ReadonlyArray<string | number>, from: number): u
 
 export function compileDataTemplate(source: string, options: DataTemplateOptions = {}): DataTemplate {
   const escape = options.escape ?? 'json';
+  const missing = options.missing;
+  const fieldMode = missing !== undefined;
   const lineStarts = [0];
   for (let i = 0; i < source.length; i++) if (source[i] === '\n') lineStarts.push(i + 1);
   const fail = (msg: string, off: number): never => {
@@ -316,7 +327,7 @@ export function compileDataTemplate(source: string, options: DataTemplateOptions
     };
   };
 
-  const parseExpr = (toks: Tok[], depth: number): { expr: Expr; helper?: string } => {
+  const parseExpr = (toks: Tok[], depth: number, tag = ''): { expr: Expr; helper?: string } => {
     let pos = 0;
     const atom = (): Expr => {
       const t = toks[pos++];
@@ -357,6 +368,10 @@ export function compileDataTemplate(source: string, options: DataTemplateOptions
       }
       if (t && t.t === 'word' && toks.length > pos + 1 && toks[pos + 1]!.t !== ')' && !nested) {
         const hint = suggest(t.v, Object.keys(HELPERS));
+        if (fieldMode) {
+          // Field templates are mostly `{{ field }}`: say that first, and skip guesses for very short words.
+          fail(`'{{ ${tag} }}' is not a field name (write e.g. {{ region }} or {{ customer.id }}) and '${t.v}' is not a helper${hint && t.v.length > 2 ? `; did you mean '${hint}'?` : ''}`, t.at);
+        }
         fail(`unknown helper '${t.v}'${hint ? `; did you mean '${hint}'?` : ''}`, t.at);
       }
       if (t && t.t === 'word' && nested && toks.length > pos + 1 && toks[pos + 1]!.t !== ')') {
@@ -420,7 +435,7 @@ export function compileDataTemplate(source: string, options: DataTemplateOptions
     }
     lit += source.slice(i, open);
     const close = source.indexOf('}}', open + 2);
-    if (close < 0) fail("'{{' is never closed with '}}'", open);
+    if (close < 0) fail(fieldMode ? "unbalanced '{{': missing '}}'" : "'{{' is never closed with '}}'", open);
     const inner = source.slice(open + 2, close);
     const innerAt = open + 2;
     i = close + 2;
@@ -458,8 +473,23 @@ export function compileDataTemplate(source: string, options: DataTemplateOptions
       f.elseParts = [];
       continue;
     }
+    if (fieldMode && !/\s/.test(trimmed) && !SEGMENT.test(trimmed) && !/^(this|@\w+|@root\..+|this\..+)$/.test(trimmed)) {
+      fail(`'{{ ${trimmed} }}' is not a field name (write e.g. {{ region }} or {{ customer.id }})`, lead);
+    }
     const toks = lexTag(inner, innerAt, fail);
-    cur().push(output(parseExpr(toks, loopDepth()).expr));
+    let { expr } = parseExpr(toks, loopDepth(), trimmed);
+    const only = toks.length === 1 ? toks[0]! : undefined;
+    if (missing && only?.t === 'word' && !['true', 'false', 'null'].includes(only.v) && !only.v.startsWith('@')) {
+      const get = expr;
+      const field = only.v.startsWith('this.') ? only.v.slice(5) : only.v;
+      const tagText = `{{ ${trimmed} }}`;
+      expr = (s) => {
+        const v = get(s);
+        if (v === undefined || v === null) throw missing(field, tagText);
+        return v;
+      };
+    }
+    cur().push(output(expr));
   }
   flushLit();
   if (stack.length > 1) {
@@ -525,4 +555,120 @@ export function compileDataTemplate(source: string, options: DataTemplateOptions
       return all({ ctx: [row], loops: [], rec: record });
     },
   };
+}
+
+// ---- field templates and payload templates for sinks --------------------------------------------------------------
+
+/** A sink's topic, key, subject, routing key or header template: rendered per record, strict about missing fields. */
+export interface FieldTemplate {
+  readonly source: string;
+  /** True when the template has no tags (it always renders `source`). */
+  readonly constant: boolean;
+  /** Throws the `missing` error when a bare `{{ field }}` finds nothing (missing or null) in the record. */
+  render(rec: SluiceRecord): string;
+}
+
+/** The compile problem of a field template (`template 1:7: ...`), or undefined; for option validation. */
+export function fieldTemplateProblem(source: string): string | undefined {
+  try {
+    compileDataTemplate(source, { escape: 'none', missing: () => new Error('missing') });
+    return undefined;
+  } catch (e) {
+    if (e instanceof DataTemplateError) return e.message;
+    throw e;
+  }
+}
+
+/**
+ * Compile a field template once. `what` names the option in errors (`topic`, `header 'x-id'`); `missing` builds the
+ * render error for a record without a field (default: a permanent sink error naming the option, template and field).
+ */
+export function compileFieldTemplate(source: string, what: string, missing?: (field: string, tag: string) => Error): FieldTemplate {
+  const onMissing =
+    missing ??
+    ((field: string) =>
+      new SluiceError('SINK', `${what} template '${source}': field '${field}' is missing or null in the record`, {
+        retriable: false,
+        hint: 'every record needs the fields the template names; use {{ default field "x" }} or filter upstream',
+      }));
+  let t: DataTemplate;
+  try {
+    t = compileDataTemplate(source, { escape: 'none', missing: onMissing });
+  } catch (e) {
+    if (e instanceof DataTemplateError) throw new SluiceError('CONFIG', `${what}: ${e.message}`);
+    throw e;
+  }
+  if (t.constant !== undefined) {
+    const text = t.constant;
+    return { source, constant: true, render: () => text };
+  }
+  return { source, constant: false, render: (rec) => t.render(rec.value, rec) };
+}
+
+/** A string option that must compile as a field template (topics, keys); the issue carries the tag's line:col. */
+export function fieldTemplateString(meta: Parameters<typeof opt>[1]) {
+  return opt(
+    z.string().min(1).superRefine((s, ctx) => {
+      const problem = fieldTemplateProblem(s);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
+    meta,
+  );
+}
+
+/**
+ * The `template` and `template_escape` options every text-sending sink shares (eKuiper's `dataTemplate`): the payload
+ * of each record is the rendered template instead of the format's encoding.
+ */
+export const payloadTemplateShape = {
+  template: opt(
+    z
+      .string()
+      .min(1)
+      .superRefine((s, ctx) => {
+        try {
+          compileDataTemplate(s, { escape: 'json' });
+        } catch (e) {
+          ctx.addIssue({ code: 'custom', message: e instanceof DataTemplateError ? e.message : String(e) });
+        }
+      })
+      .optional(),
+    {
+      description:
+        'Data template for each record\'s payload (see docs/templates.md), e.g. `{"id":{{ id }},"name":"{{ name }}"}`; replaces the format\'s encoding. Values are JSON-escaped unless `template_escape: none`.',
+      aliases: ['dataTemplate', 'data_template', 'payload_template'],
+      examples: ['{"device":"{{ device }}","temp":{{ number temp 1 }}}'],
+    },
+  ),
+  template_escape: opt(z.enum(['json', 'none']).default('json'), {
+    description: 'Escaping of values inserted by `template`: `json` (inside JSON strings) or `none` (plain text payloads).',
+    aliases: ['templateEscape'],
+    advanced: true,
+  }),
+};
+
+export interface PayloadTemplateOptions {
+  template?: string;
+  template_escape?: 'json' | 'none';
+}
+
+/** Renders one record's payload: the sink's `template` when set, else undefined (the sink encodes with its format). */
+export type PayloadTemplate = (rec: SluiceRecord) => string;
+
+/** The compiled `template` option, or undefined. Compile errors name the option and the tag's line:col. */
+export function payloadTemplate(o: PayloadTemplateOptions): PayloadTemplate | undefined {
+  if (o.template === undefined) return undefined;
+  let t: DataTemplate;
+  try {
+    t = compileDataTemplate(o.template, { escape: o.template_escape ?? 'json' });
+  } catch (e) {
+    if (e instanceof DataTemplateError) throw new SluiceError('CONFIG', `template: ${e.message}`);
+    throw e;
+  }
+  return (rec) => t.render(rec.value, rec);
+}
+
+/** The payload of a record: the template rendered when there is one, else the record encoded by the format. */
+export function payloadOf(tpl: PayloadTemplate | undefined, encoder: Encoder, rec: SluiceRecord): string | Uint8Array {
+  return tpl ? tpl(rec) : encoder.encode(rec.value);
 }

@@ -20,6 +20,7 @@ import {
   IdFailures,
   SchemaRegistryClient,
   subjectFor,
+  topicEncoders,
   unknownIds,
   writeHeader,
   type PreparedFormat,
@@ -93,6 +94,7 @@ function avsc(): AvscTypes {
 }
 
 function defineTypes(avro: typeof Avsc): AvscTypes {
+  guardBlockCounts(avro);
   /** int64 with full precision: a number while it is a safe integer, a BigInt beyond. */
   const Int64 = avro.types.LongType.__with({
     fromBuffer(b: Buffer) {
@@ -294,6 +296,100 @@ function defineTypes(avro: typeof Avsc): AvscTypes {
   return { avro, Int64: Int64 as unknown as AvroType, logicalTypes: LOGICAL_TYPES };
 }
 
+interface Tap {
+  buf: Buffer;
+  pos: number;
+  readLong(): number;
+  skipLong(): void;
+  readString(): string;
+}
+interface BlockType {
+  itemsType?: AvroType;
+  valuesType?: AvroType;
+}
+
+/**
+ * avsc reads an array or map block by looping over the item count the data claims, even past the end of the buffer: a
+ * corrupt message of a few bytes claiming two billion items kept a decoder busy and allocating until the process ran
+ * out of memory. A block cannot hold more items than the bytes left can encode (each at least `minBytes` long), so a
+ * larger count marks the read invalid at once and the message is reported as truncated or corrupt.
+ */
+function guardBlockCounts(avro: typeof Avsc): void {
+  const proto = (t: unknown) => (t as { prototype: { _read(this: BlockType, tap: Tap): unknown } }).prototype;
+  const invalid = (tap: Tap) => void (tap.pos = tap.buf.length + 1);
+  const blockSize = (tap: Tap) => {
+    let n = tap.readLong();
+    if (n < 0) {
+      n = -n;
+      tap.skipLong();
+    }
+    return n;
+  };
+  const fits = (tap: Tap, n: number, item: AvroType, key: number) => {
+    const each = minBytes(item) + key;
+    return tap.pos <= tap.buf.length && (each === 0 ? n <= MAX_EMPTY_ITEMS : n <= (tap.buf.length - tap.pos) / each);
+  };
+  proto(avro.types.ArrayType)._read = function (tap) {
+    const items = this.itemsType as unknown as { _read(tap: Tap): unknown };
+    const val: unknown[] = [];
+    let n: number;
+    while ((n = blockSize(tap))) {
+      if (!fits(tap, n, this.itemsType!, 0)) {
+        invalid(tap);
+        return val;
+      }
+      while (n--) val.push(items._read(tap));
+    }
+    return val;
+  };
+  proto(avro.types.MapType)._read = function (tap) {
+    const values = this.valuesType as unknown as { _read(tap: Tap): unknown };
+    const val: Record<string, unknown> = {};
+    let n: number;
+    while ((n = blockSize(tap))) {
+      if (!fits(tap, n, this.valuesType!, 1)) {
+        invalid(tap);
+        return val;
+      }
+      while (n--) {
+        const key = tap.readString();
+        val[key] = values._read(tap);
+      }
+    }
+    return val;
+  };
+}
+
+/** Items that encode to no bytes at all (null, empty records) have no byte bound; this many per block is plenty. */
+const MAX_EMPTY_ITEMS = 1_000_000;
+
+/** The fewest bytes a value of this type encodes to. */
+function minBytes(t: AvroType, seen = new Set<AvroType>()): number {
+  const any = t as unknown as { typeName: string; fields?: { type: AvroType }[]; size?: number; underlyingType?: AvroType };
+  if (any.underlyingType) return minBytes(any.underlyingType, seen);
+  switch (any.typeName) {
+    case 'null':
+      return 0;
+    case 'float':
+      return 4;
+    case 'double':
+      return 8;
+    case 'fixed':
+      return any.size ?? 0;
+    case 'record':
+    case 'error': {
+      if (seen.has(t)) return 0;
+      seen.add(t);
+      let n = 0;
+      for (const f of any.fields ?? []) n += minBytes(f.type, seen);
+      return n;
+    }
+    default:
+      // boolean, int, long, string, bytes, enum, union index, array and map terminators: at least one byte.
+      return 1;
+  }
+}
+
 /** A schema option (JSON text or an object) as a schema object; throws naming what is wrong. */
 export function parseAvroSchema(schema: unknown): AvroType {
   let s = schema;
@@ -447,6 +543,9 @@ export function avroFormat(o: AvroOptions, pipelineSchema?: SchemaSpec): Prepare
   let encodeBlocker: string | undefined;
   const bytesInside = () => (writerType ? containsBytes(writerType) : false);
 
+  // A templated Kafka topic has no subject until a record names the topic: one writer id per resolved topic.
+  const perTopic = topicEncoders(o, wire, () => avroFormat(o, pipelineSchema));
+
   const format: PreparedFormat = {
     name: 'avro',
     prepare(payloads) {
@@ -537,6 +636,7 @@ export function avroFormat(o: AvroOptions, pipelineSchema?: SchemaSpec): Prepare
         encode,
         encodeStream: (values) => encodeLengthDelimited(values.map(encode)),
         prepare: (topic?: string) => format.prepareEncode!(topic),
+        forTopic: perTopic,
       };
     },
   };

@@ -20,6 +20,7 @@ import {
   IdFailures,
   SchemaRegistryClient,
   subjectFor,
+  topicEncoders,
   unknownIds,
   type PreparedFormat,
   type RegistryOptions,
@@ -386,6 +387,9 @@ export function protobufFormat(o: ProtobufOptions): PreparedFormat {
     out.push(toRow(t, t.toObject(msg, TO_OBJECT)));
   };
 
+  // A templated Kafka topic has no subject until a record names the topic: one writer id per resolved topic.
+  const perTopic = topicEncoders(o, wire, () => protobufFormat(o));
+
   const format: PreparedFormat = {
     name: 'protobuf',
     prepare(payloads) {
@@ -456,7 +460,13 @@ export function protobufFormat(o: ProtobufOptions): PreparedFormat {
         out.set(body, 5 + idx.length);
         return out;
       };
-      return { extension: 'bin', encode, encodeStream: (values) => encodeLengthDelimited(values.map(encode)), prepare: (topic?: string) => format.prepareEncode!(topic) };
+      return {
+        extension: 'bin',
+        encode,
+        encodeStream: (values) => encodeLengthDelimited(values.map(encode)),
+        prepare: (topic?: string) => format.prepareEncode!(topic),
+        forTopic: perTopic,
+      };
     },
   };
   return format;

@@ -6,7 +6,7 @@
 
 import { z, bool, duration, opt } from '../core/spec.js';
 import { RecordError, SluiceError, errorMessage } from '../core/errors.js';
-import type { Format } from '../core/types.js';
+import type { Encoder, Format } from '../core/types.js';
 
 /**
  * A Format whose decoders/encoders depend on registry state fetched ahead of time. `prepare(payloads)` (the Format
@@ -110,6 +110,30 @@ export function registryOptionProblems(o: RegistryOptions): string[] {
     }
   }
   return out;
+}
+
+/**
+ * `Encoder.forTopic` for a registry-backed format whose subject follows from the topic (topic_name and
+ * topic_record_name strategies, no fixed `subject` or `topic`): one prepared encoder per topic, from a format instance
+ * of its own (its own writer id), built on first use and cached; a failed preparation is not cached, so it is retried.
+ * Undefined when the subject does not depend on the topic.
+ */
+export function topicEncoders(o: RegistryOptions, wire: boolean, make: () => PreparedFormat): ((topic: string) => Promise<Encoder>) | undefined {
+  if (!wire || !(o.schema_registry_address) || o.subject || o.topic || o.subject_strategy === 'record_name') return undefined;
+  const byTopic = new Map<string, Promise<Encoder>>();
+  return (topic) => {
+    let p = byTopic.get(topic);
+    if (!p) {
+      p = (async () => {
+        const f = make();
+        await f.prepareEncode!(topic);
+        return f.encoder();
+      })();
+      byTopic.set(topic, p);
+      p.catch(() => byTopic.delete(topic));
+    }
+    return p;
+  };
 }
 
 /** The subject a schema is written under, or an explanation of what is missing. */

@@ -560,6 +560,13 @@ describe('file sink', () => {
     expect(await readFile(f, 'utf8')).toBe('n\n1\n2\n3\n4\n');
   });
 
+  it('template (dataTemplate) writes one rendered line per record instead of the format encoding', async () => {
+    const f = join(dir, 'tpl.txt');
+    const sink = sinkOf({ path: f, dataTemplate: '{{ n }}:{{ upper s }}', template_escape: 'none' });
+    await writeAll(sink, sinkContext(jsonEncoder), [[{ value: { n: 1, s: 'a"b' } }], [{ value: { n: 2 } }]]);
+    expect(await readFile(f, 'utf8')).toBe('1:A"B\n2:\n');
+  });
+
   it('append: false truncates', async () => {
     const f = join(dir, 'x.jsonl');
     await writeFile(f, 'old\n');

@@ -3,6 +3,7 @@ import { ConfigError, SluiceError, errorMessage } from '../../core/errors.js';
 import { bool, defineConnector, duration, opt, parseOptions, size, z, type TestReporter } from '../../core/spec.js';
 import { describePatterns, displayPath, resolvePaths, toPatterns } from './paths.js';
 import { checkWritable, FileSink, unknownPlaceholders } from './sink.js';
+import { payloadTemplateShape } from '../../core/data-template.js';
 import { FileSource } from './source.js';
 
 export { FileSource, FileSink };
@@ -92,6 +93,7 @@ const sinkOptions = z.strictObject({
     default: true,
     description: 'Acknowledge a batch only after its bytes were flushed to disk (fdatasync). `false` is faster but a crash may lose acknowledged records.',
   }),
+  ...payloadTemplateShape,
 });
 
 export const spec = defineConnector({

@@ -6,6 +6,7 @@ import { basename, dirname, extname, join } from 'node:path';
 import { SluiceError, errorMessage } from '../../core/errors.js';
 import type { SinkContext, Sink, SluiceRecord } from '../../core/types.js';
 import { displayPath } from './paths.js';
+import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
 
 export interface FileSinkOptions {
   path: string;
@@ -13,6 +14,9 @@ export interface FileSinkOptions {
   rotate_interval?: number;
   append: boolean;
   fsync: boolean;
+  /** A data template per record (one line each) instead of the format's encoding. */
+  template?: string;
+  template_escape?: 'json' | 'none';
 }
 
 const PLACEHOLDER = /\{([^{}]*)\}/g;
@@ -50,9 +54,11 @@ export class FileSink implements Sink {
   private chain: Promise<void> = Promise.resolve();
   private readonly numbered: boolean;
   private wholeFiles = false;
+  private readonly tpl?: PayloadTemplate;
 
   constructor(private readonly o: FileSinkOptions) {
     this.numbered = o.path.includes('{n}') || o.rotate_size !== undefined || o.rotate_interval !== undefined;
+    this.tpl = payloadTemplate(o);
   }
 
   async open(ctx: SinkContext): Promise<void> {
@@ -60,6 +66,7 @@ export class FileSink implements Sink {
     // Formats whose output is only valid as a whole file (Parquet, with its footer) get one file per batch, written
     // beside its final name and renamed once complete, so a reader never sees a partial file.
     if (ctx.encoder.wholeFile) {
+      if (this.tpl) throw new SluiceError('CONFIG', 'file sink: `template` writes text lines; it cannot be combined with a whole-file format such as parquet');
       this.wholeFiles = true;
       await mkdir(dirname(withSequence(fillTime(this.o.path, Date.now()), 0)), { recursive: true });
       return;
@@ -90,9 +97,15 @@ export class FileSink implements Sink {
       this.n++;
     }
     if (!this.fh) await this.openFile(now);
-    const values = new Array<unknown>(records.length);
-    for (let i = 0; i < records.length; i++) values[i] = records[i]!.value;
-    const out = this.ctx.encoder.encodeStream(values, this.size === 0);
+    let out: string | Uint8Array;
+    if (this.tpl) {
+      out = '';
+      for (let i = 0; i < records.length; i++) out += this.tpl(records[i]!) + '\n';
+    } else {
+      const values = new Array<unknown>(records.length);
+      for (let i = 0; i < records.length; i++) values[i] = records[i]!.value;
+      out = this.ctx.encoder.encodeStream(values, this.size === 0);
+    }
     const data = typeof out === 'string' ? Buffer.from(out, 'utf8') : out;
     if (data.length > 0) await this.append(data);
     // Rotating right after the file passed its limit closes a finished file promptly.

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { bool, duration, list, num, opt, size, z } from '../../core/spec.js';
 import { SluiceError } from '../../core/errors.js';
-import { compileFieldTemplate } from './template.js';
+import { fieldTemplateString, payloadTemplateShape } from '../../core/data-template.js';
 
 const PEM_OR_PATH = 'A file path, or the PEM text itself.';
 
@@ -166,18 +166,7 @@ export type KafkaSourceOptions = z.output<typeof sourceOptions>;
 const PARTITIONERS = ['default', 'murmur2', 'legacy', 'random'] as const;
 const COMPRESSION = ['none', 'gzip', 'snappy', 'lz4', 'zstd'] as const;
 
-function templateOption(meta: Parameters<typeof opt>[1]) {
-  return opt(
-    z.string().min(1).superRefine((s, ctx) => {
-      try {
-        compileFieldTemplate(s);
-      } catch (e) {
-        ctx.addIssue({ code: 'custom', message: (e as Error).message });
-      }
-    }),
-    meta,
-  );
-}
+const templateOption = fieldTemplateString;
 
 export const sinkOptions = z
   .strictObject({
@@ -198,6 +187,7 @@ export const sinkOptions = z
       aliases: ['header_templates'],
     }),
     header_fields: list(z.string().min(1), { description: 'Record fields copied as headers under their own names (dotted paths; non-strings are written as JSON).', aliases: ['headers_from_fields'] }).optional(),
+    ...payloadTemplateShape,
     forward_headers: bool({ default: true, description: 'Keep the headers a record arrived with (from a Kafka or other header-carrying source).', aliases: ['propagate_headers'] }),
     partitioner: opt(z.enum(PARTITIONERS).default('default'), {
       description:

@@ -5,6 +5,7 @@ import type { SluiceRecord } from '../../core/types.js';
 import { sinkOptions, spec, type KafkaSinkOptions } from './index.js';
 import { KafkaSink } from './sink.js';
 import { startTestBroker, uniqueName, type TestBroker } from './test-broker.js';
+import { FakeSchemaRegistry } from '../../testing/schema-registry.js';
 
 let broker: TestBroker;
 beforeAll(async () => {
@@ -61,6 +62,58 @@ describe('kafka sink (against ' + (process.env.KAFKA_BROKERS ? 'KAFKA_BROKERS' :
     const got = await broker.readTopic(topic, 2);
     expect(got.map((m) => m.key)).toEqual(['1-x', 'raw-key']);
     expect(got[1]).toMatchObject({ headers: { h: 'v' }, timestamp: '1700000000000' });
+  }, 40_000);
+
+  it('template (dataTemplate) renders the message value', async () => {
+    const topic = uniqueName('sink-tpl');
+    await broker.createTopic(topic, 1);
+    await write(options({ topic, dataTemplate: '{"id":{{ id }},"who":"{{ upper user }}","at":"{{ date ts "YYYY-MM-DD" }}"}' }), [
+      [{ value: { id: 1, user: 'ann "a"', ts: Date.UTC(2024, 4, 6), other: 'x' } }],
+    ]);
+    const got = await broker.readTopic(topic, 1);
+    expect(got[0]!.value).toBe('{"id":1,"who":"ANN \\"A\\"","at":"2024-05-06"}');
+    expect(JSON.parse(got[0]!.value)).toEqual({ id: 1, who: 'ANN "A"', at: '2024-05-06' });
+  }, 40_000);
+
+  it('a templated topic with Avro + registry (topic_name strategy) registers and uses one subject per resolved topic', async () => {
+    const reg = await new FakeSchemaRegistry().start();
+    try {
+      const base = uniqueName('sink-subj');
+      await broker.createTopic(`${base}-eu`, 1);
+      await broker.createTopic(`${base}-us`, 1);
+      const schema = { type: 'record', name: 'Order', fields: [{ name: 'id', type: 'long' }, { name: 'region', type: 'string' }] };
+      const format = createFormat({ name: 'avro', options: { schema_registry_address: reg.url, schema, auto_register: true } });
+      const encoder = format.encoder();
+      await encoder.prepare?.(); // what the runtime does before open: no topic yet, so nothing is registered
+      const sink = new KafkaSink(options({ topic: `${base}-{{ region }}` }));
+      await sink.open(sinkContext(encoder, { pipeline: 'sinktest' }));
+      try {
+        const recs = (from: number) => [0, 1, 2, 3].map((i) => ({ value: { id: from + i, region: i % 2 ? 'us' : 'eu' } }));
+        await sink.write(recs(0));
+        await sink.write(recs(10));
+      } finally {
+        await sink.close();
+      }
+      // One registration per subject, cached for the second write.
+      expect(reg.count(`POST /subjects/${base}-eu-value/versions`)).toBe(1);
+      expect(reg.count(`POST /subjects/${base}-us-value/versions`)).toBe(1);
+      expect(reg.log.filter((l) => l.startsWith('POST /subjects/')).length).toBe(2);
+      const eu = await broker.readTopic(`${base}-eu`, 4);
+      const us = await broker.readTopic(`${base}-us`, 4);
+      expect(eu).toHaveLength(4);
+      expect(us).toHaveLength(4);
+      // Each message decodes with the schema its own subject holds.
+      const reader = createFormat({ name: 'avro', options: { schema_registry_address: reg.url } });
+      const payloads = [...eu, ...us].map((m) => Buffer.from(m.value, 'latin1'));
+      expect(payloads.every((p) => p[0] === 0)).toBe(true);
+      await reader.prepare?.(payloads);
+      const rows: unknown[] = [];
+      const dec = reader.decoder();
+      for (const p of payloads) dec.decode(p, rows, (e) => { throw e; });
+      expect(rows.map((r) => (r as { id: number }).id).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 10, 11, 12, 13]);
+    } finally {
+      await reg.stop();
+    }
   }, 40_000);
 
   it('a record without the field a topic template needs fails the write naming the field', async () => {

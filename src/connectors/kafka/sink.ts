@@ -8,6 +8,7 @@ import type { Encoder, SluiceRecord, Sink, SinkContext } from '../../core/types.
 import { backend, CompressionTypes, connectError, isRetriable, Partitioners, rootCause, type IHeaders, type Message, type Producer } from './client.js';
 import { registryConfig, type KafkaSinkOptions, type RegistryConfig } from './options.js';
 import { compileFieldTemplate, fieldAt, valueText, type FieldTemplate } from './template.js';
+import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
 
 const ACKS = { all: -1, '1': 1, '0': 0 } as const;
 
@@ -38,18 +39,20 @@ export class KafkaSink implements Sink {
   private readonly tsPath?: string[];
   private readonly headerTemplates: Array<[string, FieldTemplate]>;
   private readonly headerFields: Array<[string, string[]]>;
+  private readonly payload?: PayloadTemplate;
 
   constructor(
     readonly options: KafkaSinkOptions,
     readonly info?: EndpointInfo,
   ) {
     this.registry = registryConfig(options);
-    this.topic = compileFieldTemplate(options.topic);
-    if (options.key) this.key = compileFieldTemplate(options.key);
+    this.topic = compileFieldTemplate(options.topic, 'topic');
+    if (options.key) this.key = compileFieldTemplate(options.key, 'key');
     if (options.key_field) this.keyPath = options.key_field.split('.');
     if (options.timestamp_field) this.tsPath = options.timestamp_field.split('.');
-    this.headerTemplates = Object.entries(options.headers ?? {}).map(([k, t]) => [k, compileFieldTemplate(t)]);
+    this.headerTemplates = Object.entries(options.headers ?? {}).map(([k, t]) => [k, compileFieldTemplate(t, `header '${k}'`)]);
     this.headerFields = (options.header_fields ?? []).map((f) => [f, f.split('.')]);
+    this.payload = payloadTemplate(options);
   }
 
   async open(ctx: SinkContext): Promise<void> {
@@ -78,9 +81,9 @@ export class KafkaSink implements Sink {
   }
 
   /** The Kafka message of one record: value encoded by the pipeline's format, key, timestamp and headers. */
-  private message(r: SluiceRecord): Message {
+  private message(r: SluiceRecord, encoder: Encoder): Message {
     const o = this.options;
-    const value = this.encoder.encode(r.value);
+    const value = this.payload ? this.payload(r) : encoder.encode(r.value);
     const m: Message = { value: typeof value === 'string' ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength) };
     if (this.key) m.key = this.key.render(r);
     else if (this.keyPath) {
@@ -113,15 +116,28 @@ export class KafkaSink implements Sink {
     const topicMessages: Array<{ topic: string; messages: Message[] }> = [];
     if (this.topic.constant !== undefined) {
       const messages = new Array<Message>(records.length);
-      for (let i = 0; i < records.length; i++) messages[i] = this.message(records[i]!);
+      for (let i = 0; i < records.length; i++) messages[i] = this.message(records[i]!, this.encoder);
       topicMessages.push({ topic: this.topic.constant, messages });
+    } else if (this.encoder.forTopic && !this.payload) {
+      // The registry subject follows the topic: group first, then encode each topic's records with its own writer id.
+      const byTopic = new Map<string, SluiceRecord[]>();
+      for (const r of records) {
+        const t = this.topic.render(r);
+        let l = byTopic.get(t);
+        if (!l) byTopic.set(t, (l = []));
+        l.push(r);
+      }
+      for (const [topic, recs] of byTopic) {
+        const enc = await this.encoder.forTopic(topic);
+        topicMessages.push({ topic, messages: recs.map((r) => this.message(r, enc)) });
+      }
     } else {
       const byTopic = new Map<string, Message[]>();
       for (const r of records) {
         const t = this.topic.render(r);
         let l = byTopic.get(t);
         if (!l) byTopic.set(t, (l = []));
-        l.push(this.message(r));
+        l.push(this.message(r, this.encoder));
       }
       for (const [topic, messages] of byTopic) topicMessages.push({ topic, messages });
     }

@@ -19,6 +19,9 @@ import { ensureService, portOpen } from '../../testing/services.js';
 import { spec } from './index.js';
 import { clientsOpened } from './connection.js';
 import { sinkOptions, sourceOptions } from './options.js';
+import { MqttSink } from './sink.js';
+import { createFormat } from '../../formats/index.js';
+import { sinkContext } from '../../testing/harness.js';
 
 const BROKER = 'tcp://127.0.0.1:1883';
 const run = randomBytes(4).toString('hex');
@@ -300,6 +303,24 @@ describe('mqtt source and sink against mosquitto', () => {
     await waitFor(() => got.filter((g) => !g.includes('probe')).length >= 20 && ids(sinks.b!.written).length >= 20, 'both streams');
     expect(got.filter((g) => !g.includes('probe')).map((g) => JSON.parse(g).id).sort((a, b) => a - b)).toEqual(range(0, 20));
     expect(ids(sinks.b!.written).sort((a, b) => a - b)).toEqual(range(100, 20));
+  });
+
+  it('template (dataTemplate) renders the payload the subscriber receives', async () => {
+    const out = uniq('tpl');
+    const got: Array<[string, string]> = [];
+    const sub = await mqtt.connectAsync(BROKER);
+    cleanup.push(() => sub.endAsync());
+    sub.on('message', (t, p) => got.push([t, p.toString()]));
+    await sub.subscribeAsync(`${out}/#`, { qos: 1 });
+    const sink = new MqttSink(parsedOptions(sinkOptions, { server: BROKER, topic: `${out}/{{ lower dev }}`, qos: 1, dataTemplate: '{"d":"{{ dev }}","t":{{ number temp 1 }}}' }));
+    await sink.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder()));
+    cleanup.push(() => sink.close());
+    await sink.write([{ value: { dev: 'A', temp: 21.25 } }, { value: { dev: 'B"x', temp: 3 } }]);
+    await waitFor(() => got.length === 2, 'both messages');
+    expect(got).toEqual([
+      [`${out}/a`, '{"d":"A","t":21.3}'],
+      [`${out}/b"x`, '{"d":"B\\"x","t":3.0}'],
+    ]);
   });
 
   it('test() connects, subscribes, samples a retained message and proposes a schema', async () => {

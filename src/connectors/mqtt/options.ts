@@ -3,6 +3,7 @@
 
 import { bool, duration, list, num, opt, size, z, parseHeaderPairs } from '../../core/spec.js';
 import { checkTemplate } from './template.js';
+import { payloadTemplateShape } from '../../core/data-template.js';
 
 const SCHEMES = ['tcp', 'mqtt', 'ssl', 'tls', 'mqtts', 'ws', 'wss'];
 
@@ -228,6 +229,7 @@ export const sinkOptionShape = {
     aliases: ['max_in_flight', 'maxInflight'],
     advanced: true,
   }),
+  ...payloadTemplateShape,
 };
 
 export const sinkOptions = z.strictObject(sinkOptionShape).superRefine((o, ctx) => {

@@ -9,6 +9,7 @@ import type { Counter, Encoder, SluiceRecord, Sink, SinkContext } from '../../co
 import { acquireConnection, releaseConnection, type MqttConnection } from './connection.js';
 import type { MqttSinkOptions } from './options.js';
 import { compileFieldTemplate, type FieldTemplate } from './template.js';
+import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
 
 /** How long a batch may wait for the broker before the write fails (and the runtime retries it). */
 const WRITE_TIMEOUT_MS = 30_000;
@@ -18,6 +19,7 @@ export class MqttSink implements Sink {
   private encoder!: Encoder;
   private readonly topic: FieldTemplate;
   private readonly props: Array<[string, FieldTemplate]>;
+  private readonly payload?: PayloadTemplate;
   private ctx!: SinkContext;
   private published!: Counter;
   private failedPublishes!: Counter;
@@ -33,6 +35,7 @@ export class MqttSink implements Sink {
   ) {
     this.topic = compileFieldTemplate(options.topic, 'topic');
     this.props = Object.entries(options.user_properties ?? {}).map(([k, v]) => [k, compileFieldTemplate(v, `user_properties.${k}`)]);
+    this.payload = payloadTemplate(options);
   }
 
   async open(ctx: SinkContext): Promise<void> {
@@ -101,7 +104,7 @@ export class MqttSink implements Sink {
       let opts = base;
       try {
         topic = this.topic.render(r);
-        payload = this.encoder.encode(r.value);
+        payload = this.payload ? this.payload(r) : this.encoder.encode(r.value);
         if (withProps) opts = { qos: o.qos, retain: o.retain, properties: { userProperties: this.userProperties(r) } };
       } catch (e) {
         await this.waitBelow(0, deadline).catch(() => undefined);

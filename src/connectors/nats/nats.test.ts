@@ -209,6 +209,24 @@ describe('nats sink', () => {
     sub.unsubscribe();
   });
 
+  it('template (dataTemplate) renders the payload the subscriber receives; the subject template takes helpers', async () => {
+    const base = uniq('tpl');
+    const got: Array<{ subject: string; data: string }> = [];
+    const sub = nc.subscribe(`${base}.>`, { callback: (_e, m) => got.push({ subject: m.subject, data: m.string() }) });
+    await nc.flush();
+    const sink = new NatsSink(parsedOptions(sinkOptions, { url: NATS_URL, subject: `${base}.{{ lower region }}`, dataTemplate: '{{ region }}:{{ n }} key={{ _key }}', template_escape: 'none' }));
+    await sink.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder()));
+    await sink.write([{ value: { n: 1, region: 'EU' }, key: 'k1' }, { value: { n: 2, region: 'US' } }]);
+    await nc.flush();
+    await waitFor(() => got.length === 2, '2 messages');
+    expect(got).toEqual([
+      { subject: `${base}.eu`, data: 'EU:1 key=k1' },
+      { subject: `${base}.us`, data: 'US:2 key=' },
+    ]);
+    await sink.close();
+    sub.unsubscribe();
+  });
+
   it('request: true waits for each reply, and fails (retriably) when nobody answers', async () => {
     const subject = uniq('req');
     const seen: string[] = [];

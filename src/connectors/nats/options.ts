@@ -3,6 +3,7 @@
 import { bool, duration, num, opt, size, z } from '../../core/spec.js';
 import { checkConnection, connectionShape } from './connection-options.js';
 import { fieldTemplateString } from './fields.js';
+import { payloadTemplateShape } from '../../core/data-template.js';
 
 /** A subject to subscribe to: dot-separated tokens, `*` for one token, `>` for the rest. */
 export const subscribeSubject = z.string().refine(
@@ -70,6 +71,7 @@ export const sinkOptions = z
       description: 'Copy the headers the record arrived with (from a NATS, Kafka or MQTT source) onto the message; `headers` wins on a clash.',
       aliases: ['propagate_headers'],
     }),
+    ...payloadTemplateShape,
     request: bool({
       default: false,
       description: 'Request-reply: publish each message as a request and wait for one reply (from any responder) before the write counts as done. Off: plain publish, confirmed by a flush round trip.',

@@ -7,6 +7,7 @@ import type { Counter, SinkContext, Sink, SluiceRecord } from '../../core/types.
 import { connectError, describeServers, openNats, watchStatus, type ConnectionOptions } from './connection.js';
 import { checkPublishSubject, compileFieldTemplate, type FieldTemplate } from './fields.js';
 import type { NatsSinkOptions } from './options.js';
+import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
 
 /** Header templates plus the record's own headers, as nats.js headers; undefined when there are none. */
 export class HeaderBuilder {
@@ -57,9 +58,11 @@ export class NatsSink implements Sink {
   private readonly headers: HeaderBuilder;
   private closedWith?: SluiceError;
   private m!: { published: Counter; replies: Counter };
+  private readonly payload?: PayloadTemplate;
 
   constructor(readonly options: NatsSinkOptions) {
     this.subject = compileFieldTemplate(options.subject, 'subject');
+    this.payload = payloadTemplate(options);
     if (this.subject.constant) checkPublishSubject(options.subject, 'subject', options.subject);
     this.headers = new HeaderBuilder(options.headers, options.forward_headers);
   }
@@ -88,7 +91,7 @@ export class NatsSink implements Sink {
       if (!subj.constant) checkPublishSubject(subject, 'subject', subj.source);
       const h = this.headers.build(r);
       try {
-        nc.publish(subject, enc.encode(r.value), h ? { headers: h } : undefined);
+        nc.publish(subject, this.payload ? this.payload(r) : enc.encode(r.value), h ? { headers: h } : undefined);
       } catch (e) {
         throw new SluiceError('SINK', `publishing to subject '${subject}' failed: ${errorMessage(e)}`, { cause: e, retriable: true });
       }
@@ -106,7 +109,7 @@ export class NatsSink implements Sink {
       const subject = this.subject.render(r);
       if (!this.subject.constant) checkPublishSubject(subject, 'subject', this.subject.source);
       const h = this.headers.build(r);
-      pending[i] = nc.request(subject, enc.encode(r.value), h ? { timeout, headers: h } : { timeout }).catch((e: unknown) => {
+      pending[i] = nc.request(subject, this.payload ? this.payload(r) : enc.encode(r.value), h ? { timeout, headers: h } : { timeout }).catch((e: unknown) => {
         throw new SluiceError('SINK', `request to subject '${subject}' got no reply: ${errorMessage(e)}`, { cause: e, retriable: true });
       });
     }

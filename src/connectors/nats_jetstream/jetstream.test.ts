@@ -119,6 +119,16 @@ describe('nats_jetstream sink and source', () => {
     await sink.close();
   });
 
+  it('template renders the stored payload', async () => {
+    const { name } = await stream();
+    const sink = new JetStreamSink(parsedOptions(sinkOptions, { url: NATS_URL, subject: `${name}.t`, template: '{"id":"{{ order.id }}","q":{{ json q }}}' }));
+    await sink.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder()));
+    await sink.write([{ value: { order: { id: 'a"1' }, q: [1, 2], other: true } }]);
+    const m = await jsm.streams.getMessage(name, { last_by_subj: `${name}.t` });
+    expect(m!.string()).toBe('{"id":"a\\"1","q":[1,2]}');
+    await sink.close();
+  });
+
   it('a subject no stream captures fails the write retriably, naming the subject', async () => {
     const subject = uniq('nostream');
     const sink = new JetStreamSink(parsedOptions(sinkOptions, { url: NATS_URL, subject, publish_timeout: '1s' }));

@@ -4,6 +4,7 @@
 import { bool, duration, list, num, opt, size, z } from '../../core/spec.js';
 import { checkConnection, connectionShape } from '../nats/connection-options.js';
 import { fieldTemplateString } from '../nats/fields.js';
+import { payloadTemplateShape } from '../../core/data-template.js';
 import { subscribeSubject } from '../nats/options.js';
 
 const streamName = z.string().regex(/^[^\s.*>/\\]+$/, { message: "must be a stream name without spaces, '.', '*', '>', '/' or '\\'" });
@@ -101,6 +102,7 @@ export const sinkOptions = z
       aliases: ['header'],
     }),
     forward_headers: bool({ default: true, description: 'Copy the headers the record arrived with onto the message; `headers` wins on a clash.', aliases: ['propagate_headers'] }),
+    ...payloadTemplateShape,
     expect_stream: opt(streamName.optional(), { description: 'Fail a publish that would land in any other stream than this one.', advanced: true }),
     publish_timeout: duration({ default: '5s', description: 'How long each publish waits for the stream\'s acknowledgement (PubAck) before the write fails and is retried.', aliases: ['ack_timeout', 'timeout_publish'] }),
     create_stream: opt(createStreamSchema.optional(), {

@@ -10,6 +10,7 @@ import { connectError, describeServers, fieldGetter, openNats, watchStatus } fro
 import { checkPublishSubject, compileFieldTemplate, type FieldTemplate } from '../nats/fields.js';
 import { HeaderBuilder } from '../nats/sink.js';
 import type { JetStreamSinkOptions } from './options.js';
+import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
 import { isNotFound } from './source.js';
 
 /** Creates the stream of `create_stream` unless it exists; returns whether it was created. */
@@ -53,9 +54,11 @@ export class JetStreamSink implements Sink {
   private readonly msgId?: (rec: SluiceRecord) => unknown;
   private closedWith?: SluiceError;
   private m!: { published: Counter; duplicates: Counter };
+  private readonly payload?: PayloadTemplate;
 
   constructor(readonly options: JetStreamSinkOptions) {
     this.subject = compileFieldTemplate(options.subject, 'subject');
+    this.payload = payloadTemplate(options);
     if (this.subject.constant) checkPublishSubject(options.subject, 'subject', options.subject);
     this.headers = new HeaderBuilder(options.headers, options.forward_headers);
     const f = options.msg_id_field;
@@ -110,7 +113,7 @@ export class JetStreamSink implements Sink {
       const h = this.headers.build(r);
       if (h) opts.headers = h;
       if (o.expect_stream) opts.expect = { streamName: o.expect_stream };
-      acks[i] = this.js.publish(subject, enc.encode(r.value), opts);
+      acks[i] = this.js.publish(subject, this.payload ? this.payload(r) : enc.encode(r.value), opts);
     }
     const results = await Promise.allSettled(acks);
     let dup = 0;

@@ -3,6 +3,7 @@
 
 import { bool, duration, list, num, opt, z } from '../../core/spec.js';
 import { checkTemplate } from './template.js';
+import { payloadTemplateShape } from '../../core/data-template.js';
 
 const amqpUrl = z.string().refine((u) => /^amqps?:\/\//i.test(u) && URL.canParse(u), {
   message: 'must be an amqp:// or amqps:// URL, e.g. amqp://guest:guest@127.0.0.1:5672/%2F',
@@ -188,6 +189,7 @@ export const sinkOptions = z.strictObject({
   }),
   message_id: opt(template('message_id').optional(), { description: 'The message_id property, a template (e.g. `{{ id }}`), for consumer-side de-duplication.' }),
   correlation_id: opt(template('correlation_id').optional(), { description: 'The correlation_id property, a template.', advanced: true }),
+  ...payloadTemplateShape,
   expiration: duration({ description: 'Per-message TTL.', advanced: true }).optional(),
   priority: num({ int: true, min: 0, max: 255, description: 'Message priority (needs a queue with `x-max-priority`).', advanced: true }).optional(),
   confirm_timeout: duration({

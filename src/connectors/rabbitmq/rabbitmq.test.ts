@@ -46,6 +46,18 @@ describe('rabbitmq sink', () => {
     expect(got[0]).toMatchObject({ routingKey: 'orders.eu', contentType: 'application/json', messageId: '0', durable: true, headers: { origin: 'sluice', region: 'eu' } });
   }, 20_000);
 
+  it('template (dataTemplate) renders the message body that arrives in the queue', async () => {
+    const exchange = admin.trackExchange(uniqueName('x-tpl'));
+    const q = uniqueName('tpl');
+    const sink = await openSink({ exchange, exchange_type: 'direct', routing_key: 'k', dataTemplate: '{"order":{{ id }},"tags":"{{ join tags "|" }}"}' });
+    await admin.queue(q);
+    await admin.conn.queueBind({ queue: q, exchange, routingKey: 'k' });
+    await sink.write([{ value: { id: 7, tags: ['a', 'b'], skipped: true } }]);
+    await sink.close();
+    const got = await admin.drain(q);
+    expect(got.map((m) => m.body.toString())).toEqual(['{"order":7,"tags":"a|b"}']);
+  }, 20_000);
+
   it('mandatory: an unroutable message fails the write and names the routing key', async () => {
     const exchange = admin.trackExchange(uniqueName('x-mand'));
     const sink = await openSink({ exchange, exchange_type: 'direct', routing_key: 'nowhere', mandatory: true });

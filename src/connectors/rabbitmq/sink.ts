@@ -8,6 +8,7 @@ import { amqpError, isPermanent, openConnection } from './connection.js';
 import { closeQuietly } from './source.js';
 import { compileTemplate, type FieldTemplate } from './template.js';
 import type { RabbitSinkOptions } from './options.js';
+import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
 
 const CONTENT_TYPES: Record<string, string> = {
   json: 'application/json',
@@ -33,6 +34,7 @@ export class RabbitSink implements Sink {
   private readonly messageId?: FieldTemplate;
   private readonly correlationId?: FieldTemplate;
   private readonly contentType?: string;
+  private readonly payload?: PayloadTemplate;
   /** Messages the broker returned as unroutable during the current write (mandatory: true). */
   private returned: ReturnedMessage[] = [];
 
@@ -45,6 +47,7 @@ export class RabbitSink implements Sink {
     this.messageId = options.message_id === undefined ? undefined : compileTemplate(options.message_id, 'message_id');
     this.correlationId = options.correlation_id === undefined ? undefined : compileTemplate(options.correlation_id, 'correlation_id');
     this.contentType = options.content_type ?? CONTENT_TYPES[info.format];
+    this.payload = payloadTemplate(options);
   }
 
   async open(ctx: SinkContext): Promise<void> {
@@ -138,7 +141,7 @@ export class RabbitSink implements Sink {
         env.headers = h;
       }
       // Always a Buffer: the client replaces the content type of string bodies with text/plain.
-      confirms[i] = ch.basicPublish(env, toBuffer(enc.encode(r.value))).catch((e: unknown) => {
+      confirms[i] = ch.basicPublish(env, toBuffer(this.payload ? this.payload(r) : enc.encode(r.value))).catch((e: unknown) => {
         first ??= e;
       });
     }

@@ -6,6 +6,7 @@
 
 import { bool, duration, list, num, opt, size, z } from '../../core/spec.js';
 import { compileKeyTemplate } from './template.js';
+import { payloadTemplateShape } from '../../core/data-template.js';
 
 export const connectionShape = {
   url: opt(z.string().min(1).default('redis://127.0.0.1:6379'), {
@@ -233,6 +234,7 @@ const sinkShape = {
     description: 'Hash mode: write the encoded record into one hash field named by this row field (HSET key <row[hash_field]> <record>) instead of one hash field per row field.',
     aliases: ['hash_field_column', 'field_column'],
   }),
+  ...payloadTemplateShape,
 };
 
 type SinkOut = z.output<z.ZodObject<typeof sinkShape>>;

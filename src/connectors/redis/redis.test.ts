@@ -175,6 +175,14 @@ describe('sink', () => {
     expect(await admin.hGetAll(`${P}h:1`)).toEqual({ id: '1', name: 'a', tags: '["x"]' });
   });
 
+  it('template (dataTemplate) renders the stored value and the key template takes helpers', async () => {
+    await write({ key: `${P}tpl:{{ upper name }}`, dataTemplate: '{"who":"{{ name }}","n":{{ len tags }}}' }, [recs()]);
+    expect(await admin.get(`${P}tpl:A`)).toBe('{"who":"a","n":1}');
+    expect(await admin.get(`${P}tpl:B`)).toBe('{"who":"b","n":0}');
+    const bad = parseOptions(sinkOptions, { key: 'k', template: '{{#if a}}x' });
+    expect(!bad.ok && bad.issues.map((i) => `${i.path.join('.')}: ${i.message}`)).toEqual(["template: template 1:3: '{{#if}}' is never closed with '{{/if}}'"]);
+  });
+
   it('list push with trimming, stream XADD with MAXLEN ~, and publish', async () => {
     await write({ mode: 'list', key: `${P}list`, max_len: 3 }, [recs(), recs()]);
     expect((await admin.lRange(`${P}list`, 0, -1)).map((v) => JSON.parse(v).id)).toEqual([2, 1, 2]);

@@ -11,6 +11,7 @@ import type { Encoder, SluiceRecord, Sink, SinkContext } from '../../core/types.
 import { closeClient, commandError, endpointOf, openClient, type Client, type Endpoint } from './client.js';
 import type { RedisSinkOptions } from './options.js';
 import { compileKeyTemplate, fieldOf, valueText, type KeyTemplate } from './template.js';
+import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
 
 type Arg = string | Buffer;
 
@@ -44,6 +45,7 @@ export class RedisSink implements Sink {
   private readonly ep: Endpoint;
   private readonly template?: KeyTemplate;
   private readonly keyPath?: string[];
+  private readonly payload?: PayloadTemplate;
 
   constructor(
     readonly options: RedisSinkOptions,
@@ -52,6 +54,7 @@ export class RedisSink implements Sink {
     this.ep = endpointOf(options);
     if (options.key !== undefined) this.template = compileKeyTemplate(options.key, 'key');
     if (options.key_field !== undefined) this.keyPath = options.key_field.split('.');
+    this.payload = payloadTemplate(options);
   }
 
   async open(ctx: SinkContext): Promise<void> {
@@ -84,12 +87,13 @@ export class RedisSink implements Sink {
     const o = this.options;
     const multi = c.multi();
     const enc = this.encoder;
+    const tpl = this.payload;
     switch (o.mode) {
       case 'set': {
         const ttl = o.ttl;
         for (let i = 0; i < records.length; i++) {
           const r = records[i]!;
-          const v = asArg(enc.encode(r.value));
+          const v = asArg(tpl ? tpl(r) : enc.encode(r.value));
           if (ttl !== undefined) multi.set(this.keyOf(r), v, { expiration: { type: 'PX', value: ttl } });
           else multi.set(this.keyOf(r), v);
         }
@@ -102,7 +106,7 @@ export class RedisSink implements Sink {
           if (o.hash_field !== undefined) {
             const f = fieldOf(r, o.hash_field.split('.'));
             if (f === undefined || f === null) throw new SluiceError('CONFIG', `hash_field '${o.hash_field}': the record has no such field (or it is null)`);
-            multi.hSet(key, valueText(f), asArg(enc.encode(r.value)));
+            multi.hSet(key, valueText(f), asArg(tpl ? tpl(r) : enc.encode(r.value)));
           } else {
             const fields = rowFields(r.value, "mode 'hash'");
             // HSET with no field is a syntax error; a row of nulls writes nothing.
@@ -133,7 +137,7 @@ export class RedisSink implements Sink {
             flush();
             key = k;
           }
-          values.push(asArg(enc.encode(r.value)));
+          values.push(asArg(tpl ? tpl(r) : enc.encode(r.value)));
         }
         flush();
         break;
@@ -143,7 +147,7 @@ export class RedisSink implements Sink {
         const field = o.payload_field;
         for (let i = 0; i < records.length; i++) {
           const r = records[i]!;
-          const fields = field === null ? rowFields(r.value, "mode 'stream' with payload_field '*'") : { [field]: asArg(enc.encode(r.value)) };
+          const fields = field === null ? rowFields(r.value, "mode 'stream' with payload_field '*'") : { [field]: asArg(tpl ? tpl(r) : enc.encode(r.value)) };
           multi.xAdd(this.keyOf(r), '*', fields, trim);
         }
         break;
@@ -151,7 +155,7 @@ export class RedisSink implements Sink {
       case 'publish': {
         for (let i = 0; i < records.length; i++) {
           const r = records[i]!;
-          multi.publish(this.keyOf(r), asArg(enc.encode(r.value)));
+          multi.publish(this.keyOf(r), asArg(tpl ? tpl(r) : enc.encode(r.value)));
         }
         break;
       }

@@ -155,7 +155,7 @@ export class WebSocketBroadcastServer {
       let frame: { data: Buffer; binary: boolean } | undefined;
       for (const c of this.clients) {
         if (c.filter && !matches(c.filter, r.value)) continue;
-        frame ??= this.enc.one(r.value);
+        frame ??= this.enc.one(r.value, r);
         this.send(c, frame);
       }
     }
@@ -198,8 +198,9 @@ export class WebSocketBroadcastServer {
       let frame = frames.get(c.filterKey);
       if (frame === undefined) {
         const values: unknown[] = [];
-        for (const r of records) if (!c.filter || matches(c.filter, r.value)) values.push(r.value);
-        frame = values.length ? this.enc.many(values) : null;
+        const recs: SluiceRecord[] = [];
+        for (const r of records) if (!c.filter || matches(c.filter, r.value)) values.push(r.value), recs.push(r);
+        frame = values.length ? this.enc.many(values, recs) : null;
         frames.set(c.filterKey, frame);
       }
       if (frame) this.send(c, frame);

@@ -2,6 +2,7 @@
 
 import { bool, duration, list, num, opt, size, z } from '../../core/spec.js';
 import { connectionOptionShape } from './options.js';
+import { payloadTemplateShape } from '../../core/data-template.js';
 
 // The client side of the sink accepts exactly the source's connection options (names, aliases, defaults); only the
 // ones that mean something different or extra in server mode get a sink-specific description here.
@@ -100,6 +101,7 @@ export const sinkOptions = z
       min: 1,
       description: 'Server mode: further clients are refused with 503 once this many are connected.',
     }),
+    ...payloadTemplateShape,
   })
   .superRefine((o, ctx) => {
     const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });

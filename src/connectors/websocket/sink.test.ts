@@ -260,6 +260,16 @@ describe('websocket sink, client mode', () => {
     expect(srv.inbox.values).toEqual([{ id: 0 }, { id: 1 }, { id: 2 }]);
   });
 
+  it('template (dataTemplate) renders each frame; with array batching the rendered values form one JSON array', async () => {
+    const srv = await testServer();
+    const { sink } = await clientSink({ url: srv.url, dataTemplate: '{"n":{{ id }},"k":"{{ _key }}"}' });
+    await sink.write([{ value: { id: 1, x: 'dropped' }, key: 'a' }]);
+    const { sink: arrays } = await clientSink({ url: srv.url, template: '{"n":{{ id }}}', batching: 'array' });
+    await arrays.write(recs(5, 2));
+    await srv.inbox.waitFor(2);
+    expect(srv.inbox.msgs.map((m) => m.text).sort()).toEqual(['[{"n":5},{"n":6}]', '{"n":1,"k":"a"}']);
+  });
+
   it('array batching sends one JSON array per write', async () => {
     const srv = await testServer();
     const { sink } = await clientSink({ url: srv.url, batching: 'array' });

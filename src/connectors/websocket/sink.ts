@@ -10,6 +10,7 @@ import { Backoff, describeClose, openWebSocket, redactUrl } from './connect.js';
 import type { ConnectionOptions } from './options.js';
 import { sinkMode, type WebSocketSinkOptions } from './sink-options.js';
 import { WebSocketBroadcastServer } from './server.js';
+import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
 
 export { sinkOptions, sinkMode, type WebSocketSinkOptions } from './sink-options.js';
 
@@ -96,15 +97,23 @@ export class FrameEncoder {
     private readonly batching: 'per_record' | 'array',
     frameType: 'text' | 'binary' | undefined,
     private readonly json: boolean,
+    /** The sink's `template`: each record's text replaces the format's encoding. */
+    private readonly tpl?: PayloadTemplate,
   ) {
     this.binary = frameType === undefined ? undefined : frameType === 'binary';
   }
 
-  one(value: unknown): { data: Frame; binary: boolean } {
+  one(value: unknown, rec?: SluiceRecord): { data: Frame; binary: boolean } {
+    if (this.tpl) return this.frame(this.tpl(rec ?? { value }));
     return this.frame(this.ctx.encoder.encode(value));
   }
 
-  many(values: unknown[]): { data: Frame; binary: boolean } {
+  many(values: unknown[], recs?: SluiceRecord[]): { data: Frame; binary: boolean } {
+    if (this.tpl) {
+      // Rendered templates are JSON values under the json format (an array frame), lines of text otherwise.
+      const texts = values.map((value, i) => this.tpl!(recs?.[i] ?? { value }));
+      return this.frame(this.json ? `[${texts.join(',')}]` : texts.join('\n'));
+    }
     if (this.json) {
       // The json stream encoding is newline-delimited; a frame meant as one message should parse as one JSON value.
       let s = '[';
@@ -120,9 +129,9 @@ export class FrameEncoder {
 
   frames(records: SluiceRecord[]): Array<{ data: Frame; binary: boolean }> {
     if (records.length === 0) return [];
-    if (this.batching === 'array') return [this.many(records.map((r) => r.value))];
+    if (this.batching === 'array') return [this.many(records.map((r) => r.value), records)];
     const out = new Array<{ data: Frame; binary: boolean }>(records.length);
-    for (let i = 0; i < records.length; i++) out[i] = this.one(records[i]!.value);
+    for (let i = 0; i < records.length; i++) out[i] = this.one(records[i]!.value, records[i]);
     return out;
   }
 
@@ -225,7 +234,7 @@ export class WebSocketClientSink implements Sink {
 
   async open(ctx: SinkContext): Promise<void> {
     this.ctx = ctx;
-    this.enc = new FrameEncoder(ctx, this.o.batching, this.o.frame_type, isJsonFormat(this.info, ctx));
+    this.enc = new FrameEncoder(ctx, this.o.batching, this.o.frame_type, isJsonFormat(this.info, ctx), payloadTemplate(this.o));
     this.m = {
       connected: ctx.metrics.gauge('connected', '1 while the sink is connected to its server'),
       connects: ctx.metrics.counter('connects', 'successful connections'),
@@ -541,7 +550,7 @@ export class WebSocketServerSink implements Sink {
   ) {}
 
   async open(ctx: SinkContext): Promise<void> {
-    const enc = new FrameEncoder(ctx, this.o.batching, this.o.frame_type, isJsonFormat(this.info, ctx));
+    const enc = new FrameEncoder(ctx, this.o.batching, this.o.frame_type, isJsonFormat(this.info, ctx), payloadTemplate(this.o));
     this.server = new WebSocketBroadcastServer(serverOptions(this.o), enc, ctx);
     await this.server.start();
   }
