@@ -1,28 +1,40 @@
 // Every benchmark scenario. Adding one = a module in scenarios/ exporting
 //   { name, summary, baseline, records, bytes?, target?, skip?, prepare?, impls: { sluice, bare } }
-// plus one line in this list. `skip` (async, in the parent) returns a reason when the scenario cannot run here, such
+// plus its file name in MODULES below. `skip` (async, in the parent) returns a reason when the scenario cannot run here, such
 // as a broker that is not reachable; `prepare` runs once in the parent (fixtures shared by all runs); each impl runs
 // in a fresh worker process and returns { records, seconds, bytes?, ...anything worth recording }.
 
-import generatorBlackhole from './scenarios/generator-blackhole.mjs';
-import fileJsonl from './scenarios/file-jsonl.mjs';
-import fileCsv from './scenarios/file-csv.mjs';
-import websocketFileJsonl from './scenarios/websocket-file-jsonl.mjs';
-import websocketBlackholeSchema from './scenarios/websocket-blackhole-schema.mjs';
-import websocketSlowSink from './scenarios/websocket-slow-sink.mjs';
-import websocketSlowSinkDurable from './scenarios/websocket-slow-sink-durable.mjs';
-import websocketLatency from './scenarios/websocket-latency.mjs';
+// Modules under scenarios/, in report order. The parent loads them all; a worker loads only the one it runs (the parent
+// passes `--module`), so the client libraries of the broker scenarios do not count toward every worker's peak RSS.
+const MODULES = [
+  'generator-blackhole.mjs',
+  'file-jsonl.mjs',
+  'file-csv.mjs',
+  'websocket-file-jsonl.mjs',
+  'websocket-blackhole-schema.mjs',
+  'websocket-slow-sink.mjs',
+  'websocket-slow-sink-durable.mjs',
+  'websocket-latency.mjs',
+  // Broker scenarios: each needs its local server on 127.0.0.1 (Kafka: the emulator its prepare step starts) and skips otherwise.
+  'kafka-generator.mjs',
+  'kafka-blackhole.mjs',
+  'rabbitmq-blackhole.mjs',
+  'redis-stream-file.mjs',
+  'nats-jetstream.mjs',
+  'mqtt-nats.mjs',
+];
 
-// Broker scenarios: each needs its local server on 127.0.0.1 (Kafka: the emulator its prepare step starts) and skips otherwise.
-import generatorKafka from './scenarios/kafka-generator.mjs';
-import kafkaBlackhole from './scenarios/kafka-blackhole.mjs';
-import rabbitmqBlackhole from './scenarios/rabbitmq-blackhole.mjs';
-import redisStreamFile from './scenarios/redis-stream-file.mjs';
-import natsJetstream from './scenarios/nats-jetstream.mjs';
-import mqttNats from './scenarios/mqtt-nats.mjs';
+/** The module file (under scenarios/) of each scenario object. */
+export const MODULE_OF = new WeakMap();
 
-export const SCENARIOS = [generatorBlackhole, fileJsonl, fileCsv, websocketFileJsonl, websocketBlackholeSchema, websocketSlowSink, websocketSlowSinkDurable, websocketLatency];
-SCENARIOS.push(generatorKafka, kafkaBlackhole, rabbitmqBlackhole, redisStreamFile, natsJetstream, mqttNats);
+/** One scenario module, by its file name under scenarios/. */
+export async function loadScenarioModule(file) {
+  const scenario = (await import(new URL(`./scenarios/${file}`, import.meta.url).href)).default;
+  MODULE_OF.set(scenario, file);
+  return scenario;
+}
+
+export const SCENARIOS = await Promise.all(MODULES.map(loadScenarioModule));
 
 /** Implementations in the order they run; `ratio` in the report is the first over the second. */
 export const IMPLS = ['sluice', 'bare'];

@@ -1,24 +1,29 @@
 // One measurement in a fresh process, so that peak RSS belongs to one implementation and JIT state does not leak
 // between runs.
-//   node bench/worker.mjs <scenario> <impl> <n> [--fixture-dir DIR] [--fsync] [--pipeline-json JSON]
+//   node bench/worker.mjs <scenario> <impl> <n> [--fixture-dir DIR] [--fsync] [--pipeline-json JSON] [--module FILE]
 // Prints one JSON line on stdout: {records, seconds, records_per_sec, peak_rss_mb, ...}. Exit 1 on failure.
 
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { findScenario, SCENARIOS } from './scenarios.mjs';
 import { setPipelineOverrides } from './lib/sluice.mjs';
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
-  options: { 'fixture-dir': { type: 'string' }, fsync: { type: 'boolean', default: false }, 'pipeline-json': { type: 'string' } },
+  options: { 'fixture-dir': { type: 'string' }, fsync: { type: 'boolean', default: false }, 'pipeline-json': { type: 'string' }, module: { type: 'string' } },
 });
 const [name, impl, nText] = positionals;
-const scenario = findScenario(name ?? '');
+// With --module (what the parent passes) only that scenario's module is loaded: importing every scenario would load
+// every broker's client library into this process and add tens of MB to the RSS being measured.
+let scenario;
+if (values.module) scenario = (await import(new URL(`./scenarios/${values.module}`, import.meta.url).href)).default;
+const all = scenario?.name === name ? undefined : await import('./scenarios.mjs');
+if (all) scenario = all.findScenario(name ?? '');
 const n = Number(nText);
 if (!scenario || !scenario.impls[impl] || !Number.isInteger(n) || n < 1) {
-  process.stderr.write(`usage: node bench/worker.mjs <scenario> <impl> <n> [--fixture-dir DIR] [--fsync] [--pipeline-json JSON]\nscenarios: ${SCENARIOS.map((s) => s.name).join(', ')}\n`);
+  const names = all ? all.SCENARIOS.map((s) => s.name).join(', ') : name;
+  process.stderr.write(`usage: node bench/worker.mjs <scenario> <impl> <n> [--fixture-dir DIR] [--fsync] [--pipeline-json JSON] [--module FILE]\nscenarios: ${names}\n`);
   process.exit(2);
 }
 

@@ -10,7 +10,7 @@ import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { IMPLS, SCENARIOS } from '../bench/scenarios.mjs';
+import { IMPLS, MODULE_OF, SCENARIOS } from '../bench/scenarios.mjs';
 
 // import.meta.dirname needs Node 20.11; the package promises 20.
 const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
@@ -104,7 +104,7 @@ function runWorker(scenario, impl, n, fixtureDir) {
   const nodeArgs = args.profile
     ? ['--cpu-prof', '--cpu-prof-dir', join(resultsDir, 'profiles'), '--cpu-prof-name', `${scenario.name.replace(/[^\w.-]+/g, '_')}.${impl}.${Date.now()}.cpuprofile`]
     : [];
-  const argv = [...nodeArgs, workerPath, scenario.name, impl, String(n), '--fixture-dir', fixtureDir];
+  const argv = [...nodeArgs, workerPath, scenario.name, impl, String(n), '--fixture-dir', fixtureDir, '--module', MODULE_OF.get(scenario)];
   if (args.fsync) argv.push('--fsync');
   if (args['pipeline-json'] !== undefined) argv.push('--pipeline-json', args['pipeline-json']);
   return new Promise((resolvePromise) => {
