@@ -335,7 +335,9 @@ export class FileSource implements Source {
       const st = await fh.stat({ bigint: true });
       const ino = st.ino.toString();
       const size = Number(st.size);
-      const cp = await this.ctx.state.get<FileCheckpoint>(abs);
+      // An exactly-once sink's stored position wins over our own checkpoint, which may be behind it or ahead of it.
+      const resumed = this.ctx.resume?.[abs];
+      const cp = isFileAck(resumed) ? resumed : await this.ctx.state.get<FileCheckpoint>(abs);
       let offset = 0;
       let line = 1;
       if (cp && cp.ino === ino && size >= cp.offset) {

@@ -25,6 +25,10 @@ const STATE_KEY = 'offsets';
 const EMIT_SLICE = 1000;
 const tp = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 
+function isKafkaAck(a: unknown): a is KafkaAck {
+  return !!a && typeof a === 'object' && typeof (a as KafkaAck).topic === 'string' && typeof (a as KafkaAck).partition === 'number' && typeof (a as KafkaAck).offset === 'string';
+}
+
 /** Header values as text when they are UTF-8 (almost always), else the bytes; repeated headers keep the first. */
 const EMPTY = Buffer.alloc(0);
 
@@ -75,8 +79,17 @@ export class KafkaSource implements Source {
     this.tombstones = ctx.metrics.counter('tombstones', 'messages with a null value (skipped)');
     const client = backend.client(o, ctx.log);
     this.positions = ((await ctx.state.get<Record<string, string>>(STATE_KEY)) ?? {}) as Record<string, string>;
+    // An exactly-once sink's stored position wins over ours and over the group's (both may be behind it).
+    const resumed = new Map<string, string>();
+    for (const a of Object.values(ctx.resume ?? {})) {
+      if (!isKafkaAck(a)) continue;
+      const next = (BigInt(a.offset) + 1n).toString();
+      resumed.set(tp(a.topic, a.partition), next);
+      this.positions[tp(a.topic, a.partition)] = next;
+    }
 
     const { topics, starts } = await this.prepare(client.admin(), ctx);
+    for (const [key, next] of resumed) starts.set(key, next);
     if (ctx.signal.aborted) return;
 
     const consumer = client.consumer({

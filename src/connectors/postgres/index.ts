@@ -13,7 +13,7 @@ export const sinkOptions = z.strictObject({
   exactly_once: bool({
     default: false,
     description:
-      'Write each batch and a position row in `sluice_offsets` (pipeline, position jsonb with a batch sequence and the last record\'s source metadata) in one transaction, so the table and the recorded position never disagree. See the notes below for what this does and does not guarantee.',
+      'Exactly-once: write each batch and the source position it completes in one transaction (a row per pipeline in `sluice_offsets`), and after a restart resume the source from that stored position, so a crash neither loses nor repeats a row, in insert mode too. Needs a replayable source; not with `routes` or a `dlq:` sink.',
   }),
 });
 
@@ -35,6 +35,7 @@ export const spec = defineConnector({
   sink: {
     options: sinkOptions,
     defaultFormat: 'json',
+    exactlyOnce: (o: SinkOpts) => !!o.exactly_once,
     create(o: SinkOpts, info: EndpointInfo) {
       return lazySink(async () => new (await import('../sqldb/sink.js')).SqlSink(o, pgDialect, () => connect(o), info));
     },

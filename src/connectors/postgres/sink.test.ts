@@ -142,21 +142,25 @@ describe('postgres sink', () => {
     expect(await select(t)).toEqual([]);
   });
 
-  it('exactly_once records a position row with an increasing batch sequence in the same transaction', async () => {
+  it('exactly_once stores the source position with each batch in the same transaction and hands it back after a reopen', async () => {
     const t = await table('(id int PRIMARY KEY, v text)');
     const pipeline = unique('eo');
     try {
       let sink = await openSink({ table: t, mode: 'upsert', exactly_once: true }, { format: 'json' }, { pipeline });
-      await sink.write([{ value: { id: 1, v: 'a' }, meta: { _path: '/in.jsonl', _offset: 0 } }]);
-      await sink.write([{ value: { id: 2, v: 'b' }, meta: { _path: '/in.jsonl', _offset: 10 } }]);
+      expect(sink.exactlyOnce).toBe(true);
+      expect(await sink.position!()).toBeUndefined();
+      await sink.write([{ value: { id: 1, v: 'a' }, meta: { _path: '/in.jsonl', _offset: 0 } }], { '/in.jsonl': { offset: 10 } });
+      await sink.write([{ value: { id: 2, v: 'b' }, meta: { _path: '/in.jsonl', _offset: 10 } }], { '/in.jsonl': { offset: 20 } });
       // A failed batch rolls back the rows and leaves the position where it was.
-      await expect(sink.write(recs({ id: 3, v: 'c' }, { id: 'x', v: 'bad' }))).rejects.toThrow(t);
+      await expect(sink.write(recs({ id: 3, v: 'c' }, { id: 'x', v: 'bad' }), { '/in.jsonl': { offset: 99 } })).rejects.toThrow(t);
       await sink.close!();
       sink = await openSink({ table: t, mode: 'upsert', exactly_once: true }, { format: 'json' }, { pipeline });
-      await sink.write([{ value: { id: 3, v: 'c' }, meta: { _path: '/in.jsonl', _offset: 20 } }]);
+      // What a restarted pipeline hands its source: the position of the last committed batch.
+      expect(await sink.position!()).toEqual({ '/in.jsonl': { offset: 20 } });
+      await sink.write([{ value: { id: 3, v: 'c' }, meta: { _path: '/in.jsonl', _offset: 20 } }], { '/in.jsonl': { offset: 30 } });
       await sink.close!();
       const pos = await admin.query('SELECT position FROM sluice_offsets WHERE pipeline = $1', [pipeline]);
-      expect(pos.rows[0].position).toEqual({ seq: 3, records: 1, last: { _path: '/in.jsonl', _offset: 20 } });
+      expect(pos.rows[0].position).toEqual({ seq: 3, records: 1, last: { _path: '/in.jsonl', _offset: 20 }, source: { '/in.jsonl': { offset: 30 } } });
       expect((await select(t)).map((r) => r.id)).toEqual([1, 2, 3]);
     } finally {
       await admin.query('DELETE FROM sluice_offsets WHERE pipeline = $1', [pipeline]).catch(() => {});

@@ -2,7 +2,7 @@
 
 import { SluiceError, errorMessage } from '../../core/errors.js';
 import type { EndpointInfo } from '../../core/spec.js';
-import type { FieldSpec, SchemaSpec, Sink, SinkContext, SluiceRecord } from '../../core/types.js';
+import type { FieldSpec, SchemaSpec, Sink, SinkContext, SluiceRecord, SourcePosition } from '../../core/types.js';
 import { qualified, type Dialect, type SqlClient, type SqlConn } from './dialect.js';
 import type { SinkOpts } from './options.js';
 
@@ -19,6 +19,8 @@ export class SqlSink implements Sink {
   private readonly table: string;
   /** Batches written by this sink instance, continuing from the stored sequence (exactly-once bookkeeping). */
   private seq = 0;
+  /** The source position stored with the last committed batch (exactly-once). */
+  private stored?: SourcePosition;
 
   constructor(
     private readonly o: SinkOpts,
@@ -54,15 +56,24 @@ export class SqlSink implements Sink {
           `CREATE TABLE IF NOT EXISTS ${OFFSETS_TABLE} (pipeline text PRIMARY KEY, position jsonb NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())`,
         );
         const rows = await this.client.query(`SELECT position FROM ${OFFSETS_TABLE} WHERE pipeline = $1`, [ctx.pipeline]);
-        const pos = rows[0]?.position as { seq?: number } | undefined;
+        const pos = rows[0]?.position as StoredPosition | undefined;
         this.seq = pos?.seq ?? 0;
+        this.stored = pos?.source ?? undefined;
       }
     } catch (e) {
       throw this.describe(e);
     }
   }
 
-  async write(records: SluiceRecord[]): Promise<void> {
+  get exactlyOnce(): boolean {
+    return !!this.o.exactly_once;
+  }
+
+  async position(): Promise<SourcePosition | undefined> {
+    return this.stored;
+  }
+
+  async write(records: SluiceRecord[], source?: SourcePosition): Promise<void> {
     if (records.length === 0) return;
     const conn = await this.client!.acquire().catch((e) => {
       throw this.describe(e);
@@ -85,7 +96,9 @@ export class SqlSink implements Sink {
       }
       if (this.o.exactly_once) {
         const last = records[records.length - 1]!;
-        const position = JSON.stringify({ seq: this.seq + 1, records: records.length, last: last.meta ?? null });
+        // `source` is what the source resumes from after a restart; seq and last are for people reading the table.
+        const stored: StoredPosition = { seq: this.seq + 1, records: records.length, last: last.meta ?? null, source: source ?? this.stored ?? null };
+        const position = JSON.stringify(stored);
         await conn.query(
           `INSERT INTO ${OFFSETS_TABLE} (pipeline, position) VALUES ($1, $2) ON CONFLICT (pipeline) DO UPDATE SET position = EXCLUDED.position, updated_at = now()`,
           [this.ctx!.pipeline, position],
@@ -93,7 +106,10 @@ export class SqlSink implements Sink {
       }
       await conn.query('COMMIT');
       inTx = false;
-      if (this.o.exactly_once) this.seq++;
+      if (this.o.exactly_once) {
+        this.seq++;
+        if (source) this.stored = source;
+      }
     } catch (e) {
       if (inTx) await conn.query('ROLLBACK').catch(() => {});
       throw this.describe(e);
@@ -199,6 +215,15 @@ export class SqlSink implements Sink {
     // Data errors (constraint violations, bad values) fail the same way on every retry.
     return new SluiceError(data ? 'SCHEMA' : 'SINK', `${this.label()}: ${message}`, { retriable: !data, cause: e });
   }
+}
+
+/** The `position` column of `sluice_offsets`. */
+interface StoredPosition {
+  seq: number;
+  records: number;
+  last: Record<string, unknown> | null;
+  /** Per source partition, the ack of the last batch written (see SourcePosition). */
+  source: SourcePosition | null;
 }
 
 function isDelete(row: Row | null | undefined): boolean {

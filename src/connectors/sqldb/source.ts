@@ -32,7 +32,9 @@ export class SqlSource implements Source {
     this.client = await this.connect();
     this.state = ctx.state;
     this.ctx = ctx;
-    let cursor = await ctx.state.get<SqlCursor>(STATE_KEY);
+    // An exactly-once sink's stored position (batches carry no partition, so it is under '') wins over our own.
+    const resumed = ctx.resume?.[''];
+    let cursor = isCursor(resumed) ? resumed : await ctx.state.get<SqlCursor>(STATE_KEY);
     if (cursor === undefined && o.start_value !== undefined) cursor = { v: o.start_value };
     if (o.table && o.incremental_column) await this.chooseCursorForm();
     if (cursor === undefined && o.mode === 'incremental' && o.table) cursor = await this.currentMax();
@@ -208,6 +210,10 @@ export class SqlSource implements Source {
     return { v: plain(v) };
   }
 
+}
+
+function isCursor(v: unknown): v is SqlCursor {
+  return !!v && typeof v === 'object' && (typeof (v as SqlCursor).v === 'string' || typeof (v as SqlCursor).v === 'number');
 }
 
 /** A cursor value that survives the JSON checkpoint store. */
