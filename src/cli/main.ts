@@ -18,6 +18,7 @@ import { inferSchema, describeSchema } from '../core/schema.js';
 import { parseDuration } from '../core/units.js';
 import { compileSqlText, checkTransform, transformFactory } from '../sql/index.js';
 import { registerServeCommand } from '../server/command.js';
+import { replayDlq } from './dlq.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -49,17 +50,14 @@ function loadAll(files: string[]): Array<{ file: string; doc: CompiledDocument }
   return out;
 }
 
+function lookupConnector(name: string) {
+  const c = findConnector(name);
+  if (!c) throw new SluiceError('CONFIG', `unknown connector '${name}'`);
+  return c;
+}
+
 function runtimeEnv(log: ReturnType<typeof createLogger>['log'], state: StateStore, dataDir: string): RuntimeEnv {
-  return {
-    log,
-    state,
-    dataDir,
-    connector(name) {
-      const c = findConnector(name);
-      if (!c) throw new SluiceError('CONFIG', `unknown connector '${name}'`);
-      return c;
-    },
-  };
+  return { log, state, dataDir, connector: lookupConnector };
 }
 
 interface GlobalOpts {
@@ -105,7 +103,7 @@ async function cmdRun(files: string[], o: { dataDir: string; drainTimeout: strin
   const statsMs = parseDuration(o.statsInterval) ?? 10_000;
   const statsTimer = !status && statsMs > 0
     ? setInterval(() => {
-        for (const h of handles) log.info({ pipeline: h.name, ...h.stats, state: h.status(), source: h.metrics.source.snapshot() }, 'progress');
+        for (const h of handles) log.info({ pipeline: h.name, ...h.stats, state: h.status(), paused_reason: h.pausedReason(), source: h.metrics.source.snapshot() }, 'progress');
       }, statsMs)
     : undefined;
   const results = await Promise.all(handles.map((h) => h.done));
@@ -224,6 +222,31 @@ function readOnlyState(store: StateStore): StateStore {
   };
 }
 
+async function cmdDlqReplay(file: string, o: { from: string; pipeline?: string; remainder?: string; dryRun?: boolean }, g: GlobalOpts): Promise<number> {
+  const [{ doc }] = loadAll([file]) as [{ file: string; doc: CompiledDocument }];
+  const def = o.pipeline ? doc.pipelines.find((p) => p.name === o.pipeline) : doc.pipelines[0];
+  if (!def) throw new UsageError(o.pipeline ? `no pipeline named '${o.pipeline}' in ${file} (it has: ${doc.pipelines.map((p) => p.name).join(', ')})` : `no pipeline in ${file}`);
+  // dead.jsonl -> dead.remainder.jsonl
+  const remainder = o.remainder ?? o.from.replace(/(\.[^./\\]*)?$/, (ext) => `.remainder${ext}`);
+  const { log, flush } = createLogger({ format: g.logFormat, level: g.logLevel === 'info' ? 'warn' : g.logLevel });
+  try {
+    return await replayDlq(def, {
+      from: o.from,
+      remainder,
+      dryRun: !!o.dryRun,
+      log,
+      connector: lookupConnector,
+      makeTransform: transformFactory(def, { tables: doc.tables, profiles: doc.profiles }),
+      write: (line) => void process.stdout.write(line),
+    });
+  } catch (e) {
+    if (e instanceof SluiceError && e.code === 'CONFIG') throw new UsageError(e.message);
+    throw e;
+  } finally {
+    await flush();
+  }
+}
+
 async function cmdPreview(file: string, o: { limit: string; pipeline?: string; dataDir: string; timeout: string }, g: GlobalOpts): Promise<number> {
   const limit = Number(o.limit);
   if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit: expected a positive whole number, got '${o.limit}'`);
@@ -317,6 +340,21 @@ export async function main(argv: string[]): Promise<number> {
     .option('--timeout <duration>', 'stop waiting for records after this long', '30s')
     .action(async (file: string, o) => {
       exitCode = await cmdPreview(file, o, g());
+    });
+
+  const dlq = program.command('dlq').description('work with dead-letter entries');
+  dlq
+    .command('replay')
+    .description(
+      "re-inject dead-letter entries into a pipeline: each entry's original payload is decoded, validated and transformed as the pipeline does, then written to its sink; entries that are still bad go to a remainder file",
+    )
+    .argument('<file>', 'pipeline file (YAML or SQL)')
+    .requiredOption('--from <path>', 'the dead-letter entries: JSON lines, as a file dlq: sink writes them (correct them in place first)')
+    .option('--pipeline <name>', 'which pipeline of the file (default: the first)')
+    .option('--remainder <path>', 'where entries that are still bad or malformed go (default: <from> with .remainder before the extension)')
+    .option('--dry-run', 'decode, validate and transform, report per entry, write nothing')
+    .action(async (file: string, o) => {
+      exitCode = await cmdDlqReplay(file, o, g());
     });
 
   registerServeCommand(program);
