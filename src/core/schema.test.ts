@@ -464,6 +464,34 @@ describe('compileSchema nullability, defaults and unknown fields', () => {
     expect(fn({ constructor: '3' })).toEqual({ constructor: 3, toString: null });
   });
 
+  it('takes any field name, quotes, backslashes and line breaks included, as data (validators are generated code)', () => {
+    const names = ['a"b', "c'd", 'e\\', 'f\ng', '`${h}`', '*/ i', '\u2028j', '0'];
+    const fn = compileSchema({ fields: names.map((name) => ({ name, type: 'int32' as const, nullable: false })) });
+    const row = Object.fromEntries(names.map((n, i) => [n, String(i)]));
+    expect(fn(row)).toEqual(Object.fromEntries(names.map((n, i) => [n, i])));
+    expect(() => fn({ ...row, 'f\ng': 'x' })).toThrow(/field 'f\ng': expected int32/);
+    expect(() => fn(Object.fromEntries(names.slice(0, 4).map((n) => [n, 1])))).toThrow(/missing \(not nullable\)/);
+  });
+
+  it('coerces the same with every coercer fast path: values that stay, values that change, values that fail', () => {
+    const fn = compileSchema({
+      fields: [
+        { name: 's', type: 'string' },
+        { name: 'i', type: 'int32' },
+        { name: 'l', type: 'int64' },
+        { name: 'f', type: 'float64' },
+        { name: 'g', type: 'float32' },
+        { name: 'b', type: 'boolean' },
+      ],
+    });
+    expect(fn({ s: 'x', i: 1, l: 2, f: 1.5, g: 2.5, b: true })).toEqual({ s: 'x', i: 1, l: 2, f: 1.5, g: 2.5, b: true });
+    expect(fn({ s: 5, i: '7', l: '9007199254740993', f: '1e3', g: '3', b: 'yes' })).toEqual({ s: '5', i: 7, l: 9007199254740993n, f: 1000, g: 3, b: true });
+    expect(fn({ i: '' })).toEqual({ s: null, i: null, l: null, f: null, g: null, b: null });
+    expect(() => fn({ i: 1.5 })).toThrow("field 'i': expected int32, got number 1.5 (not an integer)");
+    expect(() => fn({ l: 2 ** 64 })).toThrow(/field 'l': expected int64/);
+    expect(() => fn({ g: 1e300 })).toThrow(/field 'g': expected float32, got .* \(out of range\)/);
+  });
+
   it('rejects an invalid programmatic schema', () => {
     expect(() => compileSchema({ fields: [{ name: 'a', type: 'nope' as never }] })).toThrow(ConfigError);
   });
