@@ -100,15 +100,17 @@ export async function runUntil(config, { dataDir, n, timeoutMs = 120_000, go, gr
     if (Date.now() > deadline) break;
     await new Promise((r) => setTimeout(r, 1));
   }
+  const stopAt = performance.now();
   const result = ended ?? (await handle.stop());
-  const seconds = (performance.now() - t0) / 1000;
+  const end = performance.now();
+  const seconds = (end - t0) / 1000;
   await state.close();
   await flush();
   if (result.status !== 'stopped' && result.status !== 'completed') {
     throw new Error(`pipeline ended '${result.status}': ${result.error?.message ?? 'no error given'}`);
   }
   if (handle.stats.records_out < n) throw new Error(`sink wrote ${handle.stats.records_out} records in ${timeoutMs / 1000} s, expected ${n}`);
-  return { seconds, stats: { ...result.stats }, metrics: handle.metrics, first_record_s: first === undefined ? undefined : (first - t0) / 1000 };
+  return { seconds, stats: { ...result.stats }, metrics: handle.metrics, first_record_s: first === undefined ? undefined : (first - t0) / 1000, stop_s: (end - stopAt) / 1000 };
 }
 
 /** Await `cond()` (checked every `everyMs`), or throw naming `what` after `timeoutMs`. */

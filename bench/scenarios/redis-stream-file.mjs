@@ -48,7 +48,7 @@ export default {
     async sluice({ n, fixtureDir, workDir, fsync }) {
       const outDir = join(workDir, 'out');
       return withStream(fixtureDir, n, async (key, bytes) => {
-        const { seconds, stats } = await runUntil(
+        const { seconds, stats, first_record_s, stop_s } = await runUntil(
           {
             name: 'bench',
             source: { connector: 'redis', config: { url: URL, streams: [key], group: 'bench', start_id: '0', count: COUNT }, format: 'json' },
@@ -56,7 +56,7 @@ export default {
           },
           { dataDir: join(workDir, 'data'), n },
         );
-        return { records: stats.records_out, seconds, bytes, ...(await checkOutput(outDir, n)) };
+        return { records: stats.records_out, seconds, bytes, first_record_s, stop_s, ...(await checkOutput(outDir, n)) };
       });
     },
 

@@ -1,9 +1,10 @@
 // The JetStream sink: every message is published with acknowledgement (the stream's PubAck), the publishes of a batch
-// concurrently, and the write resolves once all of them were acknowledged. With `msg_id_field` each message carries a
+// concurrently (publisher.ts: one inbox subscription and one timer per batch instead of a js.publish request per
+// message), and the write resolves once all of them were acknowledged. With `msg_id_field` each message carries a
 // `Nats-Msg-Id`, so a batch retried after a partial failure is stored once (within the stream's duplicate window).
 
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamPublishOptions, type PubAck, type StreamConfig } from '@nats-io/jetstream';
-import { nanos, type NatsConnection } from '@nats-io/transport-node';
+import { jetstreamManager, type StreamConfig } from '@nats-io/jetstream';
+import { nanos, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { SluiceError, errorMessage } from '../../core/errors.js';
 import type { Counter, Sink, SinkContext, SluiceRecord } from '../../core/types.js';
 import { connectError, describeServers, fieldGetter, openNats, watchStatus } from '../nats/connection.js';
@@ -12,6 +13,7 @@ import { HeaderBuilder } from '../nats/sink.js';
 import type { JetStreamSinkOptions } from './options.js';
 import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
 import { isNotFound } from './source.js';
+import { AckPublisher, type AckResult, type OutMessage } from './publisher.js';
 
 /** Creates the stream of `create_stream` unless it exists; returns whether it was created. */
 export async function ensureStream(nc: NatsConnection, o: JetStreamSinkOptions): Promise<boolean> {
@@ -48,7 +50,7 @@ export async function ensureStream(nc: NatsConnection, o: JetStreamSinkOptions):
 export class JetStreamSink implements Sink {
   private ctx!: SinkContext;
   private nc?: NatsConnection;
-  private js!: JetStreamClient;
+  private pub?: AckPublisher;
   private readonly subject: FieldTemplate;
   private readonly headers: HeaderBuilder;
   private readonly msgId?: (rec: SluiceRecord) => unknown;
@@ -77,14 +79,18 @@ export class JetStreamSink implements Sink {
     };
     const o = this.options;
     const nc = (this.nc = await openNats(o, `sluice:${ctx.pipeline}:${ctx.role}`));
-    void watchStatus(nc, o, ctx.log).then((e) => (this.closedWith = e));
+    void watchStatus(nc, o, ctx.log).then((e) => {
+      this.closedWith = e ?? new SluiceError('SINK', `the NATS connection to ${describeServers(o)} is closed`, { retriable: true });
+      // Batches still waiting for PubAcks fail now instead of at publish_timeout.
+      this.pub?.failAll();
+    });
     try {
       if (await ensureStream(nc, o)) ctx.log.info({ stream: o.create_stream!.name }, 'created JetStream stream');
     } catch (e) {
       await nc.close().catch(() => undefined);
       throw e instanceof SluiceError ? e : connectError(o, e, `checking JetStream stream '${o.create_stream?.name}'`);
     }
-    this.js = jetstream(nc, { timeout: o.publish_timeout });
+    this.pub = new AckPublisher(nc);
   }
 
   async write(records: SluiceRecord[]): Promise<void> {
@@ -95,42 +101,43 @@ export class JetStreamSink implements Sink {
     const enc = this.ctx.encoder;
     const subj = this.subject;
     const o = this.options;
-    const acks = new Array<Promise<PubAck>>(records.length);
+    const msgs = new Array<OutMessage>(records.length);
     for (let i = 0; i < records.length; i++) {
       const r = records[i]!;
       const subject = subj.render(r);
       if (!subj.constant) checkPublishSubject(subject, 'subject', subj.source);
-      const opts: Partial<JetStreamPublishOptions> = { timeout: o.publish_timeout };
+      let id: string | undefined;
       if (this.msgId) {
-        const id = this.msgId(r);
-        if (id === undefined || id === null || id === '') {
+        const v = this.msgId(r);
+        if (v === undefined || v === null || v === '') {
           throw new SluiceError('SINK', `msg_id_field '${o.msg_id_field}' is missing or empty in a record published to '${subject}'`, {
             hint: 'every record needs the de-duplication id; fix the field path or the data',
           });
         }
-        opts.msgID = String(id);
+        id = String(v);
       }
-      const h = this.headers.build(r);
-      if (h) opts.headers = h;
-      if (o.expect_stream) opts.expect = { streamName: o.expect_stream };
-      acks[i] = this.js.publish(subject, this.payload ? this.payload(r) : enc.encode(r.value), opts);
+      const h = id !== undefined || o.expect_stream ? this.headers.build(r, (hd) => setPublishHeaders(hd, id, o.expect_stream)) : this.headers.build(r);
+      msgs[i] = { subject, payload: this.payload ? this.payload(r) : enc.encode(r.value), headers: h };
     }
-    const results = await Promise.allSettled(acks);
+    const results = await this.pub!.publish(msgs, o.publish_timeout);
     let dup = 0;
-    let failed: { i: number; e: unknown } | undefined;
+    let failed: { i: number; r: AckResult | undefined } | undefined;
+    let bad = 0;
     for (let i = 0; i < results.length; i++) {
-      const x = results[i]!;
-      if (x.status === 'rejected') failed ??= { i, e: x.reason };
-      else if (x.value.duplicate) dup++;
+      const x = results[i];
+      if (x === undefined || !x.ok) {
+        failed ??= { i, r: x };
+        bad++;
+      } else if (x.duplicate) dup++;
     }
     if (dup) this.m.duplicates.inc(dup);
     if (failed) {
-      const subject = subj.constant ? subj.source : subj.render(records[failed.i]!);
-      const msg = errorMessage(failed.e);
+      const subject = msgs[failed.i]!.subject;
+      const closed = this.closedWith as SluiceError | undefined;
+      const msg = failed.r ? (failed.r as { error: string }).error : closed ? closed.message : `no acknowledgement within ${o.publish_timeout} ms (publish_timeout)`;
       const hint = /no responders|503/i.test(msg) ? `no stream captures subject '${subject}' (or JetStream is unavailable)` : msg;
       // Retrying is safe: with msg_id_field the stream drops the copies that did arrive; without it they are duplicated.
-      throw new SluiceError('SINK', `publishing to JetStream subject '${subject}' was not acknowledged (${results.length - countOk(results)} of ${results.length} failed): ${hint}`, {
-        cause: failed.e,
+      throw new SluiceError('SINK', `publishing to JetStream subject '${subject}' was not acknowledged (${bad} of ${results.length} failed): ${hint}`, {
         retriable: true,
       });
     }
@@ -140,12 +147,13 @@ export class JetStreamSink implements Sink {
   async close(): Promise<void> {
     const nc = this.nc;
     this.nc = undefined;
+    this.pub?.close();
     if (nc && !nc.isClosed()) await nc.drain().catch(() => nc.close());
   }
 }
 
-function countOk(results: PromiseSettledResult<unknown>[]): number {
-  let n = 0;
-  for (const r of results) if (r.status === 'fulfilled') n++;
-  return n;
+/** The headers js.publish would set for a de-duplication id and an expected stream. */
+function setPublishHeaders(h: MsgHdrs, msgId: string | undefined, expectStream: string | undefined): void {
+  if (msgId !== undefined) h.set('Nats-Msg-Id', msgId);
+  if (expectStream) h.set('Nats-Expected-Stream', expectStream);
 }
