@@ -531,18 +531,19 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
   const onRetry = () => void stats.sink_retries++;
   /** Outputs waiting for their sink under `on_exhausted: pause`, with the reason. */
   const pausedBy = new Map<string, string>();
-  const failureHooks = (label: string, output: string, retry: RetryPolicy, policy: ExhaustedPolicy): FailureHooks => ({
+  const failureHooks = (label: string, output: string, retry: RetryPolicy, policy: ExhaustedPolicy, isDlq = false): FailureHooks => ({
     retry,
     policy,
     paused(reason, ms) {
       stats.paused_ms += ms;
-      if (reason === undefined) pausedBy.delete(output);
-      else pausedBy.set(output, reason);
+      // Keyed by label: a route may be called `dlq` too.
+      if (reason === undefined) pausedBy.delete(label);
+      else pausedBy.set(label, reason);
     },
     divert(groups, why, attempts) {
       let n = 0;
       for (const g of groups) n += g.records.length;
-      if (output === 'dlq') {
+      if (isDlq) {
         throw new SluiceError('SINK', `${label} refused ${n} dead-letter entr${n === 1 ? 'y' : 'ies'}: ${errorMessage(groups[0]!.errors[0])}`);
       }
       if (why === 'rejected') stats.sink_rejected += n;
@@ -601,7 +602,7 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
   // The dead-letter sink has nowhere to divert to: it pauses with the pipeline's policy, and fails otherwise.
   const dlqLabel = `dead-letter sink '${def.dlq?.connector}'`;
   const dlqRetry: RetryPolicy = { ...def.retry, on_exhausted: exhaustedPolicy(def.retry, true) === 'pause' ? 'pause' : 'fail' };
-  const dlq = dlqSink && new Writer(dlqLabel, dlqSink, def, log, (n, b, f, w) => onWritten(n, b, f, true, w), onRetry, failureHooks(dlqLabel, 'dlq', dlqRetry, dlqRetry.on_exhausted!));
+  const dlq = dlqSink && new Writer(dlqLabel, dlqSink, def, log, (n, b, f, w) => onWritten(n, b, f, true, w), onRetry, failureHooks(dlqLabel, 'dlq', dlqRetry, dlqRetry.on_exhausted!, true));
 
   // ---- transform ----
   let transformBad: BadRecord[] = [];
