@@ -45,6 +45,10 @@ export function connectPg(o: ConnectionOpts): SqlClient {
     async acquire() {
       const c = await pool.connect();
       let broken: Error | undefined;
+      // A checked-out client has no pool listener: a server that dies between two statements of a transaction would
+      // emit an unhandled 'error' and crash the process. Keep it as the reason the connection is discarded instead.
+      const onError = (e: Error) => void (broken ??= e);
+      c.on('error', onError);
       return {
         async query(sql, params) {
           try {
@@ -55,7 +59,10 @@ export function connectPg(o: ConnectionOpts): SqlClient {
             throw e;
           }
         },
-        release: () => c.release(broken),
+        release: () => {
+          c.off('error', onError);
+          c.release(broken);
+        },
       };
     },
     async query(sql, params) {

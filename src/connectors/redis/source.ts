@@ -118,13 +118,15 @@ export class RedisSource implements Source {
         return this.runPubSub(ctx, open);
       case 'stream':
       case 'list': {
-        this.cmd = await open('cmd');
-        try {
-          this.reader = await open('reader');
-        } catch (e) {
-          await closeClient(this.cmd);
-          throw e;
+        // Both connections at once: a start (and a restart after a failure) waits for one connect, not two.
+        const [cmd, reader] = await Promise.allSettled([open('cmd'), open('reader')]);
+        if (cmd.status === 'rejected' || reader.status === 'rejected') {
+          if (cmd.status === 'fulfilled') await closeClient(cmd.value);
+          if (reader.status === 'fulfilled') await closeClient(reader.value);
+          throw cmd.status === 'rejected' ? cmd.reason : (reader as PromiseRejectedResult).reason;
         }
+        this.cmd = cmd.value;
+        this.reader = reader.value;
         this.reader.on('ready', () => (this.readerId = undefined));
         const onAbort = () => void this.unblock();
         ctx.signal.addEventListener('abort', onAbort, { once: true });
@@ -312,7 +314,23 @@ export class RedisSource implements Source {
     }
     const keys = streams.map((key) => ({ key, id: '>' }));
     const opts = { COUNT: o.count, BLOCK: o.block };
+    // The newest entry ID each stream delivered through '>' in this run.
+    const lastRead = new Map<string, string>();
+    // A read that failed with the connection may have been served: the server moved the entries into this consumer's
+    // pending list, and the reply was lost. '>' never returns them again, so re-read own pending entries past the last
+    // delivered ID before reading on; otherwise they would stay pending until the next restart.
+    let resync = false;
     while (!ctx.signal.aborted) {
+      if (resync) {
+        try {
+          for (const s of streams) await this.readOwnPending(s, lastRead.get(s) ?? '0');
+          resync = false;
+        } catch (e) {
+          if (ctx.signal.aborted) break;
+          await this.afterReadError('re-reading pending entries after a failed read', e);
+          continue;
+        }
+      }
       if (o.claim_idle !== undefined && Date.now() - lastClaim >= o.claim_idle) {
         await this.claimIdle(streams);
         lastClaim = Date.now();
@@ -335,18 +353,21 @@ export class RedisSource implements Source {
           continue;
         }
         await this.afterReadError(`XREADGROUP on ${streams.map((s) => `'${s}'`).join(', ')}`, e);
+        resync = true;
         continue;
       }
       if (!reply) continue;
       for (const r of reply) {
+        const last = r.messages[r.messages.length - 1];
+        if (last) lastRead.set(String(r.name), String(last.id));
         const p = this.emitEntries(String(r.name), r.messages);
         if (p) await p;
       }
     }
   }
 
-  private async readOwnPending(stream: string): Promise<void> {
-    let from = '0';
+  private async readOwnPending(stream: string, after = '0'): Promise<void> {
+    let from = after;
     for (;;) {
       let reply;
       try {

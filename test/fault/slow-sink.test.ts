@@ -1,0 +1,24 @@
+// A slow consumer: an HTTP endpoint (behind the webhook sink) that answers each batch only after a delay, far slower
+// than any source. Backpressure must reach the source, so memory stays flat while the whole stream goes through.
+
+import { afterAll, afterEach, describe, it } from 'vitest';
+import { CLI_BUILT, SOURCES, expectInvariants, runCase, runCleanups, slowHttpSink, stopKafka } from './harness.js';
+
+/** Per batch of up to 1000 records: at most ~12k records/s, well below every source here. */
+const DELAY_MS = 80;
+
+describe.skipIf(!CLI_BUILT)('fault: a slow consumer fills the sink', () => {
+  afterEach(runCleanups);
+  afterAll(stopKafka);
+
+  it.each(Object.keys(SOURCES))('%s -> slow HTTP endpoint: memory bounded, no loss, no duplicates, order per key', async (name) => {
+    const r = await runCase({
+      source: name,
+      sink: () => slowHttpSink(DELAY_MS),
+      async fault() {
+        // The slowness is the fault; nothing else happens.
+      },
+    });
+    expectInvariants(`slow sink ${name}`, r, { maxDuplicates: 0, singleRun: true });
+  }, 60_000);
+});
