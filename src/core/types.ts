@@ -176,10 +176,29 @@ export interface Encoder {
    */
   forTopic?(topic: string): Promise<Encoder>;
   /**
-   * Each `encodeStream` result is a complete file (Parquet has a footer): file sinks write every batch to its own
-   * file, under a temporary name until it is complete.
+   * Each `encodeStream` result is a complete file (Parquet has a footer): file sinks never append to such a file, and
+   * keep it under a temporary name until it is complete (one file per batch, unless the encoder has `fileWriter`).
    */
   readonly wholeFile?: boolean;
+  /**
+   * Whole-file formats that can write one file across many batches (Parquet row groups): a writer per file. The file
+   * sink appends each piece to a temporary file and the footer on rotation, then renames it.
+   */
+  fileWriter?(): FileWriter;
+  /** The footer that completes a file whose pieces the journal lines (`FileWriter.checkpoint`) describe (after a crash). */
+  finishFile?(journal: string[]): Uint8Array;
+}
+
+/** One file of a whole-file format written across batches; see `Encoder.fileWriter`. */
+export interface FileWriter {
+  /** Whether these rows fit the columns the file already has; when they do not, the sink starts a new file. */
+  accepts(values: unknown[]): boolean;
+  /** The next piece of the file for these rows (the header first), to append. Throws before changing anything. */
+  write(values: unknown[]): Uint8Array;
+  /** One JSON line describing what the last `write` added, so a crashed file can still be finished. */
+  checkpoint(): string;
+  /** The bytes that complete the file (the footer). */
+  finish(): Uint8Array;
 }
 
 export interface Format {

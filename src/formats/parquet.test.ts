@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readdir, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { parquetMetadata } from 'hyparquet';
+import { mapScope } from '../core/state.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
@@ -180,33 +182,33 @@ describe('parquet format', () => {
     expect(out.bad[0]!.meta?._path).toBe(f);
   });
 
-  it('file sink writes one complete file per batch, never a partial one, and DuckDB reads them', async () => {
+  it('file sink: several batches make one file, visible only once complete (on close), with a row group per batch; DuckDB reads it', async () => {
     const outDir = join(dir, 'out');
-    const sink = fileSpec.sink!.create(parsedOptions(fileSpec.sink!.options, { path: join(outDir, '{date}', 'part-{n}.parquet') }), { format: 'parquet' });
+    const path = join(outDir, '{date}', '{hour}', 'part-{n}.parquet');
+    const sink = fileSpec.sink!.create(parsedOptions(fileSpec.sink!.options, { path }), { format: 'parquet' });
     const enc = fmt({}, allTypes).encoder();
     await enc.prepare?.();
     await sink.open(sinkContext(enc));
-    const visibleAfterEach: string[][] = [];
-    const day = new Date().toISOString().slice(0, 10);
+    const iso = new Date().toISOString();
+    const part = join(outDir, iso.slice(0, 10), iso.slice(11, 13));
     for (let b = 0; b < 3; b++) {
-      const batch = Array.from({ length: 100 }, (_, i) => ({ value: { ...rowsOfAllTypes[0], id: b * 100 + i } }));
-      await sink.write(batch);
-      const names = (await readdir(join(outDir, day))).sort();
-      visibleAfterEach.push(names);
-      // Everything visible is a whole file: it decodes completely.
-      for (const n of names) expect(decode(await readFile(join(outDir, day, n))).rows).toHaveLength(100);
+      await sink.write(Array.from({ length: 100 }, (_, i) => ({ value: { ...rowsOfAllTypes[0], id: b * 100 + i } })));
+      // Until the file is complete only its temporary file and journal exist: no reader can pick up a partial file.
+      expect((await readdir(part)).sort()).toEqual(['part-0.parquet.tmp', 'part-0.parquet.tmp.journal']);
     }
-    // A batch that cannot be encoded leaves nothing behind, not even a temporary file.
+    // A batch that cannot be encoded fails alone; the file keeps the batches before it.
     await expect(sink.write([{ value: { id: null } }])).rejects.toThrow(/non-nullable/);
     await sink.close?.();
-    expect(visibleAfterEach).toEqual([['part-0.parquet'], ['part-0.parquet', 'part-1.parquet'], ['part-0.parquet', 'part-1.parquet', 'part-2.parquet']]);
-    expect((await readdir(join(outDir, day))).sort()).toEqual(['part-0.parquet', 'part-1.parquet', 'part-2.parquet']);
+    expect(await readdir(part)).toEqual(['part-0.parquet']);
+    const bytes = await readFile(join(part, 'part-0.parquet'));
+    expect(decode(bytes).rows).toHaveLength(300);
+    expect(parquetMetadata(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)).row_groups.map((g: { num_rows: bigint }) => Number(g.num_rows))).toEqual([100, 100, 100]);
 
     const r = await duck.runAndReadAll(
       `SELECT count(*)::INTEGER AS n, min(id) AS lo, max(id) AS hi, any_value(price)::VARCHAR AS price, any_value(wide)::VARCHAR AS wide,
          any_value(big)::VARCHAR AS big, any_value(name) AS name, any_value(day)::VARCHAR AS day, any_value(ts)::VARCHAR AS ts,
          any_value(attrs->>'$.nested.y[0]') AS nested
-       FROM read_parquet('${join(outDir, day, '*.parquet')}')`,
+       FROM read_parquet('${join(part, '*.parquet')}')`,
     );
     expect(r.getRowObjectsJson()[0]).toEqual({
       n: 300,
@@ -222,11 +224,66 @@ describe('parquet format', () => {
     });
 
     // After a restart the series continues; complete files are never appended to.
-    const again = fileSpec.sink!.create(parsedOptions(fileSpec.sink!.options, { path: join(outDir, '{date}', 'part-{n}.parquet') }), { format: 'parquet' });
+    const again = fileSpec.sink!.create(parsedOptions(fileSpec.sink!.options, { path }), { format: 'parquet' });
     await again.open(sinkContext(enc));
     await again.write([{ value: rowsOfAllTypes[1] }]);
     await again.close?.();
-    expect((await readdir(join(outDir, day))).sort()).toContain('part-3.parquet');
+    expect((await readdir(part)).sort()).toEqual(['part-0.parquet', 'part-1.parquet']);
+  });
+
+  it('file sink: rotate_size and a change of columns start new files; every row is in exactly one complete file', async () => {
+    const outDir = join(dir, 'rot');
+    const sink = fileSpec.sink!.create(parsedOptions(fileSpec.sink!.options, { path: join(outDir, 'r-{n}.parquet'), rotate_size: '6KB' }), { format: 'parquet' });
+    const enc = fmt({ row_group_size: 64 }).encoder();
+    await sink.open(sinkContext(enc));
+    for (let b = 0; b < 8; b++) await sink.write(Array.from({ length: 100 }, (_, i) => ({ value: { id: b * 100 + i, name: `n${i}`, x: i / 3 } })));
+    // Rows of another shape (inferred columns, no pipeline schema) go to a new file rather than failing.
+    await sink.write([{ value: { other: 'text' } }]);
+    await sink.close?.();
+    const files = (await readdir(outDir)).sort();
+    expect(files.every((f) => f.endsWith('.parquet'))).toBe(true);
+    expect(files.length).toBeGreaterThan(2);
+    const ids: number[] = [];
+    let others = 0;
+    for (const f of files) {
+      const bytes = await readFile(join(outDir, f));
+      const meta = parquetMetadata(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+      expect(Math.max(...meta.row_groups.map((g: { num_rows: bigint }) => Number(g.num_rows)))).toBeLessThanOrEqual(64);
+      for (const row of decode(bytes).rows as Array<{ id?: number; other?: string }>) row.other ? others++ : ids.push(Number(row.id));
+    }
+    expect(ids.sort((a, b) => a - b)).toEqual(Array.from({ length: 800 }, (_, i) => i));
+    expect(others).toBe(1);
+    const n = await duck.runAndReadAll(`SELECT count(*)::INTEGER AS n FROM read_parquet('${join(outDir, '*.parquet')}', union_by_name = true)`);
+    expect(n.getRowObjectsJson()[0]).toEqual({ n: 801 });
+  });
+
+  it('file sink: after a crash the next start completes the unfinished file from its journal, without the unacknowledged tail', async () => {
+    const outDir = join(dir, 'crash');
+    const state = mapScope(new Map());
+    const o = parsedOptions(fileSpec.sink!.options, { path: join(outDir, 'c-{n}.parquet') });
+    const enc = fmt({}, allTypes).encoder();
+    const first = fileSpec.sink!.create(o, { format: 'parquet' });
+    await first.open(sinkContext(enc, { state }));
+    await first.write(Array.from({ length: 50 }, (_, i) => ({ value: { ...rowsOfAllTypes[0], id: i } })));
+    await first.write(Array.from({ length: 50 }, (_, i) => ({ value: { ...rowsOfAllTypes[0], id: 50 + i } })));
+    // The crash: no close. A batch was being written (bytes and half a journal line, never acknowledged).
+    const p = (first as unknown as { piece: { fh: FileHandle; journal: FileHandle } }).piece;
+    await p.fh.close();
+    await p.journal.close();
+    await appendFile(join(outDir, 'c-0.parquet.tmp'), Buffer.alloc(300, 7));
+    await appendFile(join(outDir, 'c-0.parquet.tmp.journal'), '{"end":99');
+    expect(await readdir(outDir)).not.toContain('c-0.parquet');
+
+    const second = fileSpec.sink!.create(o, { format: 'parquet' });
+    await second.open(sinkContext(enc, { state }));
+    expect((await readdir(outDir)).sort()).toEqual(['c-0.parquet']);
+    await second.write([{ value: { ...rowsOfAllTypes[0], id: 100 } }]);
+    await second.close?.();
+    const rows = (f: string) => readFile(join(outDir, f)).then((b) => decode(b).rows.map((r) => (r as { id: number }).id));
+    expect(await rows('c-0.parquet')).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect(await rows('c-1.parquet')).toEqual([100]);
+    const n = await duck.runAndReadAll(`SELECT count(*)::INTEGER AS n, max(id) AS hi FROM read_parquet('${join(outDir, '*.parquet')}')`);
+    expect(n.getRowObjectsJson()[0]).toEqual({ n: 101, hi: 100 });
   });
 
   it('bench: rows/s against bare hyparquet-writer (printed, not asserted)', () => {

@@ -3,7 +3,8 @@
 // A Parquet file is only readable as a whole (its footer holds the schema and where every column chunk is), so a
 // payload is a whole file: the file source with `framing: whole_file`. Decoding must be synchronous (Decoder.decode),
 // so instead of hyparquet's promise-based reader the column chunks are read straight from the in-memory file with
-// hyparquet's synchronous column reader. Encoding turns a batch of rows into one complete file.
+// hyparquet's synchronous column reader. Encoding turns a batch of rows into one complete file (`encodeStream`), or,
+// for the file sink, into the next row groups of a file written across batches (`fileWriter`).
 //
 // Types: int64 -> number when it is a safe integer, BigInt beyond (no silent precision loss); timestamps -> Date;
 // date -> 'YYYY-MM-DD'; decimal -> exact decimal text; strings; booleans; nested groups -> objects and arrays.
@@ -12,7 +13,7 @@ import { createRequire } from 'node:module';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { num, opt, z } from '../core/spec.js';
 import { SluiceError, errorMessage } from '../core/errors.js';
-import type { Decoder, Encoder, FieldSpec, Format, SchemaSpec } from '../core/types.js';
+import type { Decoder, Encoder, FieldSpec, FileWriter, Format, SchemaSpec } from '../core/types.js';
 import { stringifyJson } from './json.js';
 
 export const parquetOptions = z.strictObject({
@@ -50,6 +51,8 @@ interface Lib {
   flatten(chunks: any[]): any[];
   DEFAULT_PARSERS: Record<string, (v: any) => any>;
   parquetWriteBuffer(options: any): ArrayBuffer;
+  ParquetWriter: new (options: any) => any;
+  ByteWriter: new (initialSize?: number) => any;
 }
 
 let lib: Lib | undefined;
@@ -65,6 +68,8 @@ function load(): Lib {
     flatten: require('hyparquet/src/utils.js').flatten,
     DEFAULT_PARSERS: require('hyparquet/src/convert.js').DEFAULT_PARSERS,
     parquetWriteBuffer: require('hyparquet-writer').parquetWriteBuffer,
+    ParquetWriter: require('hyparquet-writer').ParquetWriter,
+    ByteWriter: require('hyparquet-writer').ByteWriter,
   };
   return lib;
 }
@@ -134,6 +139,21 @@ function fixNested(v: unknown): unknown {
 
 /** Every row of a whole Parquet file, in file order. */
 export function readParquet(payload: Uint8Array, out: unknown[]): void {
+  try {
+    readRows(payload, out);
+  } catch (e) {
+    if (e instanceof SluiceError) throw e;
+    // A damaged footer can parse into metadata that points nowhere; hyparquet then fails with a bare TypeError.
+    throw new SluiceError('DECODE', `corrupt Parquet file (${payload.byteLength} bytes): ${corruption(e)}`, { cause: e });
+  }
+}
+
+/** hyparquet's own message, unless it is a bare TypeError from following a damaged footer (meaningless to a user). */
+function corruption(e: unknown): string {
+  return e instanceof TypeError ? 'its metadata points at data that is not there' : errorMessage(e);
+}
+
+function readRows(payload: Uint8Array, out: unknown[]): void {
   const L = load();
   // hyparquet works on an ArrayBuffer; a Buffer from a pool shares one with other data, so cut out exactly the file.
   const ab = payload.buffer.slice(payload.byteOffset, payload.byteOffset + payload.byteLength) as ArrayBuffer;
@@ -141,7 +161,7 @@ export function readParquet(payload: Uint8Array, out: unknown[]): void {
   try {
     meta = L.parquetMetadata(ab);
   } catch (e) {
-    throw new SluiceError('DECODE', `not a Parquet file (${payload.byteLength} bytes): ${errorMessage(e)}`, { cause: e });
+    throw new SluiceError('DECODE', `not a Parquet file (${payload.byteLength} bytes): ${corruption(e)}`, { cause: e });
   }
   const tree = L.parquetSchema(meta);
   const parsers = L.DEFAULT_PARSERS;
@@ -173,7 +193,7 @@ export function readParquet(payload: Uint8Array, out: unknown[]): void {
         const r = L.readColumn({ view: new DataView(ab, start, end - start), offset: 0 }, { groupStart: 0, selectStart: 0, selectEnd: groupRows, groupRows }, decoder);
         data = L.flatten(r.data);
       } catch (e) {
-        throw new SluiceError('DECODE', `Parquet column '${path.join('.')}' cannot be read: ${errorMessage(e)}`, { cause: e });
+        throw new SluiceError('DECODE', `Parquet column '${path.join('.')}' cannot be read: ${corruption(e)}`, { cause: e });
       }
       leaves.set(path.join('.'), fixLeaf(Array.isArray(data) ? data : Array.from(data), element));
     }
@@ -188,6 +208,11 @@ export function readParquet(payload: Uint8Array, out: unknown[]): void {
       } else {
         columns.push([name, leaves.get(name) ?? [], false]);
       }
+    }
+    // The row count comes from the footer; a corrupt one could claim billions of rows the columns do not hold.
+    const short = columns.find(([, values]) => values.length < groupRows);
+    if (short || !columns.length) {
+      throw new SluiceError('DECODE', `corrupt Parquet file: a row group declares ${groupRows} rows but ${short ? `column '${short[0]}' holds ${short[1].length} values` : 'has no columns'}`);
     }
     for (let r = 0; r < groupRows; r++) {
       const row: Record<string, unknown> = {};
@@ -424,14 +449,170 @@ class ParquetEncoder implements Encoder {
   /** A complete Parquet file holding `values`. */
   encodeStream(values: unknown[], _first?: boolean): Uint8Array {
     const L = load();
-    let columns: Column[];
-    if (this.schema?.fields.length) {
-      columns = this.schema.fields.map(columnFor);
-    } else {
-      const names = new Set<string>();
-      for (const row of values) if (row && typeof row === 'object') for (const k of Object.keys(row)) names.add(k);
-      columns = [...names].map((n) => inferColumn(n, values, n));
+    const columns = this.columnsFor(values);
+    const columnData = toColumnData(columns, values);
+    const schema = [{ name: 'root', num_children: columns.length }, ...columns.map((c) => c.element)];
+    const codec = this.o.compression.toUpperCase();
+    try {
+      const buf = L.parquetWriteBuffer({
+        columnData,
+        schema,
+        codec,
+        compressors: COMPRESSORS,
+        rowGroupSize: this.o.row_group_size,
+        createdBy: 'sluice',
+      });
+      return new Uint8Array(buf);
+    } catch (e) {
+      if (e instanceof SluiceError) throw e;
+      throw new SluiceError('SINK', `cannot write Parquet: ${errorMessage(e)}`, { cause: e });
     }
+  }
+
+  get declared(): boolean {
+    return !!this.schema?.fields.length;
+  }
+
+  /** The pipeline schema's columns, or columns guessed from these rows. */
+  columnsFor(values: unknown[]): Column[] {
+    if (this.schema?.fields.length) return this.schema.fields.map(columnFor);
+    const names = new Set<string>();
+    for (const row of values) if (row && typeof row === 'object') for (const k of Object.keys(row)) names.add(k);
+    return [...names].map((n) => inferColumn(n, values, n));
+  }
+
+  /** One file across many batches: each write adds row groups, `finish` adds the footer. */
+  fileWriter(): FileWriter {
+    return new ParquetFileWriter(this);
+  }
+
+  /** The footer for a file whose journal lines (`FileWriter.checkpoint`) describe every row group written. */
+  finishFile(journal: string[]): Uint8Array {
+    const L = load();
+    let schema: unknown;
+    let codec = 'SNAPPY';
+    const rowGroups: unknown[] = [];
+    for (const line of journal) {
+      const j = JSON.parse(line, revive) as { schema?: unknown; codec?: string; groups: unknown[] };
+      if (j.schema) schema = j.schema;
+      if (j.codec) codec = j.codec;
+      rowGroups.push(...j.groups);
+    }
+    if (!schema) throw new SluiceError('SINK', 'cannot finish the Parquet file: its journal has no schema');
+    const bytes = new L.ByteWriter();
+    const w = new L.ParquetWriter({ writer: bytes, schema, codec, compressors: COMPRESSORS, createdBy: 'sluice' });
+    w.row_groups = rowGroups;
+    w.num_rows = rowGroups.reduce((n: bigint, g) => n + BigInt((g as { num_rows: bigint }).num_rows), 0n);
+    w.finish();
+    // The writer starts with the 4-byte magic the file already has.
+    return new Uint8Array(bytes.getBuffer()).subarray(4);
+  }
+
+  get options(): ParquetOptions {
+    return this.o;
+  }
+}
+
+const COMPRESSORS = { GZIP: (input: Uint8Array) => new Uint8Array(gzipSync(input)) };
+
+// Journal lines carry row-group metadata, whose statistics hold BigInts, Dates and bytes: tagged so they survive JSON.
+function tag(this: Record<string, unknown>, key: string, v: unknown): unknown {
+  const raw = this[key];
+  if (typeof raw === 'bigint') return { $b: raw.toString() };
+  if (raw instanceof Date) return { $d: raw.getTime() };
+  if (raw instanceof Uint8Array) return { $u: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') };
+  return v;
+}
+
+function revive(_key: string, v: unknown): unknown {
+  if (v && typeof v === 'object' && !Array.isArray(v)) {
+    const o = v as Record<string, unknown>;
+    if (typeof o.$b === 'string') return BigInt(o.$b);
+    if (typeof o.$d === 'number') return new Date(o.$d);
+    if (typeof o.$u === 'string') return new Uint8Array(Buffer.from(o.$u, 'base64'));
+  }
+  return v;
+}
+
+/**
+ * A Parquet file written across batches through hyparquet-writer's incremental ParquetWriter. Each `write` encodes the
+ * rows as row groups of at most `row_group_size` rows and hands back their bytes (the sink appends them to a temporary
+ * file), so memory holds one batch plus small per-row-group metadata, never the whole file. The columns are fixed by
+ * the first batch (or the pipeline schema); rows that do not fit them start a new file (`accepts`).
+ */
+class ParquetFileWriter implements FileWriter {
+  private columns?: Column[];
+  private schema?: unknown[];
+  private writer?: any;
+  private bytes?: any;
+  private reported = 0;
+  private first = true;
+  rows = 0;
+
+  constructor(private readonly enc: ParquetEncoder) {}
+
+  accepts(values: unknown[]): boolean {
+    // With a pipeline schema every file has the same columns: a value that does not fit fails the write instead.
+    if (!this.columns || this.enc.declared) return true;
+    const known = new Set(this.columns.map((c) => c.name));
+    for (const row of values) if (row && typeof row === 'object') for (const k of Object.keys(row)) if (!known.has(k)) return false;
+    try {
+      toColumnData(this.columns, values);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  write(values: unknown[]): Uint8Array {
+    const L = load();
+    const columns = (this.columns ??= this.enc.columnsFor(values));
+    const columnData = toColumnData(columns, values);
+    if (!this.writer) {
+      this.schema = [{ name: 'root', num_children: columns.length }, ...columns.map((c) => c.element)];
+      this.bytes = new L.ByteWriter();
+      this.writer = new L.ParquetWriter({
+        writer: this.bytes,
+        schema: this.schema,
+        codec: this.enc.options.compression.toUpperCase(),
+        compressors: COMPRESSORS,
+        createdBy: 'sluice',
+      });
+    }
+    try {
+      this.writer.write({ columnData, rowGroupSize: this.enc.options.row_group_size });
+    } catch (e) {
+      throw new SluiceError('SINK', `cannot write Parquet: ${errorMessage(e)}`, { cause: e });
+    }
+    this.rows += values.length;
+    return this.drain();
+  }
+
+  checkpoint(): string {
+    const groups = this.writer ? this.writer.row_groups.slice(this.reported) : [];
+    this.reported += groups.length;
+    const head = this.first ? { schema: this.schema, codec: this.enc.options.compression.toUpperCase() } : {};
+    this.first = false;
+    return JSON.stringify({ ...head, groups }, tag);
+  }
+
+  finish(): Uint8Array {
+    this.writer.finish();
+    return this.drain();
+  }
+
+  /** The bytes written since the last call; the writer's buffer is reused (its offset keeps counting). */
+  private drain(): Uint8Array {
+    const b = this.bytes;
+    const out = new Uint8Array(b.index);
+    out.set(new Uint8Array(b.buffer, 0, b.index));
+    b.index = 0;
+    return out;
+  }
+}
+
+function toColumnData(columns: Column[], values: unknown[]): Array<{ name: string; data: unknown[] }> {
+  {
     const columnData = columns.map((c) => {
       const data = new Array<unknown>(values.length);
       const convert = c.convert;
@@ -450,22 +631,7 @@ class ParquetEncoder implements Encoder {
       }
       return { name, data };
     });
-    const schema = [{ name: 'root', num_children: columns.length }, ...columns.map((c) => c.element)];
-    const codec = this.o.compression.toUpperCase();
-    try {
-      const buf = L.parquetWriteBuffer({
-        columnData,
-        schema,
-        codec,
-        compressors: { GZIP: (input: Uint8Array) => new Uint8Array(gzipSync(input)) },
-        rowGroupSize: this.o.row_group_size,
-        createdBy: 'sluice',
-      });
-      return new Uint8Array(buf);
-    } catch (e) {
-      if (e instanceof SluiceError) throw e;
-      throw new SluiceError('SINK', `cannot write Parquet: ${errorMessage(e)}`, { cause: e });
-    }
+    return columnData;
   }
 }
 

@@ -1,10 +1,10 @@
 // File sink: one file descriptor per open file, one write per batch, fdatasync before the batch is acknowledged.
 
 import { constants } from 'node:fs';
-import { access, mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { access, mkdir, open, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { SluiceError, errorMessage } from '../../core/errors.js';
-import type { SinkContext, Sink, SluiceRecord } from '../../core/types.js';
+import type { FileWriter, SinkContext, Sink, SluiceRecord } from '../../core/types.js';
 import { displayPath } from './paths.js';
 import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
 
@@ -54,6 +54,8 @@ export class FileSink implements Sink {
   private chain: Promise<void> = Promise.resolve();
   private readonly numbered: boolean;
   private wholeFiles = false;
+  /** The whole-file format's file being written across batches (Parquet), complete only once `sealPiecewise` ran. */
+  private piece?: PiecewiseFile;
   private readonly tpl?: PayloadTemplate;
 
   constructor(private readonly o: FileSinkOptions) {
@@ -69,6 +71,7 @@ export class FileSink implements Sink {
       if (this.tpl) throw new SluiceError('CONFIG', 'file sink: `template` writes text lines; it cannot be combined with a whole-file format such as parquet');
       this.wholeFiles = true;
       await mkdir(dirname(withSequence(fillTime(this.o.path, Date.now()), 0)), { recursive: true });
+      if (ctx.encoder.fileWriter) await this.recoverPiecewise();
       return;
     }
     // Opened now rather than at the first write, so a path that cannot be written fails at startup.
@@ -85,11 +88,12 @@ export class FileSink implements Sink {
   async close(): Promise<void> {
     await this.chain;
     await this.closeFile();
+    if (this.piece) await this.sealPiecewise();
   }
 
   private async writeBatch(records: SluiceRecord[]): Promise<void> {
     if (records.length === 0) return;
-    if (this.wholeFiles) return this.writeWholeFile(records);
+    if (this.wholeFiles) return this.ctx.encoder.fileWriter ? this.writePiecewise(records) : this.writeWholeFile(records);
     const now = Date.now();
     if (this.fh && fillTime(this.o.path, now) !== this.bucket) await this.closeFile();
     if (this.fh && this.o.rotate_interval !== undefined && this.size > 0 && now - this.openedAt >= this.o.rotate_interval) {
@@ -149,6 +153,167 @@ export class FileSink implements Sink {
     this.current = path;
     this.n++;
     this.ctx.log.debug({ path, size: data.length, records: records.length }, 'file sink: wrote a complete file');
+  }
+
+  // ---- whole-file formats written across batches (Parquet) ----------------------------------------------------
+  //
+  // One file holds many batches: each batch's rows become row groups appended to `<path>.tmp`, and the footer is
+  // written on rotation (rotate_size, rotate_interval, a new {date}/{hour}, rows that do not fit the file's columns,
+  // close), when the file is renamed to its final name, so a reader never sees an incomplete file. A batch is
+  // acknowledged once its row groups are on disk and a line describing them is in the journal `<path>.tmp.journal`;
+  // after a crash, `recoverPiecewise` finishes the temporary file from that journal, so no acknowledged row is lost.
+
+  private async writePiecewise(records: SluiceRecord[]): Promise<void> {
+    const now = Date.now();
+    const values = new Array<unknown>(records.length);
+    for (let i = 0; i < records.length; i++) values[i] = records[i]!.value;
+    let p = this.piece;
+    if (p && (fillTime(this.o.path, now) !== this.bucket || (this.o.rotate_interval !== undefined && now - p.openedAt >= this.o.rotate_interval) || !p.writer.accepts(values))) {
+      await this.sealPiecewise();
+      p = undefined;
+    }
+    p ??= await this.startPiecewise(now);
+    // Encoding throws before the writer changes (a value that does not fit): the batch fails and nothing is written.
+    const data = p.writer.write(values);
+    const line = p.writer.checkpoint();
+    try {
+      await writeAllAt(p.fh, data, p.size);
+      if (this.o.fsync) await p.fh.datasync();
+      p.size += data.length;
+      const entry = Buffer.from(JSON.stringify({ end: p.size, rows: records.length }) + '\t' + line + '\n', 'utf8');
+      await writeAllAt(p.journal, entry, p.journalSize);
+      if (this.o.fsync) await p.journal.datasync();
+      p.journalSize += entry.length;
+    } catch (e) {
+      // The writer already counts these row groups: finish what the journal holds as a file and start over.
+      this.piece = undefined;
+      await p.fh.close().catch(() => {});
+      await p.journal.close().catch(() => {});
+      await this.finishFromJournal(p.path).catch(() => {});
+      this.n++;
+      throw new SluiceError('SINK', `cannot write '${displayPath(p.tmp)}': ${errorMessage(e)}`, { cause: e, retriable: true });
+    }
+    p.rows += records.length;
+    if (this.o.rotate_size !== undefined && p.size >= this.o.rotate_size) await this.sealPiecewise();
+  }
+
+  private async startPiecewise(now: number): Promise<PiecewiseFile> {
+    const bucket = fillTime(this.o.path, now);
+    if (bucket !== this.bucket) {
+      this.bucket = bucket;
+      this.n = 0;
+    }
+    // A complete file is never appended to: the series goes on with the first number that is free.
+    if (this.o.append) while ((await exists(withSequence(bucket, this.n))) || (await exists(`${withSequence(bucket, this.n)}.tmp`))) this.n++;
+    const path = withSequence(bucket, this.n);
+    const tmp = `${path}.tmp`;
+    const dir = dirname(path);
+    try {
+      await mkdir(dir, { recursive: true });
+      // Remembered first, so a crash from here on leaves a temporary file that the next start finishes.
+      await this.ctx.state.set(PIECE_KEY, path);
+      const fh = await open(tmp, 'w');
+      const journal = await open(`${tmp}.journal`, 'w').catch(async (e) => {
+        await fh.close();
+        throw e;
+      });
+      if (this.o.fsync) await syncDir(dir);
+      this.current = tmp;
+      this.piece = { path, tmp, fh, journal, writer: this.ctx.encoder.fileWriter!(), size: 0, journalSize: 0, rows: 0, openedAt: now };
+      return this.piece;
+    } catch (e) {
+      throw new SluiceError('SINK', `cannot open '${displayPath(tmp)}' for writing: ${errorMessage(e)}`, {
+        cause: e,
+        retriable: !['EACCES', 'EPERM', 'EISDIR', 'ENOTDIR', 'EROFS'].includes((e as NodeJS.ErrnoException).code ?? ''),
+      });
+    }
+  }
+
+  /** Footer, sync, rename to the final name: the file is complete and visible. */
+  private async sealPiecewise(): Promise<void> {
+    const p = this.piece!;
+    this.piece = undefined;
+    if (p.rows === 0) {
+      // Its only batch failed to encode: nothing to keep.
+      await p.fh.close().catch(() => {});
+      await p.journal.close().catch(() => {});
+      await unlink(p.tmp).catch(() => {});
+      await unlink(`${p.tmp}.journal`).catch(() => {});
+      await this.ctx.state.delete(PIECE_KEY);
+      return;
+    }
+    try {
+      const footer = p.writer.finish();
+      await writeAllAt(p.fh, footer, p.size);
+      if (this.o.fsync) await p.fh.datasync();
+      await p.fh.close();
+      await p.journal.close();
+      await rename(p.tmp, p.path);
+      if (this.o.fsync) await syncDir(dirname(p.path));
+      await unlink(`${p.tmp}.journal`).catch(() => {});
+      await this.ctx.state.delete(PIECE_KEY);
+    } catch (e) {
+      await p.fh.close().catch(() => {});
+      await p.journal.close().catch(() => {});
+      // The journal still describes every acknowledged row group; finishing from it is what a restart would do.
+      await this.finishFromJournal(p.path).catch(() => {});
+      this.n++;
+      throw new SluiceError('SINK', `cannot complete '${displayPath(p.path)}': ${errorMessage(e)}`, { cause: e, retriable: true });
+    }
+    this.current = p.path;
+    this.n++;
+    this.ctx.log.debug({ path: p.path, size: p.size, records: p.rows }, 'file sink: completed a file');
+  }
+
+  /** A temporary file left by a crash is finished from its journal (or removed when it holds no acknowledged rows). */
+  private async recoverPiecewise(): Promise<void> {
+    const path = await this.ctx.state.get<string>(PIECE_KEY);
+    if (typeof path !== 'string') return;
+    const rows = await this.finishFromJournal(path);
+    await this.ctx.state.delete(PIECE_KEY);
+    if (rows !== undefined) this.ctx.log.info({ path, records: rows }, 'file sink: completed the file a previous run left unfinished');
+  }
+
+  /** Cut `<path>.tmp` to what its journal acknowledges, add the footer and rename it; the number of rows, if any. */
+  private async finishFromJournal(path: string): Promise<number | undefined> {
+    const tmp = `${path}.tmp`;
+    const journalPath = `${tmp}.journal`;
+    if (!(await exists(tmp))) {
+      // Renamed already (the crash came after completing it): only the journal is left over.
+      await unlink(journalPath).catch(() => {});
+      return undefined;
+    }
+    const text = await readFile(journalPath, 'utf8').catch(() => undefined);
+    // Only whole lines count: a line cut by the crash belongs to a batch that was never acknowledged.
+    const lines = (text ?? '').split('\n').slice(0, -1).filter((l) => l.includes('\t'));
+    if (!lines.length) {
+      await unlink(tmp).catch(() => {});
+      await unlink(journalPath).catch(() => {});
+      return undefined;
+    }
+    let end = 0;
+    let rows = 0;
+    const pieces: string[] = [];
+    for (const l of lines) {
+      const tab = l.indexOf('\t');
+      const head = JSON.parse(l.slice(0, tab)) as { end: number; rows: number };
+      end = head.end;
+      rows += head.rows;
+      pieces.push(l.slice(tab + 1));
+    }
+    const footer = this.ctx.encoder.finishFile!(pieces);
+    const fh = await open(tmp, 'r+');
+    try {
+      await fh.truncate(end);
+      await writeAllAt(fh, footer, end);
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+    await syncDir(dirname(path));
+    await unlink(journalPath).catch(() => {});
+    return rows;
   }
 
   private async append(data: Uint8Array): Promise<void> {
@@ -217,6 +382,25 @@ export class FileSink implements Sink {
       await fh.close();
     }
   }
+}
+
+const PIECE_KEY = 'file_in_progress';
+
+interface PiecewiseFile {
+  path: string;
+  tmp: string;
+  fh: FileHandle;
+  journal: FileHandle;
+  writer: FileWriter;
+  size: number;
+  journalSize: number;
+  rows: number;
+  openedAt: number;
+}
+
+async function writeAllAt(fh: FileHandle, data: Uint8Array, at: number): Promise<void> {
+  let done = 0;
+  while (done < data.length) done += (await fh.write(data, done, data.length - done, at + done)).bytesWritten;
 }
 
 const exists = (p: string) =>
