@@ -93,6 +93,11 @@ const sinkOptions = z.strictObject({
     default: true,
     description: 'Acknowledge a batch only after its bytes were flushed to disk (fdatasync). `false` is faster but a crash may lose acknowledged records.',
   }),
+  commit_mode: opt(z.enum(['at_least_once', 'exactly_once']).default('at_least_once'), {
+    description:
+      '`at_least_once`: batches are appended to the file; after a crash the source may send the last records again. `exactly_once`: a file is written under a hidden in-progress name (`.name.inprogress`), each batch is committed together with the source position in a manifest in the data directory, and the file gets its final name when it rotates or the pipeline stops; after a crash the uncommitted tail is cut off and the source resumes from the stored position, so every record is written once. Final files are never appended to (Parquet: one file per batch). Needs a replayable source; not with `routes` or a `dlq:` sink.',
+    aliases: ['commitMode', 'delivery', 'delivery_guarantee'],
+  }),
   ...payloadTemplateShape,
 });
 
@@ -120,6 +125,7 @@ export const spec = defineConnector({
   sink: {
     options: sinkOptions,
     defaultFormat: (o: { path: string }) => formatForPath(o.path, 'json'),
+    exactlyOnce: (o: z.output<typeof sinkOptions>) => o.commit_mode === 'exactly_once',
     create(o: z.output<typeof sinkOptions>) {
       return new FileSink(o);
     },

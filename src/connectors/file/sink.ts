@@ -7,6 +7,8 @@ import { SluiceError, errorMessage } from '../../core/errors.js';
 import type { FileWriter, SinkContext, Sink, SluiceRecord } from '../../core/types.js';
 import { displayPath } from './paths.js';
 import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
+import type { SourcePosition } from '../../core/types.js';
+import { CommittedFiles } from './commit.js';
 
 export interface FileSinkOptions {
   path: string;
@@ -17,6 +19,8 @@ export interface FileSinkOptions {
   /** A data template per record (one line each) instead of the format's encoding. */
   template?: string;
   template_escape?: 'json' | 'none';
+  /** `exactly_once`: in-progress files and a commit manifest holding the source position (see commit.ts). */
+  commit_mode?: 'at_least_once' | 'exactly_once';
 }
 
 const PLACEHOLDER = /\{([^{}]*)\}/g;
@@ -57,14 +61,25 @@ export class FileSink implements Sink {
   /** The whole-file format's file being written across batches (Parquet), complete only once `sealPiecewise` ran. */
   private piece?: PiecewiseFile;
   private readonly tpl?: PayloadTemplate;
+  /** commit_mode exactly_once: every write goes through here instead. */
+  private committed?: CommittedFiles;
 
   constructor(private readonly o: FileSinkOptions) {
     this.numbered = o.path.includes('{n}') || o.rotate_size !== undefined || o.rotate_interval !== undefined;
     this.tpl = payloadTemplate(o);
   }
 
+  get exactlyOnce(): boolean {
+    return this.o.commit_mode === 'exactly_once';
+  }
+
+  async position(): Promise<SourcePosition | undefined> {
+    return this.committed?.position();
+  }
+
   async open(ctx: SinkContext): Promise<void> {
     this.ctx = ctx;
+    if (this.exactlyOnce) return this.openCommitted(ctx);
     // Formats whose output is only valid as a whole file (Parquet, with its footer) get one file per batch, written
     // beside its final name and renamed once complete, so a reader never sees a partial file.
     if (ctx.encoder.wholeFile) {
@@ -78,17 +93,35 @@ export class FileSink implements Sink {
     await this.openFile(Date.now());
   }
 
-  write(records: SluiceRecord[]): Promise<void> {
+  write(records: SluiceRecord[], position?: SourcePosition): Promise<void> {
     // Batches are written strictly one after another even if the caller does not wait: one fd, one position.
-    const p = this.chain.then(() => this.writeBatch(records));
+    const p = this.chain.then(() => (this.committed ? this.committed.write(records, position) : this.writeBatch(records)));
     this.chain = p.catch(() => {});
     return p;
   }
 
   async close(): Promise<void> {
     await this.chain;
+    await this.committed?.close();
     await this.closeFile();
     if (this.piece) await this.sealPiecewise();
+  }
+
+  /** Exactly-once: every batch is committed with the source position; Parquet then gets one file per batch. */
+  private async openCommitted(ctx: SinkContext): Promise<void> {
+    const wholeFile = !!ctx.encoder.wholeFile;
+    if (wholeFile && this.tpl) throw new SluiceError('CONFIG', 'file sink: `template` writes text lines; it cannot be combined with a whole-file format such as parquet');
+    const encode = (records: SluiceRecord[], first: boolean): Uint8Array => {
+      let out: string | Uint8Array;
+      if (this.tpl) {
+        out = '';
+        for (let i = 0; i < records.length; i++) out += this.tpl(records[i]!) + '\n';
+      } else out = ctx.encoder.encodeStream(records.map((r) => r.value), first);
+      return typeof out === 'string' ? Buffer.from(out, 'utf8') : out;
+    };
+    const o = { ...this.o, wholeFile, encode, bucketAt: (now: number) => fillTime(this.o.path, now), nth: withSequence };
+    this.committed = new CommittedFiles(o, join(ctx.dataDir, `file-sink-${ctx.role}.commit.json`), ctx.log);
+    await this.committed.open();
   }
 
   private async writeBatch(records: SluiceRecord[]): Promise<void> {
