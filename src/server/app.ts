@@ -21,8 +21,11 @@ import type { ControlStore, PipelineRow, ProfileRow, TableRow, ControlTx } from 
 import { PipelineManager } from './manager.js';
 import { createMetricsRegistry } from './metrics.js';
 import { REDACTED, redactConfig, redactedPaths, restoreRedacted, secretValues, type Scrubber, type SecretBox } from './secrets.js';
-import { compilePipelineRow, compileTable, referencesOf, SqlUnavailableError, tableRole, tableToYaml, yamlToTable, loadSqlCompiler, loadSqlRuntime, substituteTree, type Catalog } from './resolve.js';
+import { compilePipelineRow, compileTable, pipelineReferences, SqlUnavailableError, tableRole, tableToYaml, yamlToTable, loadSqlCompiler, loadSqlRuntime, substituteTree, type Catalog } from './resolve.js';
 import * as S from './api-schemas.js';
+import { findMount, installMountHost } from '../connectors/webhook/mount.js';
+
+const WEBHOOK_PREFIX = '/v1/webhooks/';
 
 export interface AppOptions {
   store: ControlStore;
@@ -116,7 +119,8 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; m
     dataDir: o.dataDir,
     scrubber,
     initialBackoffMs: o.initialBackoffMs,
-    compile: async (row) => compilePipelineRow(row, await catalog(), box),
+    // Inline secrets of a JSON definition are stored sealed; the compiler needs them in clear.
+    compile: async (row) => compilePipelineRow({ ...row, definition: openDefinition(box, row.definition) }, await catalog(), box),
   });
   let isReady = false;
 
@@ -143,7 +147,8 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; m
   app.addHook('onRequest', async (req, reply) => {
     if (!tokenDigests.length) return;
     const path = req.url.split('?')[0]!;
-    if (open.has(path) || path === '/docs' || path.startsWith('/docs/')) return;
+    // Mounted webhooks authenticate their senders themselves (their own bearer token or HMAC signature).
+    if (open.has(path) || path === '/docs' || path.startsWith('/docs/') || path.startsWith(WEBHOOK_PREFIX)) return;
     const h = req.headers.authorization ?? '';
     const m = /^Bearer\s+(.+)$/i.exec(h);
     // Compare digests against every token without stopping early, so timing says nothing about which part matched.
@@ -262,6 +267,34 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; m
     return registry.metrics();
   });
 
+  // ---- mounted webhook sources ----
+  // A webhook source of a pipeline this server runs (mount: true, or neither host nor port given) registers here, and
+  // its requests arrive under /v1/webhooks/<pipeline><path>: no port of its own. The body is left unread for the
+  // webhook, which applies its own size limit, authentication and acknowledgement.
+  const uninstallMount = installMountHost({ urlFor: (pipeline, path) => `${WEBHOOK_PREFIX}${encodeURIComponent(pipeline)}${path}` });
+  app.addHook('onClose', async () => uninstallMount());
+  await app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
+    const handler = async (req: FastifyRequest<{ Params: { pipeline: string; '*'?: string } }>, reply: FastifyReply) => {
+      const name = req.params.pipeline;
+      const mounted = findMount(name);
+      if (!mounted) {
+        const known = (await store.listPipelines()).some((p) => p.name === name);
+        if (!known) throw new HttpError(404, 'not_found', `no pipeline '${name}' with a mounted webhook`);
+        // A sender retries on 503: the records arrive once the pipeline runs again.
+        reply.header('retry-after', '5');
+        throw new HttpError(503, 'not_running', `pipeline '${name}' has no running webhook source`);
+      }
+      reply.hijack();
+      mounted(req.raw, reply.raw, `/${req.params['*'] ?? ''}`);
+    };
+    const methods = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
+    const schema = { tags: ['webhooks'], summary: "A mounted webhook source: the pipeline's webhook answers (its own auth applies)." };
+    scope.route({ method: methods, url: `${WEBHOOK_PREFIX}:pipeline`, schema, handler });
+    scope.route({ method: methods, url: `${WEBHOOK_PREFIX}:pipeline/*`, schema, handler });
+  });
+
   // ---- connectors ----
   app.get('/v1/connectors', doc('connectors', 'Every connector with its option JSON Schemas.'), async () => ({
     data: CONNECTORS.map((c) => ({
@@ -315,7 +348,10 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; m
       const p = (await t.getProfile(req.params.id)) ?? Promise.reject(notFound('connection profile', req.params.id));
       const prof = await p;
       const users = (await t.listTables()).filter((x) => x.profile_id === prof.id).map((x) => `table '${x.name}'`);
-      for (const pl of await t.listPipelines()) if (pl.kind === 'json' && referencesOf(pl.definition).profiles.has(prof.name)) users.push(`pipeline '${pl.name}'`);
+      for (const pl of await t.listPipelines()) {
+        const refs = await pipelineReferences(pl);
+        if (refs.profiles.has(pl.kind === 'sql' ? prof.name.toLowerCase() : prof.name)) users.push(`pipeline '${pl.name}'`);
+      }
       if (users.length) throw new HttpError(409, 'in_use', `connection profile '${prof.name}' is used by ${users.join(', ')}`);
       await t.deleteProfile(prof.id);
     });
@@ -409,7 +445,11 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; m
     await store.tx(async (t) => {
       const tbl = await t.getTable(req.params.id);
       if (!tbl) throw notFound('connection table', req.params.id);
-      const users = (await t.listPipelines()).filter((pl) => pl.kind === 'json' && referencesOf(pl.definition).tables.has(tbl.name)).map((pl) => `pipeline '${pl.name}'`);
+      const users: string[] = [];
+      for (const pl of await t.listPipelines()) {
+        const refs = await pipelineReferences(pl);
+        if (refs.tables.has(pl.kind === 'sql' ? tbl.name.toLowerCase() : tbl.name)) users.push(`pipeline '${pl.name}'`);
+      }
       if (users.length) throw new HttpError(409, 'in_use', `connection table '${tbl.name}' is used by ${users.join(', ')}`);
       await t.deleteTable(tbl.id);
     });

@@ -112,7 +112,17 @@ export function referencesOf(definition: unknown): { tables: Set<string>; profil
   return { tables, profiles };
 }
 
-type SqlCompiler = (text: string, file: string, o?: { env?: NodeJS.ProcessEnv; profiles?: CompiledDocument['profiles'] }) => CompiledDocument;
+/** Profile and table names any stored pipeline uses: a JSON definition's endpoints, or what a SQL query names. */
+export async function pipelineReferences(row: Pick<PipelineRow, 'kind' | 'definition'>): Promise<{ tables: Set<string>; profiles: Set<string> }> {
+  if (row.kind !== 'sql') return referencesOf(row.definition);
+  const spec = '../sql/index.js';
+  const m = (await import(spec).catch(() => ({}))) as { sqlReferences?: (q: string) => { tables: Set<string>; profiles: Set<string> } };
+  const refs = m.sqlReferences?.(String((row.definition as { query?: unknown }).query ?? '')) ?? { tables: new Set<string>(), profiles: new Set<string>() };
+  // SQL names are matched case-insensitively by the compiler.
+  return { tables: new Set([...refs.tables].map((t) => t.toLowerCase())), profiles: new Set([...refs.profiles].map((p) => p.toLowerCase())) };
+}
+
+type SqlCompiler = (text: string, file: string, o?: { env?: NodeJS.ProcessEnv; profiles?: CompiledDocument['profiles']; tables?: Record<string, unknown> }) => CompiledDocument;
 let sqlCompiler: Promise<SqlCompiler | undefined> | undefined;
 
 /** The SQL compiler, when this build has one (it lands separately in src/sql/). */
@@ -152,8 +162,8 @@ export async function compilePipelineRow(row: Pick<PipelineRow, 'name' | 'kind' 
     const text = substituteTree(String((row.definition as { query: string }).query), env, ['query'], issues) as string;
     if (issues.length) return { issues };
     try {
-      // Stored profiles are usable from SQL (`connection_profile = 'name'`).
-      const doc = compile(text, `${row.name}.sql`, { env, profiles: scope.profiles });
+      // Stored profiles (`connection_profile = 'name'`) and connection tables (by name) are usable from SQL.
+      const doc = compile(text, `${row.name}.sql`, { env, profiles: scope.profiles, tables: scope.tables });
       if (doc.pipelines.length !== 1) return { issues: [{ path: ['query'], message: `the query must define exactly one pipeline (an INSERT INTO ... SELECT); it defines ${doc.pipelines.length}` }] };
       return { def: { ...doc.pipelines[0]!, name: row.name }, doc, issues: [] };
     } catch (e) {

@@ -232,6 +232,11 @@ function apiSuite(label: string, storeArgs: () => string[], setup?: () => Promis
       expect(one.json.outputs.sink.connector).toBe('file');
       expect(Object.keys(one.json.checkpoints.source ?? {}).length).toBeGreaterThan(0);
       expect(readFileSync(join(dir, 'out.jsonl'), 'utf8').trim().split('\n')).toHaveLength(50);
+      // What the sink accepted, in bytes and in write durations and lag (file -> file: every byte of out.jsonl).
+      const copyMetrics = (await api('GET', '/metrics')).text;
+      expect(copyMetrics).toContain(`sluice_pipeline_bytes_out_total{pipeline="copy"} ${readFileSync(join(dir, 'out.jsonl')).byteLength}`);
+      expect(copyMetrics).toMatch(/sluice_sink_write_duration_seconds_count\{pipeline="copy",endpoint="sink",connector="file"\} [1-9]/);
+      expect(copyMetrics).toMatch(/sluice_sink_write_duration_seconds_bucket\{pipeline="copy",endpoint="sink",connector="file",le="\+Inf"\} [1-9]/);
 
       // In use: the profile by a table, the table by a pipeline.
       expect((await api('DELETE', `/v1/connection_profiles/${ids.files}`)).status).toBe(409);
@@ -300,6 +305,54 @@ INSERT INTO sq_out SELECT id * 2 AS twice, name FROM sq_in WHERE id < 10;`;
       expect(bad.json.error.issues[0].path).toMatch(/^query/);
       expect(bad.json.error.issues[0]).toMatchObject({ line: 1, col: expect.any(Number) });
       expect(bad.json.error.message).toMatch(/line 1, column \d+/);
+      expect((await api('DELETE', `/v1/pipelines/${r.json.id}`)).status).toBe(204);
+    });
+    it.skipIf(!SQL_AVAILABLE)('SQL pipelines use stored tables by name, with SET pipeline settings; such a table is in use (409)', async () => {
+      const t = await api('POST', '/v1/connection_tables', { name: 'sq_src', connector: 'file', config: { path: join(dir, 'in.jsonl'), type: 'source' }, schema: { format: 'json', fields: [{ name: 'id', type: 'int64' }, { name: 'name', type: 'string' }] } });
+      expect(t.status).toBe(201);
+      const out = join(dir, 'sql-cat.jsonl');
+      const query = `SET 'pipeline.batch.max_records' = '3';
+SET 'pipeline.retry.max_attempts' = '2';
+CREATE TABLE sq_cat_out WITH (connector = 'file', path = '${out}', type = 'sink', format = 'json');
+INSERT INTO sq_cat_out SELECT id, upper(name) AS name FROM SQ_SRC WHERE id < 5;`;
+      const r = await api('POST', '/v1/pipelines', { name: 'sqlcat', query });
+      expect(r.status).toBe(201);
+      await waitFor(() => existsSync(out) && readFileSync(out, 'utf8').trim().split('\n').length === 5, 15_000, 'SQL output from a stored table');
+      expect(JSON.parse(readFileSync(out, 'utf8').split('\n')[2]!)).toEqual({ id: 2, name: 'N2' });
+      const inUse = await api('DELETE', `/v1/connection_tables/${t.json.id}`);
+      expect(inUse.status).toBe(409);
+      expect(inUse.json.error).toMatchObject({ code: 'in_use', message: "connection table 'sq_src' is used by pipeline 'sqlcat'" });
+      // A column the stored table does not declare, and an unknown setting, are reported at their position.
+      const badCol = await api('POST', '/v1/pipelines', { name: 'sqlbad2', query: 'INSERT INTO sq_cat_out SELECT idd FROM sq_src' });
+      expect(badCol.status).toBe(400);
+      const badSet = await api('POST', '/v1/pipelines', { name: 'sqlbad3', query: "SET 'pipeline.batch.max_recods' = '5';\nINSERT INTO out SELECT * FROM sq_src;" });
+      expect(badSet.status).toBe(400);
+      expect(badSet.json.error.issues[0]).toMatchObject({ path: 'query', line: 1, col: 5, message: expect.stringContaining("did you mean 'pipeline.batch.max_records'") });
+      expect((await api('DELETE', `/v1/pipelines/${r.json.id}`)).status).toBe(204);
+      expect((await api('DELETE', `/v1/connection_tables/${t.json.id}`)).status).toBe(204);
+    });
+
+    it('webhook sources mount under /v1/webhooks/<pipeline> with their own auth', async () => {
+      const out = join(dir, 'hook.jsonl');
+      const r = await api('POST', '/v1/pipelines', { name: 'hook', source: { connector: 'webhook', config: { path: '/in', bearer_token: 'wh-token' } }, sink: { connector: 'file', config: { path: out } } });
+      expect(r.status).toBe(201);
+      const post = (path: string, body: string, token?: string) =>
+        fetch(`${server.url}${path}`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) } });
+      // The source mounts once the pipeline runs; until then the server answers 503 (retry later).
+      await waitFor(async () => (await post('/v1/webhooks/hook/in', '{"id":1}', 'wh-token')).status === 200, 15_000, 'the mounted webhook');
+      expect(readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l))).toEqual([{ id: 1 }]);
+      expect((await post('/v1/webhooks/hook/in', '[{"id":2},{"id":3}]', 'wh-token')).status).toBe(200);
+      expect(readFileSync(out, 'utf8').trim().split('\n')).toHaveLength(3);
+      // The webhook's own token, not the API's.
+      expect((await post('/v1/webhooks/hook/in', '{"id":9}')).status).toBe(401);
+      expect((await post('/v1/webhooks/hook/in', '{"id":9}', TOKEN)).status).toBe(401);
+      expect((await post('/v1/webhooks/hook/other', '{"id":9}', 'wh-token')).status).toBe(404);
+      expect((await post('/v1/webhooks/nope/in', '{"id":9}', 'wh-token')).status).toBe(404);
+      expect((await api('POST', `/v1/pipelines/${r.json.id}/stop`)).status).toBe(200);
+      const stopped = await post('/v1/webhooks/hook/in', '{"id":9}', 'wh-token');
+      expect(stopped.status).toBe(503);
+      expect(stopped.headers.get('retry-after')).toBeTruthy();
+      expect(readFileSync(out, 'utf8').trim().split('\n')).toHaveLength(3);
       expect((await api('DELETE', `/v1/pipelines/${r.json.id}`)).status).toBe(204);
     });
 
@@ -396,33 +449,57 @@ describe('sluice serve: restarts and binding', () => {
     expect(err).toContain('--insecure');
   });
 
-  it('resumes running pipelines after kill -9 without loss, and does not rerun a finished generator', async () => {
-    const data = join(dir, 'data');
-    const input = join(dir, 'follow.jsonl');
-    const output = join(dir, 'follow-out.jsonl');
-    const write = (from: number, to: number) => appendFileSync(input, Array.from({ length: to - from }, (_, i) => JSON.stringify({ id: from + i }) + '\n').join(''));
-    write(0, 1000);
-    let s = await startServer(['--data-dir', data], dir);
-    const api = client(() => s);
-    expect((await api('POST', '/v1/pipelines', { name: 'follow', source: { connector: 'file', config: { path: input, mode: 'follow', poll_interval: '50ms' } }, sink: { connector: 'file', config: { path: output } } })).status).toBe(201);
-    expect((await api('POST', '/v1/pipelines', { name: 'gen5', source: { connector: 'generator', config: { count: 5, interval: 0 } }, sink: { connector: 'file', config: { path: join(dir, 'gen.jsonl') } } })).status).toBe(201);
-    const ids = () => new Set(existsSync(output) ? readFileSync(output, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l).id as number) : []);
-    await waitFor(() => ids().size === 1000, 15_000, 'first 1000 records');
-    await waitFor(async () => (await api('GET', '/v1/pipelines')).json.data.find((p: any) => p.name === 'gen5').state === 'completed');
-    write(1000, 1500);
-    await stopServer(s, 'SIGKILL');
-    write(1500, 2000);
-    s = await startServer(['--data-dir', data], dir);
-    await waitFor(() => ids().size === 2000, 15_000, 'all 2000 records after the restart');
-    const list = (await api('GET', '/v1/pipelines')).json.data;
-    expect(list.find((p: any) => p.name === 'follow').state).toBe('running');
-    expect(list.find((p: any) => p.name === 'gen5').state).toBe('completed');
-    expect(readFileSync(join(dir, 'gen.jsonl'), 'utf8').trim().split('\n')).toHaveLength(5);
-    // A graceful stop keeps the desired state: the pipeline runs again on the next start.
-    await stopServer(s);
-    write(2000, 2100);
-    s = await startServer(['--data-dir', data], dir);
-    await waitFor(() => ids().size === 2100, 15_000, 'records after a graceful restart');
-    await stopServer(s);
-  });
+  const RESTART_PG_SCHEMA = `sluice_restart_${process.pid}_${randomBytes(3).toString('hex')}`;
+  const stores: Array<[string, (data: string) => string[], (() => Promise<void>)?, (() => Promise<void>)?]> = [
+    ['sqlite', (data) => ['--data-dir', data]],
+    [
+      'postgres',
+      // Checkpoints and the catalog live in PostgreSQL; the data dir only holds files of connectors.
+      (data) => ['--data-dir', data, '--store', `postgres://postgres@127.0.0.1:5432/test?schema=${RESTART_PG_SCHEMA}`],
+      () => ensureService('postgres'),
+      async () => {
+        const c = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/test' });
+        await c.connect();
+        await c.query(`DROP SCHEMA IF EXISTS "${RESTART_PG_SCHEMA}" CASCADE`);
+        await c.end();
+      },
+    ],
+  ];
+  it.each(stores)('resumes running pipelines after kill -9 without loss, and does not rerun a finished generator (%s store)', async (label, storeArgs, setup, teardown) => {
+    await setup?.();
+    const data = join(dir, `data-${label}`);
+    const input = join(dir, `follow-${label}.jsonl`);
+    const output = join(dir, `follow-out-${label}.jsonl`);
+    const genOut = join(dir, `gen-${label}.jsonl`);
+    let s: Server | undefined;
+    try {
+      const write = (from: number, to: number) => appendFileSync(input, Array.from({ length: to - from }, (_, i) => JSON.stringify({ id: from + i }) + '\n').join(''));
+      write(0, 1000);
+      s = await startServer(storeArgs(data), dir);
+      const api = client(() => s!);
+      expect((await api('POST', '/v1/pipelines', { name: 'follow', source: { connector: 'file', config: { path: input, mode: 'follow', poll_interval: '50ms' } }, sink: { connector: 'file', config: { path: output } } })).status).toBe(201);
+      expect((await api('POST', '/v1/pipelines', { name: 'gen5', source: { connector: 'generator', config: { count: 5, interval: 0 } }, sink: { connector: 'file', config: { path: genOut } } })).status).toBe(201);
+      const ids = () => new Set(existsSync(output) ? readFileSync(output, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l).id as number) : []);
+      await waitFor(() => ids().size === 1000, 15_000, 'first 1000 records');
+      await waitFor(async () => (await api('GET', '/v1/pipelines')).json.data.find((p: any) => p.name === 'gen5').state === 'completed');
+      write(1000, 1500);
+      await stopServer(s, 'SIGKILL');
+      write(1500, 2000);
+      s = await startServer(storeArgs(data), dir);
+      await waitFor(() => ids().size === 2000, 15_000, 'all 2000 records after the restart');
+      const list = (await api('GET', '/v1/pipelines')).json.data;
+      expect(list.find((p: any) => p.name === 'follow').state).toBe('running');
+      expect(list.find((p: any) => p.name === 'gen5').state).toBe('completed');
+      expect(readFileSync(genOut, 'utf8').trim().split('\n')).toHaveLength(5);
+      // A graceful stop keeps the desired state: the pipeline runs again on the next start.
+      await stopServer(s);
+      write(2000, 2100);
+      s = await startServer(storeArgs(data), dir);
+      await waitFor(() => ids().size === 2100, 15_000, 'records after a graceful restart');
+      await stopServer(s);
+    } finally {
+      if (s) await stopServer(s, 'SIGKILL');
+      await teardown?.();
+    }
+  }, 90_000);
 });

@@ -37,11 +37,17 @@ const signatureSchema = z
 
 export const sourceOptions = z
   .strictObject({
-    host: opt(z.string().min(1).default('127.0.0.1'), {
-      description: 'Address to listen on. The default only accepts local clients; use `0.0.0.0` (or `::`) to accept others.',
+    host: opt(z.string().min(1).optional(), {
+      description:
+        'Address to listen on (default `127.0.0.1`, which only accepts local clients; use `0.0.0.0` or `::` to accept others). Under `sluice serve`, giving `host` or `port` makes the source listen on its own port instead of mounting (see `mount`).',
       aliases: ['server_ip', 'httpServerIp', 'bind', 'listen_host', 'address'],
     }),
-    port: num({ int: true, min: 0, max: 65535, default: 10081, description: 'TCP port to listen on (`0`: any free port, logged at start).', aliases: ['server_port', 'httpServerPort', 'listen_port'] }),
+    port: num({ int: true, min: 0, max: 65535, description: 'TCP port to listen on (default `10081`; `0`: any free port, logged at start).', aliases: ['server_port', 'httpServerPort', 'listen_port'] }).optional(),
+    mount: opt(z.preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.union([z.boolean(), z.literal('auto')])).default('auto'), {
+      description:
+        "`true`: served by `sluice serve`'s own HTTP server under `/v1/webhooks/<pipeline><path>` (no second port; the webhook's own `bearer_token`/`signature` still apply, not the API token); only possible under `sluice serve`. `false`: always listen on `host:port`. `auto`: mount under `sluice serve` when neither `host` nor `port` is given, listen otherwise (always under `sluice run`).",
+      aliases: ['mounted', 'mount_under_server'],
+    }),
     path: opt(z.string().startsWith('/', { message: "must start with '/'" }).default('/'), {
       description: 'URL path that accepts records; other paths answer 404.',
       aliases: ['endpoint', 'datasource', 'route', 'url_path'],

@@ -17,7 +17,17 @@ function parsed<T>(schema: { safeParse: unknown } & Parameters<typeof parseOptio
 
 export async function testWebhook(options: unknown, role: 'source' | 'sink', report: TestReporter, signal: AbortSignal): Promise<void> {
   if (role === 'source') {
-    const o = parsed(sourceOptions, options);
+    const parsedOpts = parsed(sourceOptions, options);
+    const { mountHost } = await import('./mount.js');
+    const host = mountHost();
+    if (parsedOpts.mount === true || (parsedOpts.mount === 'auto' && host && parsedOpts.host === undefined && parsedOpts.port === undefined)) {
+      if (!host) throw new SluiceError('CONFIG', 'mount: true needs `sluice serve`, which serves the webhook under /v1/webhooks/<pipeline>; give host/port for `sluice run`');
+      report({ message: `mounted on the server at ${host.urlFor('<pipeline>', parsedOpts.path)} (no port of its own)`, done: true });
+      const auth = parsedOpts.bearer_token ? 'a bearer token' : parsedOpts.signature ? `a ${parsedOpts.signature.style}-style HMAC signature` : undefined;
+      report({ message: auth ? `requests must carry ${auth}` : 'requests are not authenticated (set bearer_token or signature)', done: true });
+      return;
+    }
+    const o = { ...parsedOpts, host: parsedOpts.host ?? '127.0.0.1', port: parsedOpts.port ?? 10081 };
     const srv = createServer();
     try {
       await new Promise<void>((resolve, reject) => {

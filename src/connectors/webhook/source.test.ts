@@ -220,7 +220,7 @@ describe('webhook source', () => {
 
   it('validates options with aliases and did-you-mean', () => {
     const ok = parseOptions(sourceOptions, { httpServerPort: 9000, datasource: '/in', token: 't', acknowledge: 'immediate' });
-    expect(ok.ok && ok.value).toMatchObject({ port: 9000, path: '/in', bearer_token: 't', ack: 'immediate', host: '127.0.0.1' });
+    expect(ok.ok && ok.value).toMatchObject({ port: 9000, path: '/in', bearer_token: 't', ack: 'immediate', mount: 'auto' });
     const bad = parseOptions(sourceOptions, { prot: 1, path: 'no-slash', backpressure_status: 500 });
     expect(bad.ok).toBe(false);
     const msgs = bad.ok ? [] : bad.issues.map(formatIssue);
@@ -229,5 +229,65 @@ describe('webhook source', () => {
     expect(msgs).toContain('backpressure_status: must be 429 or 503');
     const both = parseOptions(sourceOptions, { bearer_token: 'a', signature: { secret: 'b' } });
     expect(both.ok ? [] : both.issues.map(formatIssue)).toEqual(['signature: use either `bearer_token` or `signature`, not both']);
+  });
+});
+
+describe('webhook source mounted on a host server (sluice serve)', () => {
+  /** A stand-in for the control plane: routes /v1/webhooks/<pipeline><path> to the mounted handler. */
+  async function host() {
+    const { createServer } = await import('node:http');
+    const { findMount, installMountHost } = await import('./mount.js');
+    const uninstall = installMountHost({ urlFor: (p, path) => `/v1/webhooks/${p}${path}` });
+    const server = createServer((req, res) => {
+      const m = /^\/v1\/webhooks\/([^/?]+)(\/[^?]*)?/.exec(req.url ?? '');
+      const h = m ? findMount(m[1]!) : undefined;
+      if (!h) {
+        res.statusCode = 404;
+        res.end();
+        return;
+      }
+      h(req, res, m![2] ?? '/');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    c.add(async () => {
+      uninstall();
+      await new Promise<void>((r) => server.close(() => r()));
+    });
+    return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  }
+
+  const mountedDef = (opts: Record<string, unknown>) =>
+    pipelineDef('wh', endpointDef('webhook', parsedOptions(sourceOptions, { path: '/hook', ...opts }) as unknown as Record<string, unknown>, { bad_data: 'fail' }), recordingEndpoint('main'));
+
+  it('without host and port, serves under the host at /v1/webhooks/<pipeline><path>, answering after the sink', async () => {
+    const base = await host();
+    const sinks = { main: newRecordingSink() };
+    const h = start(c, mountedDef({ bearer_token: 'tok' }), sinks);
+    const { findMount } = await import('./mount.js');
+    await waitFor(() => findMount('wh') !== undefined, 'the webhook to mount');
+    const url = `${base}/v1/webhooks/wh/hook`;
+    expect((await post(url, '{"id":1}', { authorization: 'Bearer tok' })).status).toBe(200);
+    expect(sinks.main.written.map((x) => x.value)).toEqual([{ id: 1 }]);
+    expect((await post(url, '{"id":2}')).status).toBe(401);
+    expect((await post(`${base}/v1/webhooks/wh/other`, '{"id":3}', { authorization: 'Bearer tok' })).status).toBe(404);
+    await h.stop();
+    expect((await post(url, '{"id":4}', { authorization: 'Bearer tok' })).status).toBe(404);
+    expect(sinks.main.written).toHaveLength(1);
+  });
+
+  it('with a port (or mount: false) listens on its own port even under a host', async () => {
+    await host();
+    const port = await freePort();
+    const sinks = { main: newRecordingSink() };
+    start(c, mountedDef({ port }), sinks);
+    expect((await post(`http://127.0.0.1:${port}/hook`, '{"id":1}')).status).toBe(200);
+    expect(sinks.main.written).toHaveLength(1);
+  });
+
+  it('mount: true outside sluice serve fails the pipeline with a clear error', async () => {
+    const h = start(c, mountedDef({ mount: true }), { main: newRecordingSink() });
+    const r = await h.done;
+    expect(r.status).toBe('failed');
+    expect(r.error?.message).toMatch(/mount: true needs `sluice serve`/);
   });
 });

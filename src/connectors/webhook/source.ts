@@ -14,6 +14,7 @@ import type { EndpointInfo } from '../../core/spec.js';
 import { SluiceError, errorMessage } from '../../core/errors.js';
 import { openDurableBuffer, type DurableBuffer } from '../../core/durable-buffer.js';
 import type { WebhookSourceOptions } from './options.js';
+import { mountHost, mountWebhook } from './mount.js';
 
 interface Pending {
   res: ServerResponse;
@@ -124,9 +125,36 @@ export class WebhookSource implements Source {
     } else {
       this.target = ctx;
     }
+    const mhost = mountHost();
+    if (this.o.mount === true && !mhost) {
+      await this.buf?.close();
+      throw new SluiceError('CONFIG', 'mount: true needs `sluice serve`, which serves the webhook under /v1/webhooks/<pipeline>; `sluice run` listens on host:port (remove mount or set it to false)');
+    }
+    if (mhost && (this.o.mount === true || (this.o.mount === 'auto' && this.o.host === undefined && this.o.port === undefined))) {
+      let unmount: () => void;
+      try {
+        unmount = mountWebhook(ctx.pipeline, (req, res, path) => this.handle(req, res, path));
+      } catch (e) {
+        await this.buf?.close();
+        throw new SluiceError('CONFIG', `webhook source cannot mount: ${errorMessage(e)}`, { cause: e });
+      }
+      ctx.log.info({ url: mhost.urlFor(ctx.pipeline, this.o.path), ack: this.o.ack }, 'webhook source mounted on the server');
+      await new Promise<void>((resolve) => {
+        if (ctx.signal.aborted) resolve();
+        else ctx.signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+      unmount();
+      this.stopping = true;
+      const unsent = this.batch;
+      this.batch = [];
+      for (const p of unsent) this.refuse(p.res, 503, 'the pipeline is stopping');
+      if (this.buf) await this.buf.done;
+      return;
+    }
     const server = createServer({ keepAliveTimeout: 5000 }, (req, res) => this.handle(req, res));
     this.server = server;
-    const { host, port } = this.o;
+    const host = this.o.host ?? '127.0.0.1';
+    const port = this.o.port ?? 10081;
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -179,10 +207,11 @@ export class WebhookSource implements Source {
     }
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
+  /** `mounted`: the request's path below the mount prefix, given by the host server. */
+  private handle(req: IncomingMessage, res: ServerResponse, mounted?: string): void {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
-    const path = q < 0 ? url : url.slice(0, q);
+    const path = mounted ?? (q < 0 ? url : url.slice(0, q));
     if (path !== this.o.path) return this.refuse(res, 404, `no webhook at ${path}`, undefined, req);
     if (!(this.o.methods as string[]).includes(req.method ?? '')) {
       res.setHeader('Allow', this.o.methods.join(', '));
