@@ -8,7 +8,7 @@
 import { z, bool, list, opt } from '../core/spec.js';
 import { RecordError } from '../core/errors.js';
 import type { Decoder, Encoder, SchemaSpec } from '../core/types.js';
-import { stringifyJson } from './json.js';
+import { nestingError, stringifyJson } from './json.js';
 import type { PreparedFormat } from './registry.js';
 import { describeValue, payloadText } from './util.js';
 
@@ -81,6 +81,8 @@ class DebeziumDecoder implements KeyedDecoder {
     } catch (e) {
       return onError(new RecordError('DECODE', `invalid JSON in Debezium event: ${(e as Error).message}`), payload!);
     }
+    const deep = nestingError(text, 0);
+    if (deep) return onError(deep, payload!);
     if (doc === null) return this.tombstone(key, out, onError);
     if (typeof doc !== 'object' || Array.isArray(doc)) {
       return onError(new RecordError('DECODE', `expected a Debezium change event (a JSON object), got ${describeValue(doc)}`), payload!);

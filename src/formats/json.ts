@@ -60,7 +60,9 @@ export class JsonDecoder implements Decoder {
         onError(syntaxError(text, e, 0), payload);
         return;
       }
-      this.emit(v, out, onError, payload);
+      const deep = nestingError(text, 0);
+      if (deep) onError(deep, payload);
+      else this.emit(v, out, onError, payload);
       return;
     }
     this.decodeLines(text, nl, payload, out, onError);
@@ -88,7 +90,9 @@ export class JsonDecoder implements Decoder {
           onError(syntaxError(line, e, lineNo), line);
         }
         first = false;
-        if (ok) this.emit(v, out, onError, line);
+        const deep = ok ? nestingError(line, lineNo) : undefined;
+        if (deep) onError(deep, line);
+        else if (ok) this.emit(v, out, onError, line);
       }
       start = end + 1;
       end = start <= n ? text.indexOf('\n', start) : -1;
@@ -108,7 +112,9 @@ export class JsonDecoder implements Decoder {
       onError(syntaxError(text, e, 0), payload);
       return true;
     }
-    this.emit(v, out, onError, payload);
+    const deep = nestingError(text, 0);
+    if (deep) onError(deep, payload);
+    else this.emit(v, out, onError, payload);
     return true;
   }
 
@@ -237,6 +243,37 @@ function write(v: unknown, indent: string | undefined, cur: string): string | un
 }
 
 // ---- error positions -----------------------------------------------------------------------------------------
+
+/**
+ * Deepest nesting accepted (Jackson's default too). JSON.parse itself takes any depth, but every later step that walks
+ * a row recursively (JSON.stringify in encoders and the dead-letter sink, structuredClone, schemas) overflows the stack
+ * a few thousand levels down, which failed the sink write instead of rejecting one record.
+ */
+export const MAX_JSON_DEPTH = 1000;
+
+/** A DECODE error when valid JSON text nests deeper than MAX_JSON_DEPTH; texts too short to do so are not scanned. */
+export function nestingError(text: string, lineNo: number): RecordError | undefined {
+  if (text.length <= 2 * MAX_JSON_DEPTH) return undefined;
+  let depth = 0;
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 34) {
+      // Skip the string; the text is valid JSON, so every quote inside it is escaped.
+      for (i++; i < n; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 92) i++;
+        else if (d === 34) break;
+      }
+    } else if (c === 123 || c === 91) {
+      if (++depth > MAX_JSON_DEPTH) {
+        const where = lineNo > 0 ? `on line ${lineNo} at position ${i}` : `at position ${i}`;
+        return new RecordError('DECODE', `JSON nested more than ${MAX_JSON_DEPTH} levels deep ${where}`);
+      }
+    } else if (c === 125 || c === 93) depth--;
+  }
+  return undefined;
+}
 
 /** A DECODE error naming where the text stopped being JSON; `lineNo` > 0 for one line of NDJSON. */
 function syntaxError(text: string, e: unknown, lineNo: number): RecordError {
