@@ -327,8 +327,13 @@ export class RedisSource implements Source {
           resync = false;
         } catch (e) {
           if (ctx.signal.aborted) break;
-          await this.afterReadError('re-reading pending entries after a failed read', e);
-          continue;
+          // The group itself is gone (a server restart without persistence): nothing is pending any more, and the
+          // XREADGROUP below re-creates the group.
+          if (/NOGROUP/.test(errorMessage(e))) resync = false;
+          else {
+            await this.afterReadError('re-reading pending entries after a failed read', e);
+            continue;
+          }
         }
       }
       if (o.claim_idle !== undefined && Date.now() - lastClaim >= o.claim_idle) {
