@@ -2,10 +2,11 @@
 
 import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
-import { LineCounter, parseDocument, isMap, isSeq, isScalar, isPair, visit, type Document, type Node } from 'yaml';
+import { LineCounter, parseDocument, isMap, isSeq, isScalar, isPair, visit, type Document, type Node, type Scalar } from 'yaml';
 import { ConfigError, type ConfigIssue, type SourceLocation } from '../core/errors.js';
 import { compileDocument, type CompiledDocument } from './compile.js';
 import { substituteEnv } from './env.js';
+import { checkTransform } from '../sql/runtime.js';
 
 export interface LoadOptions {
   env?: NodeJS.ProcessEnv;
@@ -48,7 +49,113 @@ export function loadConfigText(text: string, file: string, o: LoadOptions = {}):
   if (r.issues.length || !r.value) {
     throw new ConfigError(r.issues.map((i) => ({ ...i, loc: i.loc ?? at(locate(doc, i.path)) })));
   }
+  const tIssues = transformIssues(doc, r.value, text, file, defaultName, at);
+  if (tIssues.length) throw new ConfigError(tIssues);
   return r.value;
+}
+
+/**
+ * Checks each pipeline's `transform:` and reports its errors at the offending token's place in the YAML file: the SQL
+ * error's line and column inside the transform text are mapped through the scalar's source (its quotes, escapes,
+ * folded lines and block indentation).
+ */
+function transformIssues(doc: Document, compiled: CompiledDocument, text: string, file: string, defaultName: string, at: (offset: number) => SourceLocation): ConfigIssue[] {
+  const nodes: Array<{ name?: string; node: Scalar; path: (string | number)[] }> = [];
+  const pick = (m: unknown, path: (string | number)[], fallbackName?: string) => {
+    if (!isMap(m)) return;
+    const t = m.get('transform', true);
+    if (!isScalar(t) || typeof t.value !== 'string') return;
+    const n = m.get('name');
+    nodes.push({ name: typeof n === 'string' ? n : fallbackName, node: t, path: [...path, 'transform'] });
+  };
+  const root = doc.contents;
+  pick(root, [], defaultName);
+  const list = isMap(root) ? root.get('pipelines', true) : undefined;
+  if (isSeq(list)) list.items.forEach((item, i) => pick(item, ['pipelines', i]));
+  const out: ConfigIssue[] = [];
+  for (const p of compiled.pipelines) {
+    if (!p.transform) continue;
+    const n = nodes.find((x) => x.name === p.name && x.node.value === p.transform) ?? nodes.find((x) => x.node.value === p.transform);
+    for (const i of checkTransform(p, { tables: compiled.tables, profiles: compiled.profiles, file })) {
+      if (!n) {
+        out.push(i);
+        continue;
+      }
+      const start = n.node.range?.[0] ?? 0;
+      const offset = i.loc && i.loc.file === file ? scalarOffset(text, n.node, valueIndex(n.node.value as string, i.loc.line, i.loc.col)) : start;
+      out.push({ ...i, path: i.path.length ? i.path : n.path, loc: at(offset) });
+    }
+  }
+  return out;
+}
+
+/** Index in `value` of a 1-based line and column. */
+function valueIndex(value: string, line: number, col: number): number {
+  let idx = 0;
+  for (let l = 1; l < line; l++) {
+    const nl = value.indexOf('\n', idx);
+    if (nl < 0) return value.length;
+    idx = nl + 1;
+  }
+  return Math.min(value.length, idx + col - 1);
+}
+
+/**
+ * Offset in the file of the character at `index` of a scalar's value. Exact for plain and quoted scalars on one line
+ * and for block scalars; folded line breaks and escapes are followed character by character.
+ */
+export function scalarOffset(src: string, node: Scalar, index: number): number {
+  const value = String(node.value);
+  const [start, end] = [node.range?.[0] ?? 0, node.range?.[1] ?? src.length];
+  const block = node.type === 'BLOCK_LITERAL' || node.type === 'BLOCK_FOLDED';
+  let i = start;
+  let indent = 0;
+  const skipIndent = () => {
+    for (let n = 0; n < indent && src[i] === ' '; n++) i++;
+  };
+  if (block) {
+    i = src.indexOf('\n', start) + 1;
+    // The block's indentation is that of its first non-empty line.
+    for (let j = i; j > 0 && j < end; ) {
+      let k = j;
+      while (src[k] === ' ') k++;
+      if (src[k] !== '\n' && src[k] !== '\r') {
+        indent = k - j;
+        break;
+      }
+      j = src.indexOf('\n', k) + 1;
+    }
+    skipIndent();
+  } else if (node.type === 'QUOTE_DOUBLE' || node.type === 'QUOTE_SINGLE') i++;
+  for (let k = 0; k < index && i < end; k++) {
+    const v = value[k];
+    if (block) {
+      if (src[i] === '\r') i++;
+      if (src[i] === '\n' && (v === '\n' || v === ' ')) {
+        i++;
+        skipIndent();
+      } else i++;
+      continue;
+    }
+    if (node.type === 'QUOTE_DOUBLE' && src[i] === '\\' && src[i + 1] !== '\n') {
+      const c = src[i + 1];
+      i += c === 'x' ? 4 : c === 'u' ? 6 : c === 'U' ? 10 : 2;
+      continue;
+    }
+    if (node.type === 'QUOTE_SINGLE' && src[i] === "'") {
+      i += 2;
+      continue;
+    }
+    if (src[i] === v) {
+      i++;
+      continue;
+    }
+    // A folded line break: the value's one space stands for the break and the next line's indentation.
+    while (i < end && /\s/.test(src[i]!) && src[i] !== v) i++;
+    if (src[i] === v) i++;
+  }
+  if (!block) while (i < end && /\s/.test(src[i]!) && index < value.length && !/\s/.test(value[index]!)) i++;
+  return i;
 }
 
 /** Offset of the node a path points at: the key of the deepest pair that exists (or the value for list items). */
