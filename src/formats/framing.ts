@@ -6,6 +6,7 @@
 // string owns its memory, so the caller can reuse its read buffer for the next chunk. The only bytes copied are a
 // record's incomplete tail at the end of a chunk (usually much less than one line per chunk).
 
+import { isUtf8 } from 'node:buffer';
 import { SluiceError } from '../core/errors.js';
 
 const NL = 10;
@@ -39,8 +40,11 @@ export interface LineSplitterOptions {
 
 /** One record cut from the stream. */
 export interface LineFrame {
-  /** The line without its `\n` and without a trailing `\r`. For an error frame: the first bytes of the line. */
-  text: string;
+  /**
+   * The line without its `\n` and without a trailing `\r`; its bytes when they are not valid UTF-8. For an error
+   * frame: the first bytes of the line.
+   */
+  text: string | Buffer;
   /** Absolute byte offset of the record's first byte. */
   start: number;
   /** Absolute byte offset just past the record's `\n` (or past its last byte, for the frame `flush()` returns). */
@@ -257,7 +261,11 @@ export class LineSplitter {
     // A record assembled from pieces is whole here, so its quoted newlines are counted once over all of it
     // (keep()'s running count only serves records too long to keep).
     const lines = this.sawQuote ? 1 + countNewlines(buf, s, e) : 1;
-    const f: LineFrame = { text: buf.toString('utf8', s, te), start, end, line: this.lineNo, lines };
+    let text: string | Buffer = buf.toString('utf8', s, te);
+    // toString turns invalid UTF-8 into U+FFFD without a word; such a line goes on as (copied) bytes instead, so the
+    // decoder reports the bad byte rather than passing on silently altered text.
+    if (text.includes('\ufffd') && !isUtf8(buf.subarray(s, te))) text = Buffer.from(buf.subarray(s, te));
+    const f: LineFrame = { text, start, end, line: this.lineNo, lines };
     this.lineNo += lines;
     this.resetRecord();
     return f;
