@@ -15,6 +15,11 @@ const MODULES = [
   'websocket-slow-sink.mjs',
   'websocket-slow-sink-durable.mjs',
   'websocket-latency.mjs',
+  // Issue 7: webhook ingest (requests/s, records/s), Parquet writing, and the Postgres sink (skips without PostgreSQL).
+  'webhook-requests.mjs',
+  'webhook-records.mjs',
+  'parquet-write.mjs',
+  'postgres-sink.mjs',
   // Broker scenarios: each needs its local server on 127.0.0.1 (Kafka: the emulator its prepare step starts) and skips otherwise.
   'kafka-generator.mjs',
   'kafka-blackhole.mjs',
