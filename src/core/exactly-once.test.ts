@@ -37,7 +37,7 @@ function partsSource(n: number, seen: { resume?: SourcePosition }): ConnectorSpe
               for (let i = from; i < to; i++) records.push({ value: { p, i } });
               next[p] = to;
               const ack: Ack = { p, next: to };
-              const w = ctx.emit({ records, decoded: true, ack, partition: p });
+              const w = ctx.emit({ records, decoded: true, ack, position: ack, partition: p });
               if (w) await w;
             }
           }

@@ -67,8 +67,9 @@ export interface PipelineHandle {
 interface Token {
   ack: unknown;
   pending: number;
-  /** The batch's `partition`, keying its ack in an exactly-once sink's position. */
+  /** The batch's `partition` and `position`, for an exactly-once sink's stored position. */
   partition?: string;
+  position?: unknown;
 }
 
 interface Entry {
@@ -251,7 +252,7 @@ class Writer {
       }
       if (this.exactly) {
         const next: SourcePosition = { ...this.exactly };
-        for (const t of finished) if (t.ack !== undefined) next[t.partition ?? ''] = t.ack;
+        for (const t of finished) if (t.position !== undefined) next[t.partition ?? ''] = t.position;
         this.nextPosition = next;
       }
       const failed = await this.write(batch);
@@ -845,7 +846,7 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
   };
   const emitNow = (batch: SourceBatch): Promise<void> | undefined => {
     if (!accepting) return undefined; // after a hard failure; unacknowledged, so replayable sources resend
-    const token: Token = { ack: batch.ack, pending: 0, partition: batch.partition };
+    const token: Token = { ack: batch.ack, pending: 0, partition: batch.partition, position: batch.position };
     tokens.push(token);
     const { records, bytes } = process(batch);
     stats.bytes_in += bytes;

@@ -25,6 +25,11 @@ export interface SourceBatch {
   decoded?: boolean;
   /** Opaque position returned to `Source.commit` once this batch and every batch before it reached the sink. */
   ack?: unknown;
+  /**
+   * Sources that can resume from a position (`SourceContext.resume`): where this batch ends, as plain JSON data that
+   * the source understands again after a restart (often the same object as `ack`). Exactly-once sinks store it.
+   */
+  position?: unknown;
   /** Per-partition order is kept; different partitions may be interleaved. */
   partition?: string;
 }
@@ -83,8 +88,8 @@ export interface SourceContext extends ConnectorContext {
   /** A fresh decoder for the pipeline's format (for sources that frame and decode, such as files with CSV headers). */
   decoder(): Decoder;
   /**
-   * Set when the pipeline's sink is exactly-once and stored a position (see `Sink.exactlyOnce`): per partition, the ack
-   * of the last batch whose records are in the sink. A replayable source starts exactly after it for those partitions,
+   * Set when the pipeline's sink is exactly-once and stored a position (see `Sink.exactlyOnce`): per partition, the
+   * `position` of the last batch whose records are in the sink. A replayable source starts exactly after it for those partitions,
    * even where its own committed position differs (it may be behind: the sink commits first), and uses its own position
    * for partitions absent here. Sources that cannot seek ignore it.
    */
@@ -93,8 +98,8 @@ export interface SourceContext extends ConnectorContext {
 
 /**
  * Where an exactly-once sink's output ends in the source: for each `SourceBatch.partition` ('' for batches without
- * one), the `ack` of the last batch of that partition whose records were all written. It is plain data (the sources'
- * acks are JSON-serializable), stored by the sink in the same atomic step as the records.
+ * one), the `position` of the last batch of that partition whose records were all written. It is plain JSON data,
+ * stored by the sink in the same atomic step as the records. Empty for sources that give no positions.
  */
 export type SourcePosition = Record<string, unknown>;
 

@@ -241,7 +241,7 @@ export class KafkaSource implements Source {
         if (tombstones) this.tombstones!.inc(tombstones);
         const last = msgs[to - 1]!.offset;
         const ack: KafkaAck = { topic, partition, offset: last };
-        const wait = this.ctx!.emit({ records, ack, partition: key });
+        const wait = this.ctx!.emit({ records, ack, position: ack, partition: key });
         // The in-memory fetch position only: nothing is committed until the pipeline acknowledges the slice.
         resolveOffset(last);
         if (wait) await this.waitWithHeartbeat(wait, heartbeat);

@@ -55,7 +55,7 @@ export class SqlSource implements Source {
           }
           records[i] = { value: row, meta: this.meta };
         }
-        const p = ctx.emit({ records, decoded: true, ack: next });
+        const p = ctx.emit({ records, decoded: true, ack: next, position: next });
         if (p) await p;
       }
       if (o.mode === 'snapshot' && !this.paged) return;
