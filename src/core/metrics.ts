@@ -127,6 +127,28 @@ export function countingEncoder(enc: Encoder, m: MetricSet): Encoder {
     },
   };
   if (enc.prepare) out.prepare = () => enc.prepare!();
+  // Optional members travel too: per-topic registry encoders (Kafka), files written across batches (Parquet).
+  if (enc.forTopic) out.forTopic = (topic) => enc.forTopic!(topic).then((e) => countingEncoder(e, m));
+  if (enc.finishFile) out.finishFile = (journal) => enc.finishFile!(journal);
+  if (enc.fileWriter) {
+    out.fileWriter = () => {
+      const w = enc.fileWriter!();
+      return {
+        accepts: (values) => w.accepts(values),
+        write(values) {
+          const b = w.write(values);
+          m.encoded += b.byteLength;
+          return b;
+        },
+        checkpoint: () => w.checkpoint(),
+        finish() {
+          const b = w.finish();
+          m.encoded += b.byteLength;
+          return b;
+        },
+      };
+    };
+  }
   return out;
 }
 

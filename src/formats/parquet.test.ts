@@ -257,6 +257,29 @@ describe('parquet format', () => {
     expect(n.getRowObjectsJson()[0]).toEqual({ n: 801 });
   });
 
+  it('a pipeline through the runtime writes several batches into one Parquet file', async () => {
+    const outDir = join(dir, 'pipe');
+    const { startPipeline } = await import('../core/runtime.js');
+    const { memoryStateStore } = await import('../core/state.js');
+    const { pipelineDef, endpointDef, pipelineEnv } = await import('../testing/harness.js');
+    const { spec: genSpec } = await import('../connectors/generator/index.js');
+    const sinkOpts = parsedOptions(fileSpec.sink!.options, { path: join(outDir, 'p-{n}.parquet') });
+    const def = pipelineDef(
+      'pq',
+      endpointDef('generator', parsedOptions(genSpec.source!.options, { template: 'sequence', count: 5000, interval: 0, batch_size: 500 })),
+      endpointDef('file', sinkOpts, { format: { name: 'parquet', options: { row_group_size: 100_000 } }, schema: { fields: [{ name: 'id', type: 'int64' }] } }),
+      { batch: { max_records: 500, linger_ms: 0 } },
+    );
+    const h = startPipeline(def, pipelineEnv({ state: memoryStateStore(), dataDir: join(dir, 'pipe-data') }));
+    const r = await h.done;
+    expect(r.error?.message).toBeUndefined();
+    expect(r.status).toBe('completed');
+    expect(await readdir(outDir)).toEqual(['p-0.parquet']);
+    const bytes = await readFile(join(outDir, 'p-0.parquet'));
+    expect(decode(bytes).rows.map((x) => Number((x as { id: number }).id))).toEqual(Array.from({ length: 5000 }, (_, i) => i));
+    expect(parquetMetadata(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)).row_groups.length).toBeGreaterThan(1);
+  });
+
   it('file sink: after a crash the next start completes the unfinished file from its journal, without the unacknowledged tail', async () => {
     const outDir = join(dir, 'crash');
     const state = mapScope(new Map());
