@@ -114,9 +114,24 @@ export function referencesOf(definition: unknown): { tables: Set<string>; profil
 
 /** Profile and table names any stored pipeline uses: a JSON definition's endpoints, or what a SQL query names. */
 export async function pipelineReferences(row: Pick<PipelineRow, 'kind' | 'definition'>): Promise<{ tables: Set<string>; profiles: Set<string> }> {
-  if (row.kind !== 'sql') return referencesOf(row.definition);
   const spec = '../sql/index.js';
-  const m = (await import(spec).catch(() => ({}))) as { sqlReferences?: (q: string) => { tables: Set<string>; profiles: Set<string> } };
+  const m = (await import(spec).catch(() => ({}))) as {
+    sqlReferences?: (q: string) => { tables: Set<string>; profiles: Set<string> };
+    parseSelect?: (q: string, file: string) => { joins: Array<{ table: { name: string } }> };
+  };
+  if (row.kind !== 'sql') {
+    const refs = referencesOf(row.definition);
+    // Lookup tables a YAML transform joins are stored tables too.
+    const t = (row.definition as { transform?: unknown } | null)?.transform;
+    if (typeof t === 'string' && m.parseSelect) {
+      try {
+        for (const j of m.parseSelect(t, 'transform').joins) refs.tables.add(j.table.name);
+      } catch {
+        /* an unparsable transform joins nothing */
+      }
+    }
+    return refs;
+  }
   const refs = m.sqlReferences?.(String((row.definition as { query?: unknown }).query ?? '')) ?? { tables: new Set<string>(), profiles: new Set<string>() };
   // SQL names are matched case-insensitively by the compiler.
   return { tables: new Set([...refs.tables].map((t) => t.toLowerCase())), profiles: new Set([...refs.profiles].map((p) => p.toLowerCase())) };
