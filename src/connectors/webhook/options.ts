@@ -43,7 +43,7 @@ export const sourceOptions = z
       aliases: ['server_ip', 'httpServerIp', 'bind', 'listen_host', 'address'],
     }),
     port: num({ int: true, min: 0, max: 65535, description: 'TCP port to listen on (default `10081`; `0`: any free port, logged at start).', aliases: ['server_port', 'httpServerPort', 'listen_port'] }).optional(),
-    mount: opt(z.preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.union([z.boolean(), z.literal('auto')])).default('auto'), {
+    mount: opt(z.preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.union([z.boolean(), z.literal('auto')])).prefault('auto'), {
       description:
         "`true`: served by `sluice serve`'s own HTTP server under `/v1/webhooks/<pipeline><path>` (no second port; the webhook's own `bearer_token`/`signature` still apply, not the API token); only possible under `sluice serve`. `false`: always listen on `host:port`. `auto`: mount under `sluice serve` when neither `host` nor `port` is given, listen otherwise (always under `sluice run`).",
       aliases: ['mounted', 'mount_under_server'],
