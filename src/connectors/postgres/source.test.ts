@@ -52,6 +52,21 @@ describe('postgres source', () => {
     expect(rows(third.records).map((r) => r.id)).toEqual(Array.from({ length: 80 }, (_, i) => i + 201));
   });
 
+  it("resumes from an exactly-once sink's stored position rather than its own committed cursor", async () => {
+    const t = await table('(id bigserial PRIMARY KEY, name text)');
+    await admin.query(`INSERT INTO "${t}" (name) SELECT 'r' || g FROM generate_series(1, 300) g`);
+    const state = newState();
+    const committed = await pull(source({ table: t, incremental_column: 'id', batch_size: 50 }), { state, until: (g) => g.length >= 100 });
+    expect(committed.positions).toEqual(committed.acks);
+    // The sink holds rows up to 150, the source's own cursor says 100: the sink's position wins.
+    const ahead = await pull(source({ table: t, incremental_column: 'id', batch_size: 50 }), { state: newState(), commit: false, until: (g) => g.length >= 150 });
+    const resumed = await pull(source({ table: t, incremental_column: 'id', batch_size: 50 }), { state, resume: { '': ahead.positions.at(-1) }, until: (g) => g.length >= 50 });
+    expect(rows(resumed.records).map((r) => Number(r.id))).toEqual(Array.from({ length: 50 }, (_, i) => i + 151));
+    // A position it does not recognise (another source's) is ignored.
+    const other = await pull(source({ table: t, incremental_column: 'id', batch_size: 50 }), { state: newState(), resume: { '/in.jsonl': { offset: 3 } }, until: (g) => g.length >= 50 });
+    expect(Number(rows(other.records)[0]!.id)).toBe(1);
+  });
+
   it('reads rows sharing a timestamp across batch boundaries with a tiebreaker column, without loss or duplicates', async () => {
     const t = await table('(id int PRIMARY KEY, ts timestamptz NOT NULL, v text)');
     // Microsecond timestamps, 10 rows per timestamp: a batch of 7 always ends in the middle of a tie.

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import mysql from 'mysql2/promise';
 import { mapScope } from '../../core/state.js';
-import type { SluiceRecord, Source, StateScope } from '../../core/types.js';
+import type { SluiceRecord, Source, SourcePosition, StateScope } from '../../core/types.js';
 import { testContext } from '../../testing/harness.js';
 
 export const PG = { host: '127.0.0.1', port: 5432, user: 'postgres', database: 'test' };
@@ -30,18 +30,21 @@ export const rows = (records: SluiceRecord[]) => records.map((r) => r.value as R
  */
 export async function pull(
   source: Source,
-  o: { state: StateScope; until: (got: SluiceRecord[]) => boolean; ms?: number; commit?: boolean; onBatch?: (n: number) => Promise<void> | void },
-): Promise<{ records: SluiceRecord[]; acks: unknown[] }> {
+  o: { state: StateScope; until: (got: SluiceRecord[]) => boolean; ms?: number; commit?: boolean; onBatch?: (n: number) => Promise<void> | void; resume?: SourcePosition },
+): Promise<{ records: SluiceRecord[]; acks: unknown[]; positions: unknown[] }> {
   const ac = new AbortController();
   const records: SluiceRecord[] = [];
   const acks: unknown[] = [];
+  const positions: unknown[] = [];
   const timer = setTimeout(() => ac.abort(), o.ms ?? 15_000);
   let batches = 0;
   const ctx = {
     ...testContext('source', { signal: ac.signal, state: o.state }),
-    emit(b: { records: SluiceRecord[]; ack?: unknown }) {
+    resume: o.resume,
+    emit(b: { records: SluiceRecord[]; ack?: unknown; position?: unknown }) {
       records.push(...b.records);
       acks.push(b.ack);
+      positions.push(b.position);
       const after = async () => {
         if (o.commit !== false) await source.commit?.([b.ack]);
         await o.onBatch?.(++batches);
@@ -61,7 +64,7 @@ export async function pull(
     clearTimeout(timer);
     await source.close?.();
   }
-  return { records, acks };
+  return { records, acks, positions };
 }
 
 export const newState = (): StateScope => mapScope(new Map());
