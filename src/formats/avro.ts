@@ -10,7 +10,7 @@ import { z } from '../core/spec.js';
 import { RecordError, SluiceError, errorMessage } from '../core/errors.js';
 import type { Decoder, Encoder, FieldSpec, SchemaSpec } from '../core/types.js';
 import { encodeLengthDelimited } from './framing.js';
-import { stringifyJson } from './json.js';
+import { MAX_JSON_DEPTH, stringifyJson } from './json.js';
 import {
   asBytes,
   readSchemaId,
@@ -26,7 +26,7 @@ import {
   type PreparedFormat,
   type RegistryOptions,
 } from './registry.js';
-import { describeValue } from './util.js';
+import { describeValue, nestedDeeperThan } from './util.js';
 
 const schemaOption = z.union([z.string().min(1), z.record(z.string(), z.unknown()), z.array(z.unknown())]);
 
@@ -672,6 +672,11 @@ function decodeDatums(
     }
     if (r.offset === 0 && body.length > pos) {
       return onError(new RecordError('DECODE', `invalid Avro data at byte ${pos + (wire ? 5 : 0)}: nothing could be read`), payload);
+    }
+    // A recursive schema lets a small message nest without bound (each level costs at least a byte). Rows nested deeper
+    // than JSON text may be (MAX_JSON_DEPTH) would overflow the stack of later steps (encoders, the dead-letter sink).
+    if (r.offset > MAX_JSON_DEPTH && nestedDeeperThan(r.value, MAX_JSON_DEPTH)) {
+      return onError(new RecordError('DECODE', `Avro record nested more than ${MAX_JSON_DEPTH} levels deep at byte ${pos + (wire ? 5 : 0)}`), payload);
     }
     out.push(r.value);
     pos += r.offset;

@@ -82,3 +82,19 @@ export function describeValue(v: unknown): string {
   if (ArrayBuffer.isView(v)) return 'bytes';
   return 'an object';
 }
+
+/**
+ * Whether a decoded value nests arrays and objects more than `max` levels deep; walked without recursion, so it is
+ * safe on any depth. Formats whose schemas can recurse (Avro) check rows with it, like JSON text (MAX_JSON_DEPTH).
+ */
+export function nestedDeeperThan(v: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[v, 0]];
+  while (stack.length) {
+    const [x, d] = stack.pop()!;
+    if (typeof x !== 'object' || x === null || ArrayBuffer.isView(x) || x instanceof Date) continue;
+    if (d >= max) return true;
+    if (Array.isArray(x)) for (const y of x) stack.push([y, d + 1]);
+    else for (const k in x) stack.push([(x as Record<string, unknown>)[k], d + 1]);
+  }
+  return false;
+}

@@ -225,6 +225,26 @@ describe('avro decoder (raw)', () => {
   });
 });
 
+describe('avro decoder (recursive schema)', () => {
+  it('rejects records nested over 1000 levels deep (a few KB of data) instead of passing on rows no encoder can write', () => {
+    const schema = { type: 'record', name: 'N', fields: [{ name: 'c', type: ['null', 'N'], default: null }] };
+    const f = createFormat({ name: 'avro', options: { schema, confluent_wire_format: false } });
+    const nested = (depth: number) => {
+      const p = new Uint8Array(depth + 1).fill(2);
+      p[depth] = 0;
+      return p;
+    };
+    expect(decodeOne(f, nested(900))).toMatchObject({ errors: [], rows: [expect.anything()] });
+    expect(decodeOne(f, nested(1500)).errors.map((e) => e.message)).toEqual(['Avro record nested more than 1000 levels deep at byte 0']);
+    // Deeper still, avsc itself runs out of stack (where depends on the stack left): still one error, no row.
+    for (const depth of [3000, 8000, 100_000]) {
+      const o = decodeOne(f, nested(depth));
+      expect(o.rows).toEqual([]);
+      expect(o.errors).toHaveLength(1);
+    }
+  });
+});
+
 describe('avro decoder (Confluent wire format with a schema registry)', () => {
   const reg = new FakeSchemaRegistry();
   let id = 0;
