@@ -86,6 +86,90 @@ export async function openNats(o: ConnectionOptions, name: string): Promise<Nats
   }
 }
 
+// ---- sharing by connection profile ----
+
+/** A connection in use by one endpoint; `release` once the endpoint is done with it (closes it when nobody else uses it). */
+export interface NatsLease {
+  nc: NatsConnection;
+  /** Other endpoints may use the same connection: close nothing on it but your own subscriptions. */
+  shared: boolean;
+  /** `drain` (default) flushes what was published first; `close` drops the connection at once (a source that is done). */
+  release(how?: 'drain' | 'close'): Promise<void>;
+}
+
+interface SharedNats {
+  key: string;
+  nc: Promise<NatsConnection>;
+  refs: number;
+}
+
+const sharedNats = new Map<string, SharedNats>();
+
+/** The connection options that make two endpoints' connections interchangeable. */
+function natsIdentity(o: ConnectionOptions): string {
+  const { url, user, password, token, nkey, creds, tls, name, connection_timeout, reconnect_wait, max_reconnect_attempts } = o;
+  return JSON.stringify([url, user, password, token, nkey, creds, tls, name, connection_timeout, reconnect_wait, max_reconnect_attempts]);
+}
+
+/** Endpoints sharing a connection (tests). */
+export function sharedNatsConnections(): number {
+  return sharedNats.size;
+}
+
+/**
+ * A connection for an endpoint. Endpoints naming the same connection profile (with the same connection options) share
+ * one, opened by the first and closed (drained) when the last releases it; others get their own.
+ */
+export async function acquireNats(o: ConnectionOptions, profile: string | undefined, name: string): Promise<NatsLease> {
+  if (profile === undefined) {
+    const nc = await openNats(o, name);
+    return { nc, shared: false, release: (how = 'drain') => endConnection(nc, how) };
+  }
+  const key = `${profile}\u0000${natsIdentity(o)}`;
+  let e = sharedNats.get(key);
+  if (!e) {
+    const entry: SharedNats = { key, refs: 0, nc: openNats(o, o.name ?? `sluice:profile:${profile}`) };
+    sharedNats.set(key, entry);
+    const forget = () => {
+      if (sharedNats.get(key) === entry) sharedNats.delete(key);
+    };
+    // A connection that failed to open or closed for good is not handed out again; the next endpoint opens a new one.
+    entry.nc.then((nc) => nc.closed().then(forget), forget);
+    e = entry;
+  }
+  const entry = e;
+  entry.refs++;
+  let nc: NatsConnection;
+  try {
+    nc = await entry.nc;
+  } catch (err) {
+    entry.refs--;
+    throw err;
+  }
+  let released = false;
+  return {
+    nc,
+    shared: true,
+    async release(how = 'drain') {
+      if (released) return;
+      released = true;
+      if (--entry.refs > 0) {
+        // What this endpoint published is on the wire before it reports itself closed.
+        if (!nc.isClosed()) await nc.flush().catch(() => undefined);
+        return;
+      }
+      if (sharedNats.get(key) === entry) sharedNats.delete(key);
+      await endConnection(nc, how);
+    },
+  };
+}
+
+async function endConnection(nc: NatsConnection, how: 'drain' | 'close'): Promise<void> {
+  if (nc.isClosed()) return;
+  if (how === 'close') await nc.close().catch(() => undefined);
+  else await nc.drain().catch(() => nc.close().catch(() => undefined));
+}
+
 /**
  * Watch a connection's status: logs disconnects/reconnects (never credentials) and counts reconnects. Resolves with the
  * error that closed the connection for good (reconnect attempts exhausted), or undefined after a clean close.

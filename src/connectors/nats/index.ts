@@ -31,7 +31,7 @@ export const spec = defineConnector({
   },
   sink: {
     options: sinkOptions,
-    create: (o: NatsSinkOptions) => lazySink(async () => new (await import('./sink.js')).NatsSink(o)),
+    create: (o: NatsSinkOptions, info) => lazySink(async () => new (await import('./sink.js')).NatsSink(o, info)),
     defaultFormat: 'json',
   },
   test: async (options, role, report, signal) => (await import('./probe.js')).testNats(options, role, report, signal),

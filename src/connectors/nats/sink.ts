@@ -4,7 +4,8 @@
 import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { SluiceError, errorMessage } from '../../core/errors.js';
 import type { Counter, SinkContext, Sink, SluiceRecord } from '../../core/types.js';
-import { connectError, describeServers, openNats, watchStatus, type ConnectionOptions } from './connection.js';
+import { acquireNats, connectError, describeServers, watchStatus, type ConnectionOptions, type NatsLease } from './connection.js';
+import type { EndpointInfo } from '../../core/spec.js';
 import { checkPublishSubject, compileFieldTemplate, type FieldTemplate } from './fields.js';
 import type { NatsSinkOptions } from './options.js';
 import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
@@ -54,13 +55,17 @@ export async function flushWithin(nc: NatsConnection, ms: number, o: ConnectionO
 export class NatsSink implements Sink {
   private ctx!: SinkContext;
   private nc?: NatsConnection;
+  private lease?: NatsLease;
   private readonly subject: FieldTemplate;
   private readonly headers: HeaderBuilder;
   private closedWith?: SluiceError;
   private m!: { published: Counter; replies: Counter };
   private readonly payload?: PayloadTemplate;
 
-  constructor(readonly options: NatsSinkOptions) {
+  constructor(
+    readonly options: NatsSinkOptions,
+    private readonly info: EndpointInfo = { format: 'json' },
+  ) {
     this.subject = compileFieldTemplate(options.subject, 'subject');
     this.payload = payloadTemplate(options);
     if (this.subject.constant) checkPublishSubject(options.subject, 'subject', options.subject);
@@ -73,7 +78,8 @@ export class NatsSink implements Sink {
       published: ctx.metrics.counter('messages_published', 'messages published to NATS'),
       replies: ctx.metrics.counter('replies', 'replies received in request-reply mode'),
     };
-    const nc = (this.nc = await openNats(this.options, `sluice:${ctx.pipeline}:${ctx.role}`));
+    this.lease = await acquireNats(this.options, this.info.profile, `sluice:${ctx.pipeline}:${ctx.role}`);
+    const nc = (this.nc = this.lease.nc);
     void watchStatus(nc, this.options, ctx.log).then((e) => (this.closedWith = e));
   }
 
@@ -121,11 +127,10 @@ export class NatsSink implements Sink {
   }
 
   async close(): Promise<void> {
-    const nc = this.nc;
     this.nc = undefined;
-    if (nc && !nc.isClosed()) {
-      // drain() flushes what is still buffered before closing.
-      await nc.drain().catch(() => nc.close());
-    }
+    const l = this.lease;
+    this.lease = undefined;
+    // Drains (flushes what is still buffered) and closes, unless other endpoints of the profile still use it.
+    if (l) await l.release('drain');
   }
 }

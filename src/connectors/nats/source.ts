@@ -13,7 +13,7 @@ import { SluiceError, errorMessage } from '../../core/errors.js';
 import type { EndpointInfo } from '../../core/spec.js';
 import type { Counter, SluiceRecord, Source, SourceContext } from '../../core/types.js';
 import { PushQueue } from '../../core/push-queue.js';
-import { describeServers, openNats, watchStatus } from './connection.js';
+import { acquireNats, describeServers, watchStatus, type NatsLease } from './connection.js';
 import type { NatsSourceOptions } from './options.js';
 
 /** Most records per emitted batch: large enough to amortise the per-batch cost, small enough to keep latency low. */
@@ -32,6 +32,8 @@ export class NatsSource implements Source {
   private target!: SourceContext;
   private buffer?: DurableBuffer;
   private nc?: NatsConnection;
+  private lease?: NatsLease;
+  private readonly profile?: string;
   private sub?: Subscription;
   private queue!: PushQueue;
   private now = 0;
@@ -49,6 +51,7 @@ export class NatsSource implements Source {
   ) {
     // Text formats decode strings anyway; bytes stay bytes.
     this.text = info.format !== 'bytes';
+    this.profile = info.profile;
   }
 
   async run(ctx: SourceContext): Promise<void> {
@@ -83,14 +86,15 @@ export class NatsSource implements Source {
       });
       this.target = this.buffer.ctx;
     }
-    const nc = (this.nc = await openNats(o, `sluice:${ctx.pipeline}`));
+    this.lease = await acquireNats(o, this.profile, `sluice:${ctx.pipeline}`);
+    const nc = (this.nc = this.lease.nc);
     const closed = watchStatus(nc, o, ctx.log, () => this.m.reconnects.inc());
     try {
       this.sub = nc.subscribe(o.subject, { queue: o.queue, callback: this.onMessage });
       // The SUB must reach the server before we report running, or the first messages after start are missed.
       await nc.flush();
     } catch (e) {
-      await nc.close().catch(() => undefined);
+      await this.release();
       throw new SluiceError('CONNECT', `subscribing to subject '${o.subject}' on ${describeServers(o)} failed: ${errorMessage(e)}`, { cause: e });
     }
     ctx.log.info({ subject: o.subject, queue: o.queue, servers: describeServers(o), buffer: o.buffer }, 'NATS subscription started');
@@ -106,7 +110,7 @@ export class NatsSource implements Source {
     } catch {
       /* the connection is going away anyway */
     }
-    if (!nc.isClosed()) await nc.close().catch(() => undefined);
+    await this.release();
     this.queue.flush(true);
     if (ended) throw ended;
     if (this.buffer) await this.buffer.done;
@@ -118,10 +122,17 @@ export class NatsSource implements Source {
   }
 
   async close(): Promise<void> {
-    if (this.nc && !this.nc.isClosed()) await this.nc.close().catch(() => undefined);
+    await this.release();
     const b = this.buffer;
     this.buffer = undefined;
     if (b) await b.close();
+  }
+
+  /** Gives the connection back (closing it unless other endpoints of the profile still use it). */
+  private async release(): Promise<void> {
+    const l = this.lease;
+    this.lease = undefined;
+    if (l) await l.release('close');
   }
 
   // ---- per message (hot path) ----

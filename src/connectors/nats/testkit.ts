@@ -1,6 +1,7 @@
 // Test helpers shared by the nats and nats_jetstream tests: pipelines around a connector with recording sinks (from
 // src/testing/harness.ts), unique names and waits.
 
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,8 +30,19 @@ export function removeTempDirs(): void {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 }
 
-export function endpoint(connector: string, options: unknown, o: { bad?: BadDataPolicy; meta?: Record<string, string>; format?: string } = {}): EndpointDef {
-  return endpointDef(connector, options as Record<string, unknown>, { format: { name: o.format ?? 'json', options: {} }, bad_data: o.bad ?? 'fail', metadata_fields: o.meta ?? {} });
+export function endpoint(connector: string, options: unknown, o: { bad?: BadDataPolicy; meta?: Record<string, string>; format?: string; profile?: string } = {}): EndpointDef {
+  return endpointDef(connector, options as Record<string, unknown>, {
+    format: { name: o.format ?? 'json', options: {} },
+    bad_data: o.bad ?? 'fail',
+    metadata_fields: o.meta ?? {},
+    ...(o.profile ? { profile: o.profile } : {}),
+  });
+}
+
+/** Established TCP connections from this process to the local server on `port`, as the kernel sees them. */
+export function serverConnections(port = 4222): number {
+  const out = execFileSync('ss', ['-tnpH', 'state', 'established', `( dport = :${port} )`]).toString();
+  return out.split('\n').filter((l) => l.includes(`pid=${process.pid},`)).length;
 }
 
 export function pipeline(source: EndpointDef, sink: EndpointDef, o: TestPipelineOptions & { name?: string } = {}): PipelineDef {

@@ -33,7 +33,7 @@ export const spec = defineConnector({
   },
   sink: {
     options: sinkOptions,
-    create: (o: JetStreamSinkOptions) => lazySink(async () => new (await import('./sink.js')).JetStreamSink(o)),
+    create: (o: JetStreamSinkOptions, info) => lazySink(async () => new (await import('./sink.js')).JetStreamSink(o, info)),
     defaultFormat: 'json',
   },
   autocomplete: async (options, signal) => (await import('./probe.js')).autocomplete(options, signal),

@@ -7,7 +7,8 @@ import { jetstreamManager, type StreamConfig } from '@nats-io/jetstream';
 import { nanos, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { SluiceError, errorMessage } from '../../core/errors.js';
 import type { Counter, Sink, SinkContext, SluiceRecord } from '../../core/types.js';
-import { connectError, describeServers, fieldGetter, openNats, watchStatus } from '../nats/connection.js';
+import { acquireNats, connectError, describeServers, fieldGetter, watchStatus, type NatsLease } from '../nats/connection.js';
+import type { EndpointInfo } from '../../core/spec.js';
 import { checkPublishSubject, compileFieldTemplate, type FieldTemplate } from '../nats/fields.js';
 import { HeaderBuilder } from '../nats/sink.js';
 import type { JetStreamSinkOptions } from './options.js';
@@ -50,6 +51,7 @@ export async function ensureStream(nc: NatsConnection, o: JetStreamSinkOptions):
 export class JetStreamSink implements Sink {
   private ctx!: SinkContext;
   private nc?: NatsConnection;
+  private lease?: NatsLease;
   private pub?: AckPublisher;
   private readonly subject: FieldTemplate;
   private readonly headers: HeaderBuilder;
@@ -58,7 +60,10 @@ export class JetStreamSink implements Sink {
   private m!: { published: Counter; duplicates: Counter };
   private readonly payload?: PayloadTemplate;
 
-  constructor(readonly options: JetStreamSinkOptions) {
+  constructor(
+    readonly options: JetStreamSinkOptions,
+    private readonly info: EndpointInfo = { format: 'json' },
+  ) {
     this.subject = compileFieldTemplate(options.subject, 'subject');
     this.payload = payloadTemplate(options);
     if (this.subject.constant) checkPublishSubject(options.subject, 'subject', options.subject);
@@ -78,7 +83,8 @@ export class JetStreamSink implements Sink {
       duplicates: ctx.metrics.counter('duplicates', 'messages JetStream recognised by Nats-Msg-Id and did not store again'),
     };
     const o = this.options;
-    const nc = (this.nc = await openNats(o, `sluice:${ctx.pipeline}:${ctx.role}`));
+    this.lease = await acquireNats(o, this.info.profile, `sluice:${ctx.pipeline}:${ctx.role}`);
+    const nc = (this.nc = this.lease.nc);
     void watchStatus(nc, o, ctx.log).then((e) => {
       this.closedWith = e ?? new SluiceError('SINK', `the NATS connection to ${describeServers(o)} is closed`, { retriable: true });
       // Batches still waiting for PubAcks fail now instead of at publish_timeout.
@@ -87,7 +93,10 @@ export class JetStreamSink implements Sink {
     try {
       if (await ensureStream(nc, o)) ctx.log.info({ stream: o.create_stream!.name }, 'created JetStream stream');
     } catch (e) {
-      await nc.close().catch(() => undefined);
+      this.nc = undefined;
+      const l = this.lease;
+      this.lease = undefined;
+      await l!.release('close');
       throw e instanceof SluiceError ? e : connectError(o, e, `checking JetStream stream '${o.create_stream?.name}'`);
     }
     this.pub = new AckPublisher(nc);
@@ -145,10 +154,11 @@ export class JetStreamSink implements Sink {
   }
 
   async close(): Promise<void> {
-    const nc = this.nc;
     this.nc = undefined;
     this.pub?.close();
-    if (nc && !nc.isClosed()) await nc.drain().catch(() => nc.close());
+    const l = this.lease;
+    this.lease = undefined;
+    if (l) await l.release('drain');
   }
 }
 

@@ -11,7 +11,7 @@ import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import { SluiceError, errorMessage } from '../../core/errors.js';
 import type { EndpointInfo } from '../../core/spec.js';
 import type { Counter, Gauge, SluiceRecord, Source, SourceContext } from '../../core/types.js';
-import { connectError, describeServers, openNats, watchStatus } from '../nats/connection.js';
+import { acquireNats, connectError, describeServers, watchStatus, type NatsLease } from '../nats/connection.js';
 import { headersOf } from '../nats/source.js';
 import type { JetStreamSourceOptions } from './options.js';
 
@@ -55,6 +55,8 @@ export async function resolveStream(jsm: JetStreamManager, o: { stream?: string;
 export class JetStreamSource implements Source {
   private ctx!: SourceContext;
   private nc?: NatsConnection;
+  private lease?: NatsLease;
+  private readonly profile?: string;
   private consumerHandle?: Consumer;
   private loop?: Promise<void>;
   /** Set while the pipeline asked us to wait; the pull loop awaits it before the next request. */
@@ -78,6 +80,7 @@ export class JetStreamSource implements Source {
     info: EndpointInfo = { format: 'json' },
   ) {
     this.text = info.format !== 'bytes';
+    this.profile = info.profile;
   }
 
   /** Stream and consumer in use (after run() started; tests and logs). */
@@ -98,12 +101,16 @@ export class JetStreamSource implements Source {
       inflight: mt.gauge('unacknowledged', 'delivered messages waiting for the sink'),
     };
     const o = this.options;
-    const nc = (this.nc = await openNats(o, `sluice:${ctx.pipeline}`));
+    this.lease = await acquireNats(o, this.profile, `sluice:${ctx.pipeline}`);
+    const nc = (this.nc = this.lease.nc);
     const closed = watchStatus(nc, o, ctx.log, () => this.m.reconnects.inc());
     try {
       await this.setup(nc);
     } catch (e) {
-      await nc.close().catch(() => undefined);
+      this.nc = undefined;
+      const l = this.lease;
+      this.lease = undefined;
+      await l!.release('close');
       throw e instanceof SluiceError ? e : connectError(o, e, `setting up the JetStream consumer on ${describeServers(o)}`);
     }
     let fatal: SluiceError | undefined;
@@ -302,7 +309,9 @@ export class JetStreamSource implements Source {
     if (!nc.isClosed()) {
       await nc.flush().catch(() => undefined);
       if (this.ephemeral && this.jsm) await this.jsm.consumers.delete(this.stream, this.consumerName).catch(() => undefined);
-      await nc.close().catch(() => undefined);
     }
+    const l = this.lease;
+    this.lease = undefined;
+    await l?.release('close');
   }
 }
