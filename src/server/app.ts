@@ -649,6 +649,8 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; m
         : undefined,
       dlq: h?.def.dlq ? { connector: h.def.dlq.connector, metrics: h.metrics.dlq?.snapshot() ?? {} } : undefined,
       checkpoints,
+      // Where a mounted webhook source of this pipeline answers (path only: the host is whatever clients use).
+      ...(h && findMount(p.name) ? { webhookPath: `${WEBHOOK_PREFIX}${encodeURIComponent(p.name)}${String((h.def.source.options as { path?: unknown }).path ?? '/')}` } : {}),
     };
   });
   app.post<{ Params: { id: string } }>('/v1/pipelines/:id/stop', doc('pipelines', 'Stop (drain, commit); stays stopped across restarts.', { params: id }), async (req) => {

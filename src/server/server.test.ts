@@ -341,6 +341,7 @@ INSERT INTO sq_cat_out SELECT id, upper(name) AS name FROM SQ_SRC WHERE id < 5;`
       // The source mounts once the pipeline runs; until then the server answers 503 (retry later).
       await waitFor(async () => (await post('/v1/webhooks/hook/in', '{"id":1}', 'wh-token')).status === 200, 15_000, 'the mounted webhook');
       expect(readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l))).toEqual([{ id: 1 }]);
+      expect((await api('GET', `/v1/pipelines/${r.json.id}`)).json.webhookPath).toBe('/v1/webhooks/hook/in');
       expect((await post('/v1/webhooks/hook/in', '[{"id":2},{"id":3}]', 'wh-token')).status).toBe(200);
       expect(readFileSync(out, 'utf8').trim().split('\n')).toHaveLength(3);
       // The webhook's own token, not the API's.
