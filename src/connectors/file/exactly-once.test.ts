@@ -4,11 +4,13 @@
 // input.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../../testing/harness.js';
+import { parsedOptions, sinkContext, waitFor } from '../../testing/harness.js';
+import { createFormat } from '../../formats/index.js';
+import { spec } from './index.js';
 import { loadConfigText } from '../../config/load.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
@@ -63,6 +65,117 @@ describe('exactly-once config checks', () => {
     ].join('\n');
     expect(() => loadConfigText(withRoutes, 'p.yaml')).toThrow(/exactly-once sink cannot be combined with `routes`/);
     expect(() => loadConfigText(['source: { connector: file, config: { path: in.jsonl } }', sink, ''].join('\n'), 'p.yaml')).not.toThrow();
+  });
+});
+
+// ---- the sink on its own: recovery after a crash at each step ----------------------------------------------------
+
+const sinkOf = (options: Record<string, unknown>) => spec.sink!.create(parsedOptions(spec.sink!.options, options), { format: 'json' });
+const jsonCtx = (dataDir: string, format = 'json') => sinkContext(createFormat({ name: format, options: {} }).encoder(), { dataDir });
+const recs = (from: number, n: number) => Array.from({ length: n }, (_, i) => ({ value: { id: from + i } }));
+
+describe('file sink commit_mode: exactly_once, recovery', () => {
+  const dirs: string[] = [];
+  const tmp = () => {
+    const d = mkdtempSync(join(tmpdir(), 'sluice-file-eo-unit-'));
+    dirs.push(d);
+    return d;
+  };
+  afterAll(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('keeps the file hidden until it rotates or stops; a reopened sink cuts an uncommitted tail and returns the stored position', async () => {
+    const dir = tmp();
+    const out = join(dir, 'out', 'o.jsonl');
+    const data = join(dir, 'data');
+    const sink = sinkOf({ path: out, commit_mode: 'exactly_once' });
+    expect(sink.exactlyOnce).toBe(true);
+    await sink.open(jsonCtx(data));
+    expect(await sink.position!()).toBeUndefined();
+    await sink.write(recs(0, 3), { f: { offset: 3 } });
+    await sink.write(recs(3, 2), { f: { offset: 5 } });
+    expect(readdirSync(join(dir, 'out'))).toEqual(['.o.jsonl.inprogress']);
+    // A crash after bytes were written but before the manifest moved: garbage past the committed length.
+    appendFileSync(join(dir, 'out', '.o.jsonl.inprogress'), '{"id":99}\n{"id":');
+    const again = sinkOf({ path: out, commit_mode: 'exactly_once' });
+    await again.open(jsonCtx(data));
+    expect(await again.position!()).toEqual({ f: { offset: 5 } });
+    await again.write(recs(5, 1), { f: { offset: 6 } });
+    await again.close!();
+    expect(readdirSync(join(dir, 'out'))).toEqual(['o.jsonl']);
+    expect(ids(readFileSync(out, 'utf8'))).toEqual([0, 1, 2, 3, 4, 5]);
+    // A final file is never written again: the next run starts the next one in the series.
+    const third = sinkOf({ path: out, commit_mode: 'exactly_once' });
+    await third.open(jsonCtx(data));
+    expect(await third.position!()).toEqual({ f: { offset: 6 } });
+    await third.write(recs(6, 1), { f: { offset: 7 } });
+    await third.close!();
+    expect(readdirSync(join(dir, 'out')).sort()).toEqual(['o.1.jsonl', 'o.jsonl']);
+    expect(ids(readFileSync(join(dir, 'out', 'o.1.jsonl'), 'utf8'))).toEqual([6]);
+  });
+
+  it('finishes a rename the crash interrupted, and rotates by size with a CSV header in every file', async () => {
+    const dir = tmp();
+    const out = join(dir, 'r.csv');
+    const data = join(dir, 'data');
+    const sink = sinkOf({ path: out, commit_mode: 'exactly_once', rotate_size: 8 });
+    await sink.open(jsonCtx(data, 'csv'));
+    await sink.write(recs(0, 3), { p: 1 });
+    await sink.write(recs(3, 3), { p: 2 });
+    // Each batch passes 8 bytes: two complete files, each with its header.
+    expect(readdirSync(dir).filter((f) => f.endsWith('.csv')).sort()).toEqual(['r.1.csv', 'r.csv']);
+    expect(readFileSync(out, 'utf8')).toBe('id\n0\n1\n2\n');
+    expect(readFileSync(join(dir, 'r.1.csv'), 'utf8')).toBe('id\n3\n4\n5\n');
+    // A crash between the manifest's "renaming" entry and the rename itself: the next start completes it.
+    const manifest = join(data, 'file-sink-sink.commit.json');
+    const m = JSON.parse(readFileSync(manifest, 'utf8')) as Record<string, unknown>;
+    renameSync(join(dir, 'r.1.csv'), join(dir, '.r.1.csv.inprogress'));
+    writeFileSync(manifest, JSON.stringify({ ...m, renaming: { tmp: join(dir, '.r.1.csv.inprogress'), final: join(dir, 'r.1.csv') } }));
+    const again = sinkOf({ path: out, commit_mode: 'exactly_once', rotate_size: 8 });
+    await again.open(jsonCtx(data, 'csv'));
+    expect(readdirSync(dir).filter((f) => f.endsWith('.csv') || f.endsWith('.inprogress')).sort()).toEqual(['r.1.csv', 'r.csv']);
+    expect(await again.position!()).toEqual({ p: 2 });
+    await again.close!();
+  });
+
+  it('Parquet: one complete file per batch, committed with its position', async () => {
+    const dir = tmp();
+    const data = join(dir, 'data');
+    const sink = sinkOf({ path: join(dir, 'p.parquet'), commit_mode: 'exactly_once' });
+    await sink.open(jsonCtx(data, 'parquet'));
+    await sink.write(recs(0, 3), { p: 1 });
+    await sink.write(recs(3, 2), { p: 2 });
+    await sink.close!();
+    expect(readdirSync(dir).filter((f) => f !== 'data').sort()).toEqual(['p.1.parquet', 'p.parquet']);
+    const rows: unknown[] = [];
+    const dec = createFormat({ name: 'parquet', options: {} }).decoder();
+    for (const f of ['p.parquet', 'p.1.parquet']) dec.decode(readFileSync(join(dir, f)), rows, (e) => { throw e; });
+    expect(rows.map((r) => Number((r as { id: unknown }).id))).toEqual([0, 1, 2, 3, 4]);
+    const again = sinkOf({ path: join(dir, 'p.parquet'), commit_mode: 'exactly_once' });
+    await again.open(jsonCtx(data, 'parquet'));
+    expect(await again.position!()).toEqual({ p: 2 });
+    await again.close!();
+  });
+
+  it('a failed write commits nothing and its retry writes the batch once; a broken manifest is a clear error', async () => {
+    const dir = tmp();
+    const out = join(dir, 'sub', 'f.jsonl');
+    const data = join(dir, 'data');
+    const sink = sinkOf({ path: out, commit_mode: 'exactly_once' });
+    await sink.open(jsonCtx(data));
+    await sink.write(recs(0, 2), { p: 1 });
+    // The manifest cannot be written (a directory where its temporary copy goes): the write fails, nothing commits.
+    const blocker = join(data, 'file-sink-sink.commit.json.tmp');
+    mkdirSync(blocker);
+    await expect(sink.write(recs(2, 2), { p: 2 })).rejects.toThrow(/cannot write the commit manifest/);
+    rmdirSync(blocker);
+    await sink.write(recs(2, 2), { p: 2 });
+    await sink.close!();
+    expect(ids(readFileSync(out, 'utf8'))).toEqual([0, 1, 2, 3]);
+    writeFileSync(join(data, 'file-sink-sink.commit.json'), '{"v":1,');
+    const broken = sinkOf({ path: out, commit_mode: 'exactly_once' });
+    await expect(broken.open(jsonCtx(data))).rejects.toThrow(/commit manifest .* is not valid JSON/);
   });
 });
 
