@@ -149,6 +149,13 @@ export function countingEncoder(enc: Encoder, m: MetricSet): Encoder {
       };
     };
   }
+  if (enc.encodeRecords) {
+    out.encodeRecords = (records, first) => {
+      const b = enc.encodeRecords!(records, first);
+      m.encoded += len(b);
+      return b;
+    };
+  }
   return out;
 }
 

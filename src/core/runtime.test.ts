@@ -5,7 +5,7 @@ import { memoryStateStore } from './state.js';
 import { silentLog } from '../testing/harness.js';
 import { DEFAULT_BATCH, DEFAULT_BUFFER, DEFAULT_RETRY, type EndpointDef, type PipelineDef } from './model.js';
 import type { ConnectorSpec } from './spec.js';
-import type { SluiceRecord, SourceBatch, SourceContext } from './types.js';
+import type { SinkContext, SluiceRecord, SourceBatch, SourceContext } from './types.js';
 import { SluiceError } from './errors.js';
 
 /** A source that emits the given batches (awaiting backpressure) and records what was committed. */
@@ -282,6 +282,48 @@ describe('runtime', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+
+  it('JSON in and out with nothing rewriting rows: the sink writes each payload as received (byte pass-through)', async () => {
+    const payloads = ['{"n": 12345678901234567890}', '{"s":"\\u00e9"}', '[{"a":1},{"a":2}]'];
+    const encoded = async (over: Partial<PipelineDef>, batch: SourceBatch) => {
+      const out: string[] = [];
+      const e = env([batch], { committed: [], emitReturnedPromise: 0 }, { written: [], failuresLeft: 0, delayMs: 0 });
+      const connectors: Record<string, ConnectorSpec> = {
+        text: {
+          name: 'text',
+          title: '',
+          description: '',
+          sink: {
+            options: z.object({}),
+            create: () => {
+              let ctx!: SinkContext;
+              return {
+                async open(c: SinkContext) {
+                  ctx = c;
+                },
+                async write(records: SluiceRecord[]) {
+                  const enc = ctx.encoder;
+                  out.push(String(enc.encodeRecords ? enc.encodeRecords(records, false) : enc.encodeStream(records.map((r) => r.value), false)));
+                },
+              };
+            },
+          },
+        },
+      };
+      const r = await startPipeline(def({ sink: ep('text'), ...over }), { ...e, connector: (n) => connectors[n] ?? e.connector(n) }).done;
+      expect(r.status).toBe('completed');
+      return out.join('');
+    };
+    const raw = () => ({ records: payloads.map((p) => ({ value: p })) });
+    expect(await encoded({}, raw())).toBe('{"n": 12345678901234567890}\n{"s":"\\u00e9"}\n{"a":1}\n{"a":2}\n');
+    // A schema rewrites rows: encoded again.
+    const schema = { fields: [{ name: 'n', type: 'string' as const }] };
+    expect(await encoded({ source: ep('scripted', { schema }) }, raw())).toBe('{"n":"12345678901234567000"}\n{"s":"é","n":null}\n{"a":1,"n":null}\n{"a":2,"n":null}\n');
+    // Rows a source decoded itself are trusted only when it says they are exactly its raw text.
+    const own = (rowsAreRaw: boolean) => ({ records: [{ value: { n: 1 }, raw: '{"n": 1}' }], decoded: true, rowsAreRaw });
+    expect(await encoded({}, own(false))).toBe('{"n":1}\n');
+    expect(await encoded({}, own(true))).toBe('{"n": 1}\n');
   });
 
   it('routes split one stream into named outputs, each unwrapping its payload and applying its own schema', async () => {

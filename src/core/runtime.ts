@@ -12,7 +12,8 @@ import { exhaustedPolicy, type EndpointDef, type ExhaustedPolicy, type PipelineD
 import type { StateStore } from './state.js';
 import { MetricSet, countingEncoder, meterOutput, newStats, type PipelineStats } from './metrics.js';
 import { RecordError, RejectedRecordsError, SluiceError, errorMessage, type RejectedRecord } from './errors.js';
-import { createFormat, stringifyJson } from '../formats/index.js';
+import { createFormat, findFormat, stringifyJson } from '../formats/index.js';
+import { jsonPassThrough } from '../formats/json.js';
 import { compileSchema } from './schema.js';
 
 export interface RuntimeEnv {
@@ -451,6 +452,17 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
   const allow = { allow: metaFields.map(([f]) => f) };
   const coerce = def.source.schema ? compileSchema(def.source.schema, allow) : undefined;
   const payloadPath = def.source.payload_path ? def.source.payload_path.split('.') : undefined;
+  // JSON byte pass-through (jsonPassThrough): true while every row is what its `raw` decodes to and nothing has
+  // rewritten it. A source that hands over rows without saying so (`rowsAreRaw`) turns it off for the rest of the run.
+  let rowsAsDecoded =
+    findFormat(def.source.format.name)?.name === 'json' &&
+    !def.source.schema &&
+    !payloadPath &&
+    !metaFields.length &&
+    !opts.transform &&
+    !opts.makeTransform &&
+    !def.routes?.length;
+  const isJson = (e: EndpointDef) => findFormat(e.format.name)?.name === 'json' && !e.schema;
 
   const makeSink = (e: EndpointDef): Sink => {
     const spec = env.connector(e.connector);
@@ -468,7 +480,10 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
   });
   const sinkCtx = (e: EndpointDef, role: 'sink' | 'dlq', m: MetricSet, scope: string): SinkContext => ({
     ...baseCtx(role, e.connector, m, scope),
-    encoder: countingEncoder(createFormat(e.format, e.schema).encoder(), m),
+    encoder: countingEncoder(
+      role === 'sink' && rowsAsDecoded && isJson(e) ? jsonPassThrough(createFormat(e.format, e.schema).encoder(), () => rowsAsDecoded) : createFormat(e.format, e.schema).encoder(),
+      m,
+    ),
   });
 
   // ---- acknowledgement ----
@@ -734,6 +749,7 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
       current = undefined;
       records = out;
     } else {
+      if (!batch.rowsAreRaw) rowsAsDecoded = false;
       for (let i = 0; i < records.length; i++) {
         const raw = records[i]!.raw;
         if (raw !== undefined) bytes += raw.length;

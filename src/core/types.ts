@@ -23,6 +23,11 @@ export interface SourceBatch {
   records: SluiceRecord[];
   /** The values are rows already (generator, memory, SQL) or the source decoded them itself. */
   decoded?: boolean;
+  /**
+   * With `decoded`: each record's row is exactly what its `raw` decodes to with the pipeline's format (the source added
+   * and changed nothing), so the runtime's JSON byte pass-through may write `raw` in the row's place.
+   */
+  rowsAreRaw?: boolean;
   /** Opaque position returned to `Source.commit` once this batch and every batch before it reached the sink. */
   ack?: unknown;
   /**
@@ -171,6 +176,12 @@ export interface Encoder {
    * file or stream, for formats with a header (CSV).
    */
   encodeStream(values: unknown[], first: boolean): string | Uint8Array;
+  /**
+   * `encodeStream` for whole records: set when the encoder can use more than the rows (the runtime's JSON byte
+   * pass-through writes a record's original `raw` text instead of encoding its row again). Stream sinks call it
+   * instead of `encodeStream` when it is there.
+   */
+  encodeRecords?(records: SluiceRecord[], first: boolean): string | Uint8Array;
   /** File extension without dot (jsonl, csv, txt, bin). */
   readonly extension: string;
   /** Fetch or register what encoding needs (a schema registry id); awaited once before the sink opens. */

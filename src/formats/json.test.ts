@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { createFormat } from './index.js';
 import { RecordError } from '../core/errors.js';
-import { scanJsonError } from './json.js';
+import { jsonPassThrough, scanJsonError } from './json.js';
+import type { SluiceRecord } from '../core/types.js';
 
 function decode(payload: string | Uint8Array, options: Record<string, unknown> = {}) {
   const dec = createFormat({ name: 'json', options }).decoder();
@@ -154,6 +155,36 @@ describe('json encode', () => {
     const rows = [{ a: 1, s: 'x\ny' }, { a: 2, s: '"' }];
     const text = enc().encodeStream(rows, true) as string;
     expect(decode(text).rows).toEqual(rows);
+  });
+});
+
+describe('json byte pass-through', () => {
+  const rec = (raw: string | Uint8Array | undefined, value: unknown): SluiceRecord => ({ value, raw });
+
+  it("writes a record's original text when it is one JSON object on one line, and encodes everything else", () => {
+    const e = jsonPassThrough(enc(), () => true);
+    const out = e.encodeRecords!(
+      [
+        rec('{"n": 12345678901234567890, "s":"\\u00e9"}', { n: 12345678901234567000, s: 'é' }),
+        rec(Buffer.from('{"b":1}'), { b: 1 }),
+        rec(' {"lead":1}', { lead: 1 }),
+        rec('{"a":\r1}', { a: 1 }),
+        rec('[{"arr":1}]', { arr: 1 }),
+        rec('42', { value: 42 }),
+        rec(Buffer.from('{"x":\n1}'), { x: 1 }),
+        rec(undefined, { none: 1n }),
+      ],
+      true,
+    );
+    expect(out).toBe('{"n": 12345678901234567890, "s":"\\u00e9"}\n{"b":1}\n{"lead":1}\n{"a":1}\n{"arr":1}\n{"value":42}\n{"x":1}\n{"none":1}\n');
+  });
+
+  it('encodes the rows when the runtime says they may have changed since decoding', () => {
+    const e = jsonPassThrough(enc(), () => false);
+    expect(e.encodeRecords!([rec('{"a": 1}', { a: 2 })], true)).toBe('{"a":2}\n');
+    expect(e.encode({ a: 1 })).toBe('{"a":1}');
+    expect(e.encodeStream([{ a: 1 }], true)).toBe('{"a":1}\n');
+    expect(e.extension).toBe('jsonl');
   });
 });
 

@@ -162,6 +162,43 @@ export class JsonEncoder implements Encoder {
   }
 }
 
+/**
+ * Byte pass-through for JSON in and JSON out. The returned encoder's `encodeRecords` writes each record's original text
+ * (`raw`) instead of encoding its row again, where that text is one JSON object on one line and `exact()` says that no
+ * row was changed after it was decoded from its `raw` (the runtime decides: no schema, payload_path, metadata fields,
+ * transform or routes, and rows it decoded itself). That saves a JSON.stringify per record and keeps the text as it was
+ * received (the digits of large numbers, escapes, key order). Anything else is encoded as usual.
+ */
+export function jsonPassThrough(enc: Encoder, exact: () => boolean): Encoder {
+  return {
+    encode: (value) => enc.encode(value),
+    encodeStream: (values, first) => enc.encodeStream(values, first),
+    extension: enc.extension,
+    encodeRecords(records, first) {
+      if (!exact()) return enc.encodeStream(records.map((r) => r.value), first);
+      let s = '';
+      for (let i = 0; i < records.length; i++) {
+        const r = records[i]!;
+        const raw = r.raw;
+        if (typeof raw === 'string' && isOneLineObject(raw)) s += raw;
+        else if (raw instanceof Uint8Array && isOneLineObjectBytes(raw)) s += Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('utf8');
+        else s += stringifyJson(r.value);
+        s += '\n';
+      }
+      return s;
+    },
+  };
+}
+
+/** `{...}` with no line break anywhere (a JSON line as it stands; leading blanks or a BOM do not qualify). */
+function isOneLineObject(t: string): boolean {
+  return t.charCodeAt(0) === 123 && t.charCodeAt(t.length - 1) === 125 && t.indexOf('\n') === -1 && t.indexOf('\r') === -1;
+}
+
+function isOneLineObjectBytes(b: Uint8Array): boolean {
+  return b[0] === 123 && b[b.length - 1] === 125 && b.indexOf(10) === -1 && b.indexOf(13) === -1;
+}
+
 // ---- encoding ------------------------------------------------------------------------------------------------
 
 /**

@@ -24,6 +24,8 @@ export interface FileSinkOptions {
 }
 
 const PLACEHOLDER = /\{([^{}]*)\}/g;
+/** Largest write buffer a sink keeps between batches (a default batch of 1000 JSON lines needs well under 1 MB). */
+const WRITE_BUFFER_MAX = 16 * 1024 * 1024;
 export const SINK_PLACEHOLDERS = ['date', 'hour', 'n'];
 
 /** Placeholders in a sink path other than {date}, {hour} and {n}. */
@@ -138,18 +140,33 @@ export class FileSink implements Sink {
     if (this.tpl) {
       out = '';
       for (let i = 0; i < records.length; i++) out += this.tpl(records[i]!) + '\n';
+    } else if (this.ctx.encoder.encodeRecords) {
+      out = this.ctx.encoder.encodeRecords(records, this.size === 0);
     } else {
       const values = new Array<unknown>(records.length);
       for (let i = 0; i < records.length; i++) values[i] = records[i]!.value;
       out = this.ctx.encoder.encodeStream(values, this.size === 0);
     }
-    const data = typeof out === 'string' ? Buffer.from(out, 'utf8') : out;
+    const data = typeof out === 'string' ? this.utf8(out) : out;
     if (data.length > 0) await this.append(data);
     // Rotating right after the file passed its limit closes a finished file promptly.
     if (this.o.rotate_size !== undefined && this.size >= this.o.rotate_size) {
       await this.closeFile();
       this.n++;
     }
+  }
+
+  /**
+   * The batch's text as UTF-8, in a buffer the sink keeps and reuses: batches are written one at a time, so one is
+   * enough, and a fresh Buffer per batch (hundreds of KB, outside the JS heap) is freed only when the GC gets to its
+   * handle. Text that could need more than WRITE_BUFFER_MAX bytes gets a buffer of its own.
+   */
+  private wbuf?: Buffer;
+  private utf8(text: string): Buffer {
+    const most = text.length * 3;
+    if (most > WRITE_BUFFER_MAX) return Buffer.from(text, 'utf8');
+    if (!this.wbuf || this.wbuf.length < most) this.wbuf = Buffer.allocUnsafeSlow(Math.max(64 * 1024, most));
+    return this.wbuf.subarray(0, this.wbuf.write(text, 0, 'utf8'));
   }
 
   private async writeWholeFile(records: SluiceRecord[]): Promise<void> {

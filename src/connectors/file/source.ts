@@ -491,7 +491,7 @@ export class FileSource implements Source {
     const records = cur.records;
     cur.records = [];
     cur.dirty = false;
-    const wait = this.ctx.emit({ records, decoded: true, ack, position: ack, partition: cur.abs });
+    const wait = this.ctx.emit({ records, decoded: true, rowsAreRaw: !this.o.include_path, ack, position: ack, partition: cur.abs });
     if (wait) await untilSettledOrAborted(wait, this.ctx.signal);
   }
 

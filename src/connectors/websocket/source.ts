@@ -304,7 +304,7 @@ export class WebSocketSource implements Source {
     this.publish();
     let p: Promise<void> | undefined;
     try {
-      p = this.target.emit(this.selfDecode ? { records, decoded: true } : { records });
+      p = this.target.emit(this.selfDecode ? { records, decoded: true, rowsAreRaw: true } : { records });
     } catch (e) {
       this.ctx.log.error({ err: errorMessage(e) }, 'websocket: handing messages to the pipeline failed');
       this.stop.abort();
