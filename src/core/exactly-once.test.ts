@@ -3,6 +3,7 @@
 // the sink's stored position to the source as `resume`.
 
 import { describe, expect, it } from 'vitest';
+import pino from 'pino';
 import { z } from 'zod';
 import { startPipeline } from './runtime.js';
 import { memoryStateStore } from './state.js';
@@ -108,6 +109,30 @@ describe('exactly-once sinks in the runtime', () => {
     expect(all).toHaveLength(60);
     expect(new Set(all).size).toBe(60);
     expect(sink.stored).toEqual({ a: { p: 'a', next: 30 }, b: { p: 'b', next: 30 } });
+  });
+
+  it('a source without positions stores none and is warned about once (it stays at-least-once)', async () => {
+    const sink: EoSink = { writes: [] };
+    const lines: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (l: string) => void lines.push(l) });
+    const noPos: ConnectorSpec = {
+      name: 'nopos',
+      title: 'nopos',
+      description: 'test source',
+      source: {
+        options: z.object({}),
+        create: () => ({
+          async run(ctx: SourceContext) {
+            for (let i = 0; i < 4; i++) await ctx.emit({ records: [{ value: { p: 'x', i } }], decoded: true, ack: i });
+          },
+        }),
+      },
+    };
+    const env = { ...pipelineEnv({ dataDir: '/tmp/sluice-eo-runtime', extra: [noPos, eoSinkSpec(sink)] }), log };
+    const def = pipelineDef('eo-nopos', endpointDef('nopos', {}), endpointDef('eo', {}), { batch: { max_records: 1, linger_ms: 0 } });
+    expect((await startPipeline(def, env).done).status).toBe('completed');
+    expect(sink.writes.map((w) => w.position)).toEqual([{}, {}, {}, {}]);
+    expect(lines.filter((l) => l.includes('gives no positions to resume from'))).toHaveLength(1);
   });
 
   it('refuses to run an exactly-once sink beside a dead-letter sink (when built without the config compiler)', async () => {

@@ -136,6 +136,7 @@ class Writer {
   exactly?: SourcePosition;
   /** The position the write in progress stores with its batch. */
   private nextPosition?: SourcePosition;
+  private warnedNoPosition = false;
 
   constructor(
     private readonly label: string,
@@ -253,7 +254,13 @@ class Writer {
       }
       if (this.exactly) {
         const next: SourcePosition = { ...this.exactly };
-        for (const t of finished) if (t.position !== undefined) next[t.partition ?? ''] = t.position;
+        for (const t of finished) {
+          if (t.position !== undefined) next[t.partition ?? ''] = t.position;
+          else if (t.ack !== undefined && !this.warnedNoPosition) {
+            this.warnedNoPosition = true;
+            this.log.warn(`${this.label} is exactly-once, but the source gives no positions to resume from: after a crash it may send records again (at-least-once)`);
+          }
+        }
         this.nextPosition = next;
       }
       const failed = await this.write(batch);
