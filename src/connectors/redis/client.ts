@@ -113,6 +113,85 @@ export async function openClient(o: ConnectionOptions, opts: OpenOptions): Promi
   return client;
 }
 
+// ---- sharing by connection profile ----
+
+/** A command connection in use by one endpoint; `release` it once done (it closes when nobody else uses it). */
+export interface ClientLease {
+  client: Client;
+  /**
+   * Other endpoints use the same connection. It queues commands while reconnecting (sources' acknowledgements wait for
+   * the server to come back), so a sink that wants to fail fast while offline checks `client.isReady` itself.
+   */
+  shared: boolean;
+  release(): Promise<void>;
+}
+
+interface SharedClient {
+  client: Promise<Client>;
+  refs: number;
+  onReconnect: Set<() => void>;
+}
+
+const sharedClients = new Map<string, SharedClient>();
+
+/** Shared command connections open now (tests). */
+export function sharedRedisClients(): number {
+  return sharedClients.size;
+}
+
+/**
+ * A command connection for an endpoint. Endpoints naming the same connection profile (with the same server, database,
+ * credentials and connection settings) share one; others get their own, opened with `opts`. Blocking reads and pub/sub
+ * subscriptions cannot share a connection and never come from here.
+ */
+export async function acquireClient(o: ConnectionOptions, profile: string | undefined, opts: OpenOptions): Promise<ClientLease> {
+  if (profile === undefined) {
+    const client = await openClient(o, opts);
+    return { client, shared: false, release: () => closeClient(client) };
+  }
+  const key = `${profile}\u0000${JSON.stringify([endpointOf(o).url, o.tls_skip_verify, o.connect_timeout, o.connect_retries, o.reconnect_max_delay])}`;
+  let e = sharedClients.get(key);
+  if (!e) {
+    const onReconnect = new Set<() => void>();
+    const entry: SharedClient = {
+      refs: 0,
+      onReconnect,
+      client: openClient(o, { name: `sluice-profile-${profile}`.replace(/\s/g, '_'), log: opts.log, onReconnect: () => onReconnect.forEach((f) => f()) }),
+    };
+    sharedClients.set(key, entry);
+    // A connection that failed to open is not handed out again; the next endpoint tries anew.
+    entry.client.catch(() => {
+      if (sharedClients.get(key) === entry) sharedClients.delete(key);
+    });
+    e = entry;
+  }
+  const entry = e;
+  entry.refs++;
+  const mine = opts.onReconnect;
+  if (mine) entry.onReconnect.add(mine);
+  let client: Client;
+  try {
+    client = await entry.client;
+  } catch (err) {
+    entry.refs--;
+    if (mine) entry.onReconnect.delete(mine);
+    throw err;
+  }
+  let released = false;
+  return {
+    client,
+    shared: true,
+    async release() {
+      if (released) return;
+      released = true;
+      if (mine) entry.onReconnect.delete(mine);
+      if (--entry.refs > 0) return;
+      if (sharedClients.get(key) === entry) sharedClients.delete(key);
+      await closeClient(client);
+    },
+  };
+}
+
 /** The same connection settings on a new socket (blocking reads and subscriptions need their own). */
 export async function duplicateOf(o: ConnectionOptions, opts: OpenOptions): Promise<Client> {
   return openClient(o, opts);

@@ -8,7 +8,7 @@
 import { SluiceError } from '../../core/errors.js';
 import type { EndpointInfo } from '../../core/spec.js';
 import type { Encoder, SluiceRecord, Sink, SinkContext } from '../../core/types.js';
-import { closeClient, commandError, endpointOf, openClient, type Client, type Endpoint } from './client.js';
+import { acquireClient, commandError, endpointOf, type Client, type ClientLease, type Endpoint } from './client.js';
 import type { RedisSinkOptions } from './options.js';
 import { compileKeyTemplate, fieldOf, valueText, type KeyTemplate } from './template.js';
 import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
@@ -40,6 +40,7 @@ function nonEmpty(o: object): boolean {
 
 export class RedisSink implements Sink {
   private client?: Client;
+  private lease?: ClientLease;
   private encoder!: Encoder;
   private ctx!: SinkContext;
   private readonly ep: Endpoint;
@@ -49,7 +50,7 @@ export class RedisSink implements Sink {
 
   constructor(
     readonly options: RedisSinkOptions,
-    _info: EndpointInfo = { format: 'json' },
+    private readonly info: EndpointInfo = { format: 'json' },
   ) {
     this.ep = endpointOf(options);
     if (options.key !== undefined) this.template = compileKeyTemplate(options.key, 'key');
@@ -60,7 +61,8 @@ export class RedisSink implements Sink {
   async open(ctx: SinkContext): Promise<void> {
     this.ctx = ctx;
     this.encoder = ctx.encoder;
-    this.client = await openClient(this.options, { name: `sluice-${ctx.pipeline}-sink`.replace(/\s/g, '_'), log: ctx.log, failWhileOffline: true });
+    this.lease = await acquireClient(this.options, this.info.profile, { name: `sluice-${ctx.pipeline}-sink`.replace(/\s/g, '_'), log: ctx.log, failWhileOffline: true });
+    this.client = this.lease.client;
     ctx.log.info({ server: this.ep.shown, mode: this.options.mode, key: this.options.key ?? this.options.key_field }, 'redis sink connected');
   }
 
@@ -85,6 +87,10 @@ export class RedisSink implements Sink {
     if (!c) throw new SluiceError('INTERNAL', 'redis sink: write before open');
     if (!records.length) return;
     const o = this.options;
+    // A connection of our own refuses commands while offline; a shared one queues them, so refuse here instead.
+    if (this.lease?.shared && !c.isReady) {
+      throw commandError(`writing ${records.length} records (mode ${o.mode}${o.key ? `, key '${o.key}'` : ''})`, this.ep, new Error('the connection is down (reconnecting)'));
+    }
     const multi = c.multi();
     const enc = this.encoder;
     const tpl = this.payload;
@@ -168,9 +174,10 @@ export class RedisSink implements Sink {
   }
 
   async close(): Promise<void> {
-    const c = this.client;
     this.client = undefined;
-    await closeClient(c);
+    const l = this.lease;
+    this.lease = undefined;
+    await l?.release();
   }
 }
 

@@ -19,7 +19,7 @@ import { openDurableBuffer, type DurableBuffer } from '../../core/durable-buffer
 import { RecordError, errorMessage } from '../../core/errors.js';
 import type { EndpointInfo } from '../../core/spec.js';
 import type { BadRecord, Counter, SluiceRecord, Source, SourceContext } from '../../core/types.js';
-import { closeClient, commandError, destroyClient, endpointOf, openClient, wantsBytes, withBuffers, type Client, type Endpoint } from './client.js';
+import { acquireClient, closeClient, commandError, destroyClient, endpointOf, openClient, wantsBytes, withBuffers, type Client, type ClientLease, type Endpoint } from './client.js';
 import type { RedisSourceOptions } from './options.js';
 import { PushQueue } from '../../core/push-queue.js';
 
@@ -69,6 +69,9 @@ export function defaultConsumer(pipeline: string): string {
 export class RedisSource implements Source {
   private ctx!: SourceContext;
   private cmd?: Client;
+  /** The command connection (XACK, XGROUP, LREM), shared with the other endpoints of a connection profile. */
+  private cmdLease?: ClientLease;
+  private readonly profile?: string;
   private reader?: Client;
   private readerId?: number;
   private blocking = false;
@@ -95,6 +98,7 @@ export class RedisSource implements Source {
   ) {
     this.ep = endpointOf(options);
     this.bytes = wantsBytes(info.format);
+    this.profile = info.profile;
   }
 
   async run(ctx: SourceContext): Promise<void> {
@@ -119,13 +123,18 @@ export class RedisSource implements Source {
       case 'stream':
       case 'list': {
         // Both connections at once: a start (and a restart after a failure) waits for one connect, not two.
-        const [cmd, reader] = await Promise.allSettled([open('cmd'), open('reader')]);
+        // The blocking reader is always this source's own; the command connection may be the profile's shared one.
+        const [cmd, reader] = await Promise.allSettled([
+          acquireClient(o, this.profile, { name: `sluice-${ctx.pipeline}-cmd`.replace(/\s/g, '_'), log: ctx.log, onReconnect: () => this.m.reconnects.inc() }),
+          open('reader'),
+        ]);
         if (cmd.status === 'rejected' || reader.status === 'rejected') {
-          if (cmd.status === 'fulfilled') await closeClient(cmd.value);
+          if (cmd.status === 'fulfilled') await cmd.value.release();
           if (reader.status === 'fulfilled') await closeClient(reader.value);
           throw cmd.status === 'rejected' ? cmd.reason : (reader as PromiseRejectedResult).reason;
         }
-        this.cmd = cmd.value;
+        this.cmdLease = cmd.value;
+        this.cmd = cmd.value.client;
         this.reader = reader.value;
         this.reader.on('ready', () => (this.readerId = undefined));
         const onAbort = () => void this.unblock();
@@ -184,9 +193,10 @@ export class RedisSource implements Source {
     const r = this.reader;
     this.reader = undefined;
     destroyClient(r);
-    const c = this.cmd;
     this.cmd = undefined;
-    await closeClient(c);
+    const l = this.cmdLease;
+    this.cmdLease = undefined;
+    await l?.release();
   }
 
   /**
