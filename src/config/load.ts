@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { LineCounter, parseDocument, isMap, isSeq, isScalar, isPair, visit, type Document, type Node, type Scalar } from 'yaml';
-import { ConfigError, type ConfigIssue, type SourceLocation } from '../core/errors.js';
+import { ConfigError, errorMessage, type ConfigIssue, type SourceLocation } from '../core/errors.js';
 import { compileDocument, type CompiledDocument } from './compile.js';
 import { substituteEnv } from './env.js';
 import { checkTransform } from '../sql/runtime.js';
@@ -45,7 +45,14 @@ export function loadConfigText(text: string, file: string, o: LoadOptions = {}):
   });
   if (issues.length) throw new ConfigError(issues);
   const defaultName = basename(file, extname(file)).replace(/[^A-Za-z0-9_.-]/g, '_') || 'pipeline';
-  const r = compileDocument(doc.toJS({ maxAliasCount: 100 }), { defaultName });
+  let js: unknown;
+  try {
+    js = doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    // Aliases are resolved only here: one whose anchor is missing, or an alias bomb, throws a plain ReferenceError.
+    throw new ConfigError([{ path: [], message: errorMessage(e), loc: at(aliasOffset(doc)) }]);
+  }
+  const r = compileDocument(js, { defaultName });
   if (r.issues.length || !r.value) {
     throw new ConfigError(r.issues.map((i) => ({ ...i, loc: i.loc ?? at(locate(doc, i.path)) })));
   }
@@ -156,6 +163,23 @@ export function scalarOffset(src: string, node: Scalar, index: number): number {
   }
   if (!block) while (i < end && /\s/.test(src[i]!) && index < value.length && !/\s/.test(value[index]!)) i++;
   return i;
+}
+
+/** Offset of the first alias without an anchor before it, else of the first alias. */
+function aliasOffset(doc: Document): number {
+  let first: number | undefined;
+  let unresolved: number | undefined;
+  visit(doc, {
+    Alias(_key, node) {
+      const at = node.range?.[0] ?? 0;
+      first ??= at;
+      if (node.resolve(doc) === undefined) {
+        unresolved = at;
+        return visit.BREAK;
+      }
+    },
+  });
+  return unresolved ?? first ?? 0;
 }
 
 /** Offset of the node a path points at: the key of the deepest pair that exists (or the value for list items). */
