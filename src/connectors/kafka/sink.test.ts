@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsedOptions, sinkContext } from '../../testing/harness.js';
 import { createFormat } from '../../formats/index.js';
@@ -113,6 +116,38 @@ describe('kafka sink (against ' + (process.env.KAFKA_BROKERS ? 'KAFKA_BROKERS' :
       expect(rows.map((r) => (r as { id: number }).id).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 10, 11, 12, 13]);
     } finally {
       await reg.stop();
+    }
+  }, 40_000);
+
+  it('through the runtime: a conditional topic template with Avro + registry writes each topic under its own subject', async () => {
+    const reg = await new FakeSchemaRegistry().start();
+    const { startPipeline } = await import('../../core/runtime.js');
+    const { memoryStateStore } = await import('../../core/state.js');
+    const { endpointDef, pipelineDef, pipelineEnv } = await import('../../testing/harness.js');
+    const { spec: generator } = await import('../generator/index.js');
+    const dataDir = mkdtempSync(join(tmpdir(), 'sluice-kafka-rt-'));
+    try {
+      const base = uniqueName('sink-rt');
+      await broker.createTopic(`${base}-lo`, 1);
+      await broker.createTopic(`${base}-hi`, 1);
+      const schema = { type: 'record', name: 'Seq', fields: [{ name: 'id', type: 'long' }] };
+      const def = pipelineDef(
+        'kafka-rt',
+        endpointDef('generator', parsedOptions(generator.source!.options, { template: 'sequence', count: 10, interval: 0 })),
+        endpointDef('kafka', options({ topic: `${base}-{{#if gte id 5}}hi{{else}}lo{{/if}}` }), {
+          format: { name: 'avro', options: { schema_registry_address: reg.url, schema, auto_register: true } },
+        }),
+      );
+      const h = startPipeline(def, pipelineEnv({ state: memoryStateStore(), dataDir }));
+      const r = await h.done;
+      expect(r.error?.message).toBeUndefined();
+      expect(r.status).toBe('completed');
+      expect(reg.log.filter((l) => l.startsWith('POST /subjects/')).sort()).toEqual([`POST /subjects/${base}-hi-value/versions`, `POST /subjects/${base}-lo-value/versions`]);
+      expect(await broker.readTopic(`${base}-lo`, 5)).toHaveLength(5);
+      expect(await broker.readTopic(`${base}-hi`, 5)).toHaveLength(5);
+    } finally {
+      await reg.stop();
+      rmSync(dataDir, { recursive: true, force: true });
     }
   }, 40_000);
 
