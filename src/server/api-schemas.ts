@@ -94,6 +94,8 @@ export const pipelineResponse = z.looseObject({
   kind: z.enum(['json', 'sql']),
   desiredState: z.enum(['running', 'stopped']),
   state: z.string(),
+  /** While state is `paused` (retry.on_exhausted: pause): which output waits and why. */
+  pausedReason: z.string().optional(),
   restarts: z.number(),
   lastErrors: z.array(z.object({ message: z.string(), at: z.string() })),
   version: z.number(),

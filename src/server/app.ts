@@ -230,6 +230,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; m
       ...(p.kind === 'sql' ? { query: redactSql(String((p.definition as { query: string }).query)) } : { definition: redactDefinition(p.definition) }),
       desiredState: p.desired_state,
       state: s?.state ?? (p.finished ? 'completed' : 'stopped'),
+      ...(s?.paused_reason ? { pausedReason: s.paused_reason } : {}),
       restarts: s?.restarts ?? 0,
       lastErrors: s?.errors ?? [],
       ...(s?.next_restart_at ? { nextRestartAt: s.next_restart_at } : {}),
@@ -679,7 +680,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; m
     const limit = Math.min(1000, Math.max(1, Number(req.query.limit ?? 20) || 20));
     const timeoutMs = Math.min(300_000, Math.max(100, Number(req.query.timeout ?? 30_000) || 30_000));
     const s = manager.status(p.id);
-    if (!s || !['running', 'starting'].includes(s.state)) throw new HttpError(409, 'not_running', `pipeline '${p.name}' is ${s?.state ?? 'stopped'}; preview shows what a running pipeline writes`);
+    if (!s || !['running', 'starting', 'paused'].includes(s.state)) throw new HttpError(409, 'not_running', `pipeline '${p.name}' is ${s?.state ?? 'stopped'}; preview shows what a running pipeline writes`);
     reply.hijack();
     reply.raw.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive' });
     const enc = createFormat({ name: 'json', options: {} }).encoder();

@@ -55,4 +55,33 @@ batch: { max_records: 50 }
       await server.close();
     }
   });
+
+  it('shows a paused pipeline: state paused, paused time and retries counted', async () => {
+    // Port 1 on loopback refuses connections: a retriable failure, so on_exhausted: pause holds the pipeline.
+    const doc = loadConfigText(
+      `name: p1
+source: { connector: generator, config: { interval: 10ms, template: sequence } }
+sink: { connector: webhook, config: { url: 'http://127.0.0.1:1/in', max_attempts: 1 } }
+retry: { max_attempts: 1, initial_backoff: 10ms, max_backoff: 100ms, on_exhausted: pause }
+`,
+      'p1.yaml',
+    );
+    const env: RuntimeEnv = { log: silentLog, state: memoryStateStore(), dataDir: join(dir, 'data'), connector: (n) => findConnector(n)! };
+    // Stopping a paused pipeline gives up on the drain after this long; the records stay unacknowledged.
+    const h: PipelineHandle = startPipeline(doc.pipelines[0]!, env, { drainTimeoutMs: 200 });
+    const server = await startMetricsServer(0, () => [h]);
+    try {
+      await expect.poll(() => h.status(), { timeout: 10_000 }).toBe('paused');
+      await expect.poll(() => h.stats.paused_ms, { timeout: 10_000 }).toBeGreaterThan(0);
+      const text = await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text();
+      expect(text).toContain('sluice_pipeline_state{pipeline="p1",state="paused"} 1');
+      expect(text).toContain('sluice_pipeline_state{pipeline="p1",state="running"} 0');
+      expect(Number(/sluice_pipeline_paused_seconds_total\{pipeline="p1"\} ([\d.e-]+)/.exec(text)?.[1])).toBeGreaterThan(0);
+      expect(Number(/sluice_pipeline_sink_retries_total\{pipeline="p1"\} (\d+)/.exec(text)?.[1])).toBeGreaterThan(0);
+      expect(h.pausedReason()).toMatch(/sink 'webhook'/);
+    } finally {
+      await h.stop();
+      await server.close();
+    }
+  });
 });

@@ -15,7 +15,7 @@ export interface PipelineRun {
   handle?: PipelineHandle;
 }
 
-const STATES = ['starting', 'running', 'draining', 'completed', 'stopped', 'failed', 'restarting'];
+const STATES = ['starting', 'running', 'paused', 'draining', 'completed', 'stopped', 'failed', 'restarting'];
 
 const COUNTERS: Array<[keyof PipelineStats, string, string]> = [
   ['records_in', 'sluice_pipeline_records_in_total', 'Records that entered the pipeline (decoded rows plus records that failed decoding).'],
@@ -27,6 +27,8 @@ const COUNTERS: Array<[keyof PipelineStats, string, string]> = [
   ['dlq', 'sluice_pipeline_dlq_total', 'Records written to the dead-letter sink.'],
   ['unrouted', 'sluice_pipeline_unrouted_total', 'Records no route took, with no default sink.'],
   ['sink_retries', 'sluice_pipeline_sink_retries_total', 'Sink writes that failed and were retried.'],
+  ['sink_rejected', 'sluice_pipeline_sink_rejected_total', 'Records a sink refused permanently (they followed bad_data).'],
+  ['filtered', 'sluice_pipeline_filtered_total', 'Records a transform filtered out (WHERE).'],
 ];
 
 /** A registry whose values come from `runs()` on every scrape; counters restart from 0 when a pipeline restarts. */
@@ -45,6 +47,16 @@ export function createMetricsRegistry(runs: () => PipelineRun[], o: { processMet
       },
     });
   }
+  new client.Counter({
+    name: 'sluice_pipeline_paused_seconds_total',
+    help: 'Time outputs spent paused under retry.on_exhausted: pause (summed over outputs).',
+    labelNames: ['pipeline'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of runs()) if (r.handle) this.inc({ pipeline: r.name }, r.handle.stats.paused_ms / 1000);
+    },
+  });
   new client.Gauge({
     name: 'sluice_pipeline_queue_depth',
     help: 'Records waiting between source and outputs.',
