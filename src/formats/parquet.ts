@@ -557,17 +557,22 @@ class ParquetFileWriter implements FileWriter {
     const known = new Set(this.columns.map((c) => c.name));
     for (const row of values) if (row && typeof row === 'object') for (const k of Object.keys(row)) if (!known.has(k)) return false;
     try {
-      toColumnData(this.columns, values);
+      // Kept for the `write` that follows with the same rows, so they are converted once.
+      this.checked = { values, data: toColumnData(this.columns, values) };
       return true;
     } catch {
       return false;
     }
   }
 
+  private checked?: { values: unknown[]; data: Array<{ name: string; data: unknown[] }> };
+
   write(values: unknown[]): Uint8Array {
     const L = load();
     const columns = (this.columns ??= this.enc.columnsFor(values));
-    const columnData = toColumnData(columns, values);
+    const checked = this.checked;
+    this.checked = undefined;
+    const columnData = checked?.values === values ? checked.data : toColumnData(columns, values);
     if (!this.writer) {
       this.schema = [{ name: 'root', num_children: columns.length }, ...columns.map((c) => c.element)];
       this.bytes = new L.ByteWriter();
