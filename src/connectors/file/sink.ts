@@ -244,7 +244,8 @@ export class FileSink implements Sink {
       throw new SluiceError('SINK', `cannot write '${displayPath(p.tmp)}': ${errorMessage(e)}`, { cause: e, retriable: true });
     }
     p.rows += records.length;
-    if (this.o.rotate_size !== undefined && p.size >= this.o.rotate_size) await this.sealPiecewise();
+    p.batches++;
+    if ((this.o.rotate_size !== undefined && p.size >= this.o.rotate_size) || p.batches >= MAX_BATCHES_PER_FILE) await this.sealPiecewise();
   }
 
   private async startPiecewise(now: number): Promise<PiecewiseFile> {
@@ -269,7 +270,7 @@ export class FileSink implements Sink {
       });
       if (this.o.fsync) await syncDir(dir);
       this.current = tmp;
-      this.piece = { path, tmp, fh, journal, writer: this.ctx.encoder.fileWriter!(), size: 0, journalSize: 0, rows: 0, openedAt: now };
+      this.piece = { path, tmp, fh, journal, writer: this.ctx.encoder.fileWriter!(), size: 0, journalSize: 0, rows: 0, batches: 0, openedAt: now };
       return this.piece;
     } catch (e) {
       throw new SluiceError('SINK', `cannot open '${displayPath(tmp)}' for writing: ${errorMessage(e)}`, {
@@ -435,6 +436,11 @@ export class FileSink implements Sink {
 }
 
 const PIECE_KEY = 'file_in_progress';
+/**
+ * The writer keeps a little metadata per row group (and the journal a line per batch) until the footer is written, so a
+ * file without rotate_size or rotate_interval is still completed after this many batches, which bounds both.
+ */
+const MAX_BATCHES_PER_FILE = 10_000;
 
 interface PiecewiseFile {
   path: string;
@@ -445,6 +451,7 @@ interface PiecewiseFile {
   size: number;
   journalSize: number;
   rows: number;
+  batches: number;
   openedAt: number;
 }
 
