@@ -35,6 +35,24 @@ const UNIT_MS: Record<string, number> = {
   week: 604_800_000, weeks: 604_800_000, w: 604_800_000,
 };
 
+/** Deepest expression accepted; far beyond any real query, well within the stack of every stage that walks it. */
+export const MAX_EXPR_DEPTH = 256;
+
+/** A node deeper than `max` in an expression tree (its token, where it has one), found without recursion. */
+function deepestBeyond(root: Expr, max: number): { tok?: Token } | undefined {
+  const stack: Array<[unknown, number]> = [[root, 1]];
+  while (stack.length) {
+    const [n, d] = stack.pop()!;
+    if (typeof n !== 'object' || n === null) continue;
+    const node = n as Record<string, unknown>;
+    // Arrays and helper objects (CASE branches) hold nodes at their parent's depth.
+    const isNode = !Array.isArray(n) && typeof node.k === 'string';
+    if (isNode && d > max) return { tok: node.tok as Token | undefined };
+    for (const key in node) if (key !== 'tok') stack.push([node[key], isNode ? d + 1 : d]);
+  }
+  return undefined;
+}
+
 export class Parser {
   private pos = 0;
   readonly tokens: Token[];
@@ -399,8 +417,27 @@ export class Parser {
 
   // ---- expressions -------------------------------------------------------------------------------------------
 
+  /** Open expression levels (parentheses, NOT and sign chains), bounded so deep nesting is an error, not a stack overflow. */
+  private depth = 0;
+
+  private enter(): void {
+    if (++this.depth > MAX_EXPR_DEPTH) this.fail(this.peek(), `expression nested more than ${MAX_EXPR_DEPTH} levels deep`);
+  }
+
   expr(): Expr {
-    return this.or();
+    this.enter();
+    let e: Expr;
+    try {
+      e = this.or();
+    } finally {
+      this.depth--;
+    }
+    // Long operator chains (a + a + ... ) nest the tree without nesting the parser; later stages walk it recursively.
+    if (this.depth === 0) {
+      const deep = deepestBeyond(e, MAX_EXPR_DEPTH);
+      if (deep) this.fail(deep.tok ?? this.peek(), `expression nested more than ${MAX_EXPR_DEPTH} levels deep`);
+    }
+    return e;
   }
 
   private or(): Expr {
@@ -424,7 +461,12 @@ export class Parser {
   private not(): Expr {
     if (this.isKw('NOT')) {
       const tok = this.next();
-      return { k: 'unary', op: 'NOT', e: this.not(), tok };
+      this.enter();
+      try {
+        return { k: 'unary', op: 'NOT', e: this.not(), tok };
+      } finally {
+        this.depth--;
+      }
     }
     return this.comparison();
   }
@@ -507,7 +549,13 @@ export class Parser {
   private unary(): Expr {
     if (this.isOp('-') || this.isOp('+')) {
       const tok = this.next();
-      const e = this.unary();
+      this.enter();
+      let e: Expr;
+      try {
+        e = this.unary();
+      } finally {
+        this.depth--;
+      }
       // Fold negative number literals so `-5` is a constant.
       if (e.k === 'lit' && typeof e.v === 'number') return { k: 'lit', v: tok.text === '-' ? -e.v : e.v, tok };
       return { k: 'unary', op: tok.text as '-' | '+', e, tok };
