@@ -310,6 +310,70 @@ describe('durable buffer', () => {
     expect(buf.stats().bytes).toBeLessThanOrEqual(64 * 1024 + 200);
   });
 
+  it('counts entries handed over again after a restart as redelivered, and only those', async () => {
+    const first = await open();
+    emitValues(first.buf, 1, 50, 10);
+    await until(() => first.fake.records().length === 50);
+    // The sink acknowledged the first 20; 21..50 were handed over but not acknowledged when the process stopped.
+    await first.buf.commit([{ seq: 20 }]);
+    emitValues(first.buf, 51, 60, 10);
+    first.fake.ac.abort(); // stop handing over: 51..60 may still reach the pipeline or stay on disk
+    await first.buf.done;
+    const handed = first.fake.records().length;
+    await first.buf.close();
+
+    const second = await open();
+    await until(() => second.fake.records().length === 40);
+    expect(second.fake.values()).toEqual(range(21, 60));
+    expect(second.buf.stats()).toMatchObject({ redelivered: handed - 20, skipped: 0 });
+    expect(second.fake.metrics.snapshot().redelivered).toBe(handed - 20);
+    // New entries were never handed over before.
+    emitValues(second.buf, 61, 70, 10);
+    await until(() => second.fake.records().length === 50);
+    expect(second.buf.stats().redelivered).toBe(handed - 20);
+    await second.buf.commit(second.fake.acks());
+    await second.buf.close();
+
+    const third = await open();
+    emitValues(third.buf, 71, 75, 5);
+    await until(() => third.fake.records().length === 5);
+    expect(third.buf.stats().redelivered).toBe(0);
+  });
+
+  it("batches carry the log's position; an exactly-once sink's stored position skips what the sink holds", async () => {
+    const first = await open();
+    emitValues(first.buf, 1, 100, 10);
+    await until(() => first.fake.records().length === 100);
+    for (const b of first.fake.batches) expect(b.position).toEqual({ durable_buffer: 'ws', seq: seqOf(b.ack) });
+    // The sink wrote up to seq 70 (stored with its records) but the runtime committed only up to 30 to the source.
+    await first.buf.commit([{ seq: 30 }]);
+    await first.buf.close();
+
+    const fake = fakeReal(root, mapScope(stateMap));
+    fake.ctx.resume = { '': { durable_buffer: 'ws', seq: 70 } };
+    const second = await open({}, fake);
+    await until(() => fake.records().length === 30);
+    expect(fake.values()).toEqual(range(71, 100));
+    // Past the sink's position nothing is in the sink: handing those over again duplicates nothing.
+    expect(second.buf.stats()).toMatchObject({ skipped: 40, redelivered: 0, entries: 30 });
+    expect(stateMap.get('durable_buffer.ws.acked')).toBe(70);
+    emitValues(second.buf, 101, 110, 10);
+    await until(() => fake.records().length === 40);
+    expect(seqOf(fake.batches[fake.batches.length - 1]!.ack)).toBe(110);
+    await second.buf.close();
+
+    // Positions of another log or another source are not ours: the buffer resumes from its own acknowledged seq.
+    for (const foreign of [{ durable_buffer: 'other', seq: 105 }, { path: '/x', offset: 105 }, 105]) {
+      const f = fakeReal(root, mapScope(stateMap));
+      f.ctx.resume = { '': foreign };
+      const { buf } = await open({}, f);
+      await until(() => f.records().length === 40);
+      expect(f.values()).toEqual(range(71, 110));
+      expect(buf.stats().skipped).toBe(0);
+      await buf.close();
+    }
+  });
+
   it('commit persists the acknowledged seq and deletes fully acknowledged segments only', async () => {
     const { buf, fake } = await open({ segmentBytes: 4096 });
     await emitSlowly(buf, 1, 300, 10);
@@ -710,6 +774,7 @@ tick();
       buffer_dropped: 0,
       buffer_bytes: buf.stats().bytes,
       buffer_entries: 10,
+      redelivered: 0,
     });
     await buf.commit(fake.acks());
     expect(fake.metrics.snapshot().buffer_entries).toBe(0);

@@ -10,7 +10,8 @@
 // Appends use synchronous positional writes, one per emit call, so order is exact and the bytes are in the OS page
 // cache before emit returns. A replay loop hands entries to the real context in batches, from a bounded in-memory
 // tail cache when it can and from the segment files otherwise. The highest acknowledged sequence number lives in the
-// source's state scope; segments entirely at or below it are deleted.
+// source's state scope; segments entirely at or below it are deleted. Each batch also carries its last sequence number
+// as its `position`, so an exactly-once sink stores it and the next start skips what the sink already has.
 
 import {
   closeSync,
@@ -64,7 +65,7 @@ export interface DurableBuffer {
   close(): Promise<void>;
   /** Resolves when the replay loop ends (after close, or when the inner ctx.signal aborted and everything written was handed over). */
   readonly done: Promise<void>;
-  stats(): { entries: number; bytes: number; dropped: number; appended: number; acknowledged: number };
+  stats(): { entries: number; bytes: number; dropped: number; appended: number; acknowledged: number; redelivered: number; skipped: number };
 }
 
 // ---- format ---------------------------------------------------------------------------------------------------
@@ -451,6 +452,19 @@ interface Ack {
   seq: number;
 }
 
+/** `SourceBatch.position` of the buffer's batches: the log (by directory name) and the batch's last sequence number. */
+interface BufferPosition {
+  durable_buffer: string;
+  seq: number;
+}
+
+/**
+ * Highest sequence number ever handed to the pipeline, kept in this file of the log's directory (8 bytes, written in
+ * place after each handover, never synced: it survives kill -9, not power loss). A restart counts the entries it hands
+ * over again at or below it as `redelivered`.
+ */
+const HANDED_FILE = 'handed';
+
 class DurableLog implements DurableBuffer {
   readonly ctx: SourceContext;
   readonly done: Promise<void>;
@@ -499,6 +513,15 @@ class DurableLog implements DurableBuffer {
   private appended = 0;
   private acknowledged = 0;
   private dropped = 0;
+  private redelivered = 0;
+  private readonly skipped: number;
+  /** Entries at or below this seq were handed to the pipeline by an earlier run (see HANDED_FILE). */
+  private readonly handedBefore: number;
+  /** Highest seq ever handed over, as last written to the handed file. */
+  private handedMark: number;
+  private handedFd?: number;
+  private readonly handedBuf = Buffer.alloc(8);
+  private readonly name: string;
 
   private stopped = false;
   private filesClosed = false;
@@ -523,6 +546,7 @@ class DurableLog implements DurableBuffer {
 
   private readonly mAppended: Counter;
   private readonly mDropped: Counter;
+  private readonly mRedelivered: Counter;
   private readonly gBytes: Gauge;
   private readonly gEntries: Gauge;
   private readonly onAbort = () => this.stop();
@@ -530,9 +554,24 @@ class DurableLog implements DurableBuffer {
   constructor(
     private readonly real: SourceContext,
     private readonly opts: DurableBufferOptions,
-    init: { dir: string; segmentBytes: number; stateKey: string; acked: number; segs: Segment[]; nextAppend: number },
+    init: {
+      dir: string;
+      segmentBytes: number;
+      stateKey: string;
+      acked: number;
+      segs: Segment[];
+      nextAppend: number;
+      handedFd: number;
+      handedBefore: number;
+      skipped: number;
+    },
   ) {
     this.dir = init.dir;
+    this.name = basename(init.dir);
+    this.handedFd = init.handedFd;
+    this.handedBefore = init.handedBefore;
+    this.handedMark = init.handedBefore;
+    this.skipped = init.skipped;
     this.maxBytes = opts.maxBytes;
     this.segmentBytes = init.segmentBytes;
     this.cacheMax = opts.cacheBytes ?? DEFAULT_CACHE;
@@ -549,6 +588,7 @@ class DurableLog implements DurableBuffer {
     const m = real.metrics;
     this.mAppended = m.counter('buffer_appended', 'Records appended to the durable buffer');
     this.mDropped = m.counter('buffer_dropped', 'Records the durable buffer discarded because it was full');
+    this.mRedelivered = m.counter('redelivered', 'records handed to the pipeline again after a restart (possible duplicates)');
     this.gBytes = m.gauge('buffer_bytes', 'Size of the durable buffer on disk');
     this.gEntries = m.gauge('buffer_entries', 'Unacknowledged records in the durable buffer');
     this.updateGauges();
@@ -584,7 +624,15 @@ class DurableLog implements DurableBuffer {
   }
 
   stats() {
-    return { entries: this.entries(), bytes: this.diskBytes, dropped: this.dropped, appended: this.appended, acknowledged: this.acknowledged };
+    return {
+      entries: this.entries(),
+      bytes: this.diskBytes,
+      dropped: this.dropped,
+      appended: this.appended,
+      acknowledged: this.acknowledged,
+      redelivered: this.redelivered,
+      skipped: this.skipped,
+    };
   }
 
   private entries(): number {
@@ -870,9 +918,17 @@ class DurableLog implements DurableBuffer {
         const batch = this.readBatch();
         if (!batch) continue;
         const n = batch.records.length;
-        this.inflightLast.push((batch.ack as Ack).seq);
+        const last = (batch.ack as Ack).seq;
+        this.inflightLast.push(last);
         this.inflightCount.push(n);
+        if (this.batchFirst <= this.handedBefore) {
+          const again = Math.min(n, this.handedBefore - this.batchFirst + 1);
+          this.redelivered += again;
+          this.mRedelivered.inc(again);
+        }
         const p = this.real.emit(batch);
+        // Written after emit in the same tick: the sink cannot have the batch before the mark is in the page cache.
+        if (last > this.handedMark) this.markHanded(last);
         if (p) {
           await Promise.race([p, this.stopPromise]);
           since = Date.now();
@@ -888,6 +944,25 @@ class DurableLog implements DurableBuffer {
       this.closeReadFd();
     }
   }
+
+  private markHanded(seq: number): void {
+    this.handedMark = seq;
+    if (this.handedFd === undefined) return;
+    const b = this.handedBuf;
+    b.writeUInt32LE(seq % TWO_32, 0);
+    b.writeUInt32LE(Math.floor(seq / TWO_32), 4);
+    try {
+      writeFully(this.handedFd, b, 0, 8, 0);
+    } catch (e) {
+      // Only the redelivered count depends on it: warn once and stop writing rather than fail the pipeline.
+      this.real.log.warn({ dir: this.dir, err: errorMessage(e) }, 'durable buffer: cannot record the handed-over position; redeliveries after a restart may be undercounted');
+      closeSync(this.handedFd);
+      this.handedFd = undefined;
+    }
+  }
+
+  /** Seq of the first record of the batch readBatch returned last. */
+  private batchFirst = 0;
 
   /** Up to MAX_BATCH_RECORDS visible entries with the same `decoded` flag, from the cache or from disk. */
   private readBatch(): SourceBatch | undefined {
@@ -908,6 +983,7 @@ class DurableLog implements DurableBuffer {
           const d = (entryFlags(src, at) & F_DECODED) !== 0;
           if (decoded !== undefined && d !== decoded) break;
           decoded = d;
+          if (!records.length) this.batchFirst = seq;
           records.push(decodeRecord(src, at));
           bytes += len;
           last = seq;
@@ -932,6 +1008,7 @@ class DurableLog implements DurableBuffer {
         const d = (entryFlags(src, at) & F_DECODED) !== 0;
         if (decoded !== undefined && d !== decoded) break;
         decoded = d;
+        if (!records.length) this.batchFirst = seq;
         records.push(decodeRecord(src, at));
         bytes += len;
         last = seq;
@@ -941,7 +1018,12 @@ class DurableLog implements DurableBuffer {
       this.rSeq++;
     }
     if (!records.length) return undefined;
-    return { records, ack: { seq: last } satisfies Ack, decoded: decoded === true };
+    return {
+      records,
+      ack: { seq: last } satisfies Ack,
+      position: { durable_buffer: this.name, seq: last } satisfies BufferPosition,
+      decoded: decoded === true,
+    };
   }
 
   private moveReader(seg: Segment, off: number, seq: number): void {
@@ -1133,6 +1215,8 @@ class DurableLog implements DurableBuffer {
       for (const s of this.segs) this.closeSegFd(s);
       for (const fd of this.closeAfterRound.splice(0)) closeSync(fd);
       this.closeReadFd();
+      if (this.handedFd !== undefined) closeSync(this.handedFd);
+      this.handedFd = undefined;
       this.cache = [];
       this.cacheHead = 0;
       this.cachedBytes = 0;
@@ -1154,6 +1238,13 @@ function checkOptions(o: DurableBufferOptions): void {
   if (o.fsyncIntervalMs !== undefined && !(Number.isFinite(o.fsyncIntervalMs) && o.fsyncIntervalMs > 0)) bad('fsyncIntervalMs must be positive');
   if (!['block', 'drop_oldest', 'drop_newest'].includes(o.onFull)) bad(`onFull must be block, drop_oldest or drop_newest, got '${String(o.onFull)}'`);
   if (o.cacheBytes !== undefined && !(Number.isFinite(o.cacheBytes) && o.cacheBytes >= 0)) bad('cacheBytes must be a non-negative number');
+}
+
+/** The sequence number in an exactly-once sink's stored position when it is this log's; other positions are ignored. */
+function resumeSeq(resume: SourceContext['resume'], name: string): number | undefined {
+  const p = resume?.[''] as Partial<BufferPosition> | undefined;
+  if (!p || typeof p !== 'object' || p.durable_buffer !== name) return undefined;
+  return typeof p.seq === 'number' && Number.isSafeInteger(p.seq) && p.seq >= 0 ? p.seq : undefined;
 }
 
 /**
@@ -1221,6 +1312,16 @@ export async function openDurableBuffer(real: SourceContext, opts: DurableBuffer
       tail.synced = tail.size;
     }
     const lastSeq = tail ? tail.last : 0;
+    // An exactly-once sink stored the position of the last batch it wrote, in the same atomic step as the records;
+    // the runtime's own commit to us comes after it, so that position may be ahead of `acked`: skip up to it.
+    const resumed = resumeSeq(real.resume, basename(dir));
+    let skipped = 0;
+    if (resumed !== undefined && resumed > acked) {
+      skipped = Math.max(0, Math.min(resumed, lastSeq) - Math.max(acked, (segs[0]?.base ?? 1) - 1));
+      log.info({ dir, acked, sink_position: resumed, skipped }, 'durable buffer: skipping entries the exactly-once sink already holds');
+      acked = resumed;
+      await real.state.set(stateKey, acked);
+    }
     const nextAppend = Math.max(lastSeq, acked) + 1;
     // Fully acknowledged segments are what a crash between persisting the position and deleting files leaves behind.
     const live: Segment[] = [];
@@ -1234,9 +1335,23 @@ export async function openDurableBuffer(real: SourceContext, opts: DurableBuffer
         unlinkSync(s.path);
       } else live.push(s);
     }
-    const buf = new DurableLog(real, opts, { dir, segmentBytes, stateKey, acked, segs: live, nextAppend });
+    const handedPath = join(dir, HANDED_FILE);
+    let handedFd: number;
+    try {
+      handedFd = openSync(handedPath, 'r+');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      handedFd = openSync(handedPath, 'w+');
+    }
+    fds.push(handedFd);
+    const hb = Buffer.alloc(8);
+    let handedBefore = readFully(handedFd, hb, 0, 8, 0) === 8 ? hb.readUInt32LE(0) + hb.readUInt32LE(4) * TWO_32 : 0;
+    // Past an exactly-once sink's position nothing is in the sink (it stores records and position atomically), so
+    // handing those entries over again duplicates nothing.
+    if (resumed !== undefined) handedBefore = Math.min(handedBefore, resumed);
+    const buf = new DurableLog(real, opts, { dir, segmentBytes, stateKey, acked, segs: live, nextAppend, handedFd, handedBefore, skipped });
     const st = buf.stats();
-    log.info({ dir, pending: st.entries, bytes: st.bytes, acked, next_seq: nextAppend }, 'durable buffer opened');
+    log.info({ dir, pending: st.entries, bytes: st.bytes, acked, next_seq: nextAppend, handed_before: handedBefore }, 'durable buffer opened');
     return buf;
   } catch (e) {
     for (const fd of fds) closeSync(fd);

@@ -29,10 +29,12 @@ export interface PipelineStats {
   sink_rejected: number;
   /** Milliseconds outputs spent paused under `retry.on_exhausted: pause` (summed over outputs). */
   paused_ms: number;
+  /** Records the source delivered again that an earlier delivery may already have written (its `redelivered` counter). */
+  redelivered: number;
 }
 
 export function newStats(): PipelineStats {
-  return { records_in: 0, records_out: 0, bytes_in: 0, bytes_out: 0, errors: 0, dropped: 0, dlq: 0, sink_retries: 0, queued: 0, unrouted: 0, filtered: 0, sink_rejected: 0, paused_ms: 0 };
+  return { records_in: 0, records_out: 0, bytes_in: 0, bytes_out: 0, errors: 0, dropped: 0, dlq: 0, sink_retries: 0, queued: 0, unrouted: 0, filtered: 0, sink_rejected: 0, paused_ms: 0, redelivered: 0 };
 }
 
 export interface MetricValue {

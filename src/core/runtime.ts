@@ -440,6 +440,8 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
   const log = env.log.child({ pipeline: def.name });
   const stats = newStats();
   const metrics = { source: new MetricSet(), outputs: {} as Record<string, MetricSet>, dlq: def.dlq ? new MetricSet() : undefined };
+  // The source's own `redelivered` counter (acknowledging sources and the durable buffer keep one), read live.
+  Object.defineProperty(stats, 'redelivered', { enumerable: true, get: () => metrics.source.values.get('redelivered')?.value ?? 0 });
   let status: PipelineStatus = 'starting';
   let lastError: Error | undefined;
   const sourceAbort = new AbortController();

@@ -29,6 +29,7 @@ const COUNTERS: Array<[keyof PipelineStats, string, string]> = [
   ['sink_retries', 'sluice_pipeline_sink_retries_total', 'Sink writes that failed and were retried.'],
   ['sink_rejected', 'sluice_pipeline_sink_rejected_total', 'Records a sink refused permanently (they followed bad_data).'],
   ['filtered', 'sluice_pipeline_filtered_total', 'Records a transform filtered out (WHERE).'],
+  ['redelivered', 'sluice_pipeline_redelivered_total', 'Records the source delivered again that may already have been written (possible duplicates).'],
 ];
 
 /** A registry whose values come from `runs()` on every scrape; counters restart from 0 when a pipeline restarts. */

@@ -20,6 +20,7 @@ interface Metrics {
   connected: Gauge;
   reconnects: Gauge;
   pauses: Counter;
+  redelivered: Counter;
 }
 
 function headersOf(props: IPublishPacket['properties']): Record<string, string> | undefined {
@@ -72,6 +73,7 @@ export class MqttSource implements Source, Subscriber {
       connected: mt.gauge('connected', '1 while the client is connected to the broker'),
       reconnects: mt.gauge('reconnects', 'reconnections of the client since it started'),
       pauses: mt.counter('pauses', 'times reading from the broker was paused because the pipeline was full'),
+      redelivered: mt.counter('redelivered', 'QoS 1/2 messages the broker sent again (DUP flag): possible duplicates'),
     };
     if (ctx.signal.aborted) return;
     const onAbort = () => this.stop.abort();
@@ -159,6 +161,7 @@ export class MqttSource implements Source, Subscriber {
         _properties: props ?? null,
       },
     });
+    if (p.dup && p.qos > 0) this.m.redelivered.inc();
     if (ack) this.acks.push(ack);
     if (!this.scheduled && !this.waiting) {
       this.scheduled = true;

@@ -102,6 +102,7 @@ export class RabbitSource implements Source {
   private wakeUp?: () => void;
   private staleAcks?: Counter;
   private reconnects?: Counter;
+  private redelivered?: Counter;
   private readonly unblock = () => {
     this.blocked = false;
     this.flush();
@@ -121,6 +122,7 @@ export class RabbitSource implements Source {
     const o = this.options;
     this.staleAcks = ctx.metrics.counter('stale_acks', 'acknowledgements skipped because their channel was lost (the messages are redelivered)');
     this.reconnects = ctx.metrics.counter('reconnects', 'consumer channels re-established');
+    this.redelivered = ctx.metrics.counter('redelivered', 'messages the broker flagged as redelivered (possible duplicates)');
     const { conn, where } = openConnection(o);
     this.conn = conn;
     this.where = where;
@@ -275,6 +277,7 @@ export class RabbitSource implements Source {
         _properties: props,
       },
     });
+    if (m.redelivered) this.redelivered?.inc();
     this.heldTag = m.deliveryTag;
     if (this.held.length >= this.options.max_batch) this.flush();
     else if (!this.flushQueued) {

@@ -81,7 +81,7 @@ export class RedisSource implements Source {
   private group = '';
   private consumer = '';
   private closed = false;
-  private m!: { received: Counter; acked: Counter; claimed: Counter; reread: Counter; reconnects: Counter };
+  private m!: { received: Counter; acked: Counter; claimed: Counter; reread: Counter; reconnects: Counter; redelivered: Counter };
 
   // pub/sub queue
   private target!: SourceContext;
@@ -111,6 +111,7 @@ export class RedisSource implements Source {
       claimed: mt.counter('claimed', 'stream entries taken over from idle consumers (XAUTOCLAIM)'),
       reread: mt.counter('pending_reread', 'entries re-read at start: own pending stream entries, or the processing list'),
       reconnects: mt.counter('reconnects', 'reconnect attempts after a lost connection'),
+      redelivered: mt.counter('redelivered', 'stream entries or list elements delivered again (pending, claimed or processing list): possible duplicates'),
     };
     const o = this.options;
     this.group = o.group ?? ctx.pipeline;
@@ -393,6 +394,8 @@ export class RedisSource implements Source {
       const msgs = (reply as Array<{ messages: Array<{ id: unknown; message: Record<string, unknown> } | null> }> | null)?.[0]?.messages ?? [];
       if (!msgs.length) return;
       this.m.reread.inc(msgs.length);
+      // From '0' these were delivered before (an earlier run); past the last read ID this run never saw them.
+      if (after === '0') this.m.redelivered.inc(msgs.length);
       const last = msgs[msgs.length - 1];
       const p = this.emitEntries(stream, msgs);
       if (p) await p;
@@ -417,6 +420,7 @@ export class RedisSource implements Source {
         const n = msgs.filter((x) => x).length;
         if (n) {
           this.m.claimed.inc(n);
+          this.m.redelivered.inc(n);
           this.ctx.log.info({ stream, group: this.group, claimed: n }, 'redis: took over idle pending entries of other consumers');
           const p = this.emitEntries(stream, msgs);
           if (p) await p;
@@ -494,6 +498,7 @@ export class RedisSource implements Source {
     if (left.length) {
       ctx.log.info({ processing_key: proc, elements: left.length }, 'redis: re-delivering unacknowledged elements from the processing list');
       this.m.reread.inc(left.length);
+      this.m.redelivered.inc(left.length);
     }
     for (let i = 0; i < left.length && !ctx.signal.aborted; i += o.count) {
       const values = left.slice(i, i + o.count);
