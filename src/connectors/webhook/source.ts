@@ -85,7 +85,8 @@ export class WebhookSource implements Source {
   /** Set while emit's backpressure promise is pending. */
   private blocked?: Promise<void>;
   /** Emitted with ack: sink, waiting for commit. */
-  private inFlight = new Set<Pending[]>();
+  /** Request groups waiting for the sink, with their ack_timeout timer (cleared on commit so the group can be freed). */
+  private inFlight = new Map<Pending[], NodeJS.Timeout | undefined>();
   private stopping = false;
   private readonly tokenDigest?: Buffer;
   private readonly sigHeader?: string;
@@ -191,6 +192,7 @@ export class WebhookSource implements Source {
     if (this.buf) return this.buf.commit(acks);
     for (const a of acks) {
       const group = a as Pending[];
+      clearTimeout(this.inFlight.get(group));
       this.inFlight.delete(group);
       for (const p of group) this.answer(p, this.o.success_status, this.ok);
     }
@@ -198,7 +200,10 @@ export class WebhookSource implements Source {
 
   async close(): Promise<void> {
     if (this.sweep) clearInterval(this.sweep);
-    for (const group of this.inFlight) for (const p of group) this.refuse(p.res, 503, 'the pipeline stopped before the records were acknowledged', p);
+    for (const [group, timer] of this.inFlight) {
+      clearTimeout(timer);
+      for (const p of group) this.refuse(p.res, 503, 'the pipeline stopped before the records were acknowledged', p);
+    }
     this.inFlight.clear();
     await this.buf?.close();
     if (this.server) {
@@ -302,7 +307,7 @@ export class WebhookSource implements Source {
     let wait: Promise<void> | undefined;
     try {
       if (mode === 'sink') {
-        this.inFlight.add(group);
+        this.inFlight.set(group, undefined);
         wait = this.target!.emit({ records, ack: group });
         this.armTimeout(group);
       } else {
@@ -310,6 +315,7 @@ export class WebhookSource implements Source {
         for (const p of group) this.answer(p, this.o.success_status, this.ok);
       }
     } catch (e) {
+      clearTimeout(this.inFlight.get(group));
       this.inFlight.delete(group);
       this.ctx!.log.error({ err: errorMessage(e) }, 'webhook source could not hand a request to the pipeline');
       for (const p of group) this.refuse(p.res, 500, 'the request could not be stored', p);
@@ -366,6 +372,7 @@ export class WebhookSource implements Source {
       }
     }, this.o.ack_timeout);
     t.unref();
+    if (this.inFlight.has(group)) this.inFlight.set(group, t);
   }
 
   private answer(p: Pending, status: number, body: string): void {
