@@ -80,6 +80,14 @@ export class SqlSink implements Sink {
     });
     let inTx = false;
     try {
+      // A batch that fits one INSERT is atomic without a transaction: BEGIN/COMMIT would triple the round trips.
+      if (!this.o.exactly_once && records.length <= this.d.maxParams && !records.some((r) => isDelete(r.value as Row))) {
+        const cols = this.columnsFor(records, 0, records.length);
+        if (records.length <= Math.floor(this.d.maxParams / Math.max(1, cols.length))) {
+          await this.writeRun(conn, records, 0, records.length, cols);
+          return;
+        }
+      }
       await conn.query('BEGIN');
       inTx = true;
       // Order matters between an upsert and a delete of the same key: consecutive runs of one kind keep it.
@@ -135,8 +143,8 @@ export class SqlSink implements Sink {
     return [...seen];
   }
 
-  private async writeRun(conn: SqlConn, records: SluiceRecord[], a: number, b: number): Promise<void> {
-    const cols = this.columnsFor(records, a, b);
+  private async writeRun(conn: SqlConn, records: SluiceRecord[], a: number, b: number, known?: string[]): Promise<void> {
+    const cols = known ?? this.columnsFor(records, a, b);
     if (cols.length === 0) throw new SluiceError('SCHEMA', `${this.label()}: the rows have no columns to write`);
     let rows: Row[] = [];
     for (let i = a; i < b; i++) {
