@@ -9,6 +9,7 @@ import type { BadDataPolicy } from '../core/types.js';
 import { DEFAULT_BATCH, DEFAULT_BUFFER, DEFAULT_RETRY, type EndpointDef, type PipelineDef, type RetryPolicy, type RouteDef } from '../core/model.js';
 import { findConnector, connectorNames } from '../connectors/index.js';
 import { parseFormatConfig } from '../formats/index.js';
+import { describeValue } from '../formats/util.js';
 import { parseSchemaConfig } from '../core/schema.js';
 import { suggest } from '../core/units.js';
 
@@ -351,7 +352,11 @@ export function compileEndpoint(
   // Laminar tables say `type: source|sink` inside config; Timeplus puts `data_type` among the connector options.
   const optionShape = shapeOf(factory.options) ?? {};
   if ('type' in merged && !('type' in optionShape)) {
-    if (merged.type !== role) issues.push({ path: [...(origin.get('type') ?? path), 'type'], message: `this table is a ${String(merged.type)}, used here as a ${role}` });
+    if (merged.type !== role) {
+      const t = merged.type;
+      const message = typeof t === 'string' ? `this table is a ${t}, used here as a ${role}` : `type must be 'source' or 'sink', got ${describeValue(t)}`;
+      issues.push({ path: [...(origin.get('type') ?? path), 'type'], message });
+    }
     delete merged.type;
   }
   let formatInput = ep.format;

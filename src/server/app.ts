@@ -24,6 +24,7 @@ import { REDACTED, redactConfig, redactedPaths, restoreRedacted, secretValues, t
 import { compilePipelineRow, compileTable, pipelineReferences, SqlUnavailableError, tableRole, tableToYaml, yamlToTable, loadSqlCompiler, loadSqlRuntime, substituteTree, type Catalog } from './resolve.js';
 import * as S from './api-schemas.js';
 import { findMount, installMountHost } from '../connectors/webhook/mount.js';
+import { nestedDeeperThan } from '../formats/util.js';
 
 const WEBHOOK_PREFIX = '/v1/webhooks/';
 
@@ -54,7 +55,11 @@ const bad = (issues: ConfigIssue[], message = 'invalid request') => new HttpErro
 const issueView = (i: ConfigIssue, scrub: (s: string) => string) => ({ path: formatPath(i.path), message: scrub(i.message), ...(i.loc ? { line: i.loc.line, col: i.loc.col } : {}) });
 const notFound = (what: string, id: string) => new HttpError(404, 'not_found', `${what} '${id}' not found`);
 
+/** Deeper request bodies are refused before anything walks them recursively (validation, sealing, compiling). */
+const MAX_BODY_DEPTH = 100;
+
 function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
+  if (nestedDeeperThan(body, MAX_BODY_DEPTH)) throw bad([{ path: [], message: `nested more than ${MAX_BODY_DEPTH} levels deep` }]);
   const r = schema.safeParse(body ?? {});
   if (!r.success) throw bad(r.error.issues.map((i) => ({ path: i.path.filter((p): p is string | number => typeof p !== 'symbol'), message: i.message })));
   return r.data;
