@@ -19,6 +19,8 @@ import { Admin, jsonBodies, openRabbitTest, rabbitPipeline, uniqueName } from '.
 import { sourceOptions as redisSourceOptions } from '../src/connectors/redis/index.js';
 import { addEntries, adminClient, cleanup, parsed, pendingCount, uniquePrefix } from '../src/connectors/redis/testkit.js';
 import type { Client } from '../src/connectors/redis/client.js';
+import { sourceOptions as kafkaSourceOptions } from '../src/connectors/kafka/index.js';
+import { startTestBroker, uniqueName as kafkaName, type TestBroker } from '../src/connectors/kafka/test-broker.js';
 
 let dataDir: string;
 beforeAll(() => void (dataDir = mkdtempSync(join(tmpdir(), 'sluice-redelivered-'))));
@@ -137,4 +139,37 @@ describe('redelivered: redis streams (own pending entries re-read)', () => {
     expect(redelivered(h2)).toEqual([150, 150]);
     await stopped(h2);
   }, 30_000);
+});
+
+describe('redelivered: kafka (offsets at or below the highest one this pipeline emitted before)', () => {
+  let broker: TestBroker;
+  beforeAll(async () => void (broker = await startTestBroker()), 30_000);
+  afterAll(() => broker?.stop());
+
+  it('counts the records a failed run emitted when the next run reads them again; new records count 0', async () => {
+    const topic = kafkaName('rd');
+    await broker.createTopic(topic, 2);
+    const rows = (from: number, n: number) => Array.from({ length: n }, (_, i) => ({ key: `k${(from + i) % 5}`, value: JSON.stringify({ id: from + i }) }));
+    await broker.produce(topic, rows(0, 60));
+    const state = memoryStateStore();
+    const rec = { ...newRecordingSink(), down: true };
+    const def = (attempts: number) =>
+      pipelineDef(
+        'rd-kafka',
+        endpointDef('kafka', parsedOptions(kafkaSourceOptions, { brokers: broker.brokers, topic, offset: 'earliest', max_wait: '100ms' }) as Record<string, unknown>),
+        recordingEndpoint('m'),
+        { retry: { max_attempts: attempts } },
+      );
+    const failed = startPipeline(def(2), env({ m: rec }, state));
+    expect((await failed.done).status).toBe('failed');
+    expect(failed.stats.redelivered).toBe(0);
+    rec.down = false;
+    const h2 = startPipeline(def(10), env({ m: rec }, state));
+    await waitFor(() => distinct(rec, 'id') >= 60, '60 records');
+    expect(redelivered(h2)).toEqual([60, 60]);
+    await broker.produce(topic, rows(60, 40));
+    await waitFor(() => distinct(rec, 'id') >= 100, '40 new records');
+    expect(redelivered(h2)).toEqual([60, 60]);
+    await stopped(h2);
+  }, 60_000);
 });

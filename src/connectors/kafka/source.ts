@@ -22,6 +22,8 @@ export interface KafkaAck {
 }
 
 const STATE_KEY = 'offsets';
+/** Per partition, the highest offset this pipeline emitted, persisted with each commit: re-reads up to it are counted. */
+const EMITTED_KEY = 'emitted';
 const EMIT_SLICE = 1000;
 const tp = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 
@@ -61,6 +63,9 @@ export class KafkaSource implements Source {
   private inFlight = 0;
   private idle?: () => void;
   private tombstones?: Counter;
+  private redelivered?: Counter;
+  /** Highest offset emitted per partition, by this run or (as persisted at its last commit) an earlier one. */
+  private emitted = new Map<string, number>();
   private readonly keepTombstones: boolean;
 
   constructor(
@@ -79,12 +84,16 @@ export class KafkaSource implements Source {
     this.tombstones = ctx.metrics.counter('tombstones', 'messages with a null value (skipped)');
     const client = backend.client(o, ctx.log);
     this.positions = ((await ctx.state.get<Record<string, string>>(STATE_KEY)) ?? {}) as Record<string, string>;
+    this.redelivered = ctx.metrics.counter('redelivered', 'records at offsets this pipeline had emitted before (re-read after a restart or rebalance): possible duplicates');
+    for (const [k, v] of Object.entries((await ctx.state.get<Record<string, number>>(EMITTED_KEY)) ?? {})) if (typeof v === 'number') this.emitted.set(k, v);
     // An exactly-once sink's stored position wins over ours and over the group's (both may be behind it).
     const resumed = new Map<string, string>();
     for (const a of Object.values(ctx.resume ?? {})) {
       if (!isKafkaAck(a)) continue;
       const next = (BigInt(a.offset) + 1n).toString();
       resumed.set(tp(a.topic, a.partition), next);
+      // Past an exactly-once sink's position nothing is in the sink: re-reading it duplicates nothing.
+      this.emitted.delete(tp(a.topic, a.partition));
       this.positions[tp(a.topic, a.partition)] = next;
     }
 
@@ -240,6 +249,13 @@ export class KafkaSource implements Source {
         }
         if (tombstones) this.tombstones!.inc(tombstones);
         const last = msgs[to - 1]!.offset;
+        const seen = this.emitted.get(key);
+        if (seen === undefined || Number(last) > seen) this.emitted.set(key, Number(last));
+        if (seen !== undefined && Number(msgs[from]!.offset) <= seen) {
+          let again = 0;
+          for (const r of records) if ((r.meta!._offset as number) <= seen) again++;
+          this.redelivered!.inc(again);
+        }
         const ack: KafkaAck = { topic, partition, offset: last };
         const wait = this.ctx!.emit({ records, ack, position: ack, partition: key });
         // The in-memory fetch position only: nothing is committed until the pipeline acknowledges the slice.
@@ -283,6 +299,7 @@ export class KafkaSource implements Source {
       this.positions[key] = next;
     }
     await this.ctx?.state.set(STATE_KEY, this.positions);
+    await this.ctx?.state.set(EMITTED_KEY, Object.fromEntries(this.emitted));
     void this.flush();
   }
 
@@ -314,6 +331,8 @@ export class KafkaSource implements Source {
   async close(): Promise<void> {
     const consumer = this.consumer;
     if (!consumer) return;
+    // A run that ends without a final commit (a failed sink) still leaves what it emitted for the next run to count.
+    await this.ctx?.state.set(EMITTED_KEY, Object.fromEntries(this.emitted)).catch(() => undefined);
     if (this.pending.size) {
       // One last bounded attempt: a broker that is down must not hold up the shutdown.
       await Promise.race([this.flush(), new Promise((r) => setTimeout(r, 5000).unref())]);
