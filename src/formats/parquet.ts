@@ -46,6 +46,7 @@ interface Lib {
   parquetMetadata(buf: ArrayBuffer): any;
   parquetSchema(meta: any): any;
   readColumn(reader: { view: DataView; offset: number }, select: any, decoder: any): { data: any[]; skipped: number };
+  parquetHeader(reader: { view: DataView; offset: number }): any;
   assembleNested(sub: Map<string, any>, tree: any, parsers: any): void;
   getTreePath(tree: any, path: string[]): any[];
   flatten(chunks: any[]): any[];
@@ -63,6 +64,7 @@ function load(): Lib {
     parquetMetadata: h.parquetMetadata,
     parquetSchema: h.parquetSchema,
     readColumn: require('hyparquet/src/column.js').readColumn,
+    parquetHeader: require('hyparquet/src/column.js').parquetHeader,
     assembleNested: require('hyparquet/src/assemble.js').assembleNested,
     getTreePath: require('hyparquet/src/schema.js').getTreePath,
     flatten: require('hyparquet/src/utils.js').flatten,
@@ -148,6 +150,64 @@ export function readParquet(payload: Uint8Array, out: unknown[]): void {
   }
 }
 
+/**
+ * hyparquet trusts the run lengths inside RLE/bit-packed level data: one damaged byte can claim two billion repeats,
+ * which it writes out one by one until the process runs out of memory. Before a column chunk is read, its page headers
+ * are checked against the chunk, and every run in the (uncompressed) level sections of v2 pages, which Sluice and
+ * most current writers produce, must fit its page. Levels inside compressed v1 pages are not checked.
+ */
+function checkChunk(L: Lib, view: DataView, chunkValues: number, schemaPath: any[]): void {
+  let maxRep = 0;
+  let maxDef = 0;
+  // As hyparquet counts them (getMaxRepetitionLevel, getMaxDefinitionLevel).
+  for (const node of schemaPath.slice(1)) {
+    const rt = node.element?.repetition_type;
+    if (rt === 'REPEATED') maxRep++;
+    if (rt !== 'REQUIRED') maxDef++;
+  }
+  const reader = { view, offset: 0 };
+  while (reader.offset < view.byteLength - 1) {
+    const h = L.parquetHeader(reader);
+    const size = h.compressed_page_size;
+    if (!Number.isInteger(size) || size < 0) throw new Error('a page header without a valid page size');
+    if (reader.offset + size > view.byteLength) throw new Error(`a page of ${size} bytes runs past the end of its column chunk`);
+    const v2 = h.data_page_header_v2;
+    const pageValues = v2?.num_values ?? h.data_page_header?.num_values ?? h.dictionary_page_header?.num_values ?? 0;
+    if (!Number.isInteger(pageValues) || pageValues < 0 || (h.dictionary_page_header === undefined && pageValues > chunkValues)) {
+      throw new Error(`a page claims ${pageValues} values in a column chunk of ${chunkValues}`);
+    }
+    if (v2) {
+      const rep = v2.repetition_levels_byte_length ?? 0;
+      const def = v2.definition_levels_byte_length ?? 0;
+      if (!Number.isInteger(rep) || !Number.isInteger(def) || rep < 0 || def < 0 || rep + def > size) throw new Error('page level lengths do not fit the page');
+      // hyparquet reads runs until the page's values are covered, past the declared section if need be: so does this.
+      const pageEnd = reader.offset + size;
+      if (maxRep) checkRuns(view, reader.offset, pageEnd, 32 - Math.clz32(maxRep), pageValues);
+      if (maxDef) checkRuns(view, reader.offset + rep, pageEnd, 32 - Math.clz32(maxDef), pageValues);
+    }
+    reader.offset += size;
+  }
+}
+
+/** The runs of an RLE/bit-packed hybrid section from `p` until `values` are covered (or `end`); none may claim far more. */
+function checkRuns(view: DataView, p: number, end: number, width: number, values: number): void {
+  let seen = 0;
+  while (seen < values && p < end) {
+    let header = 0;
+    for (let shift = 0; ; shift += 7) {
+      const b = view.getUint8(p++);
+      header |= (b & 0x7f) << shift;
+      if (!(b & 0x80) || shift > 28) break;
+    }
+    const bitPacked = header & 1;
+    const count = bitPacked ? (header >>> 1) * 8 : header >>> 1;
+    // Bit-packed runs come in groups of 8, so a run may overshoot by up to 7; far more is damage.
+    if (count > values + 7) throw new Error(`a run of ${count} levels in a page of ${values} values`);
+    p += bitPacked ? (header >>> 1) * width : (width + 7) >> 3;
+    seen += count;
+  }
+}
+
 /** hyparquet's own message, unless it is a bare TypeError from following a damaged footer (meaningless to a user). */
 function corruption(e: unknown): string {
   return e instanceof TypeError ? 'its metadata points at data that is not there' : errorMessage(e);
@@ -190,6 +250,7 @@ function readRows(payload: Uint8Array, out: unknown[]): void {
       };
       let data: any[];
       try {
+        checkChunk(L, new DataView(ab, start, end - start), Number(cm.num_values), schemaPath);
         const r = L.readColumn({ view: new DataView(ab, start, end - start), offset: 0 }, { groupStart: 0, selectStart: 0, selectEnd: groupRows, groupRows }, decoder);
         data = L.flatten(r.data);
       } catch (e) {

@@ -383,12 +383,11 @@ describe('parquet decoder', () => {
     expect(decodeOne(f, valid).rows).toHaveLength(20);
   });
 
-  // Only the footer (metadata) is mutated: hyparquet trusts run lengths inside damaged data pages and can loop or
-  // allocate without bound there (see the report of this suite); the footer and page headers are checked.
-  const footer = valid.length - 8 - new DataView(valid.buffer, valid.byteOffset + valid.length - 8, 4).getUint32(0, true);
-  it('turns truncated, corrupted-footer and random files into rows or errors, in bounded time', () => {
+  // Damage anywhere: the footer, page headers, level runs (one byte there used to claim billions of repeats, which
+  // hyparquet wrote out until the process ran out of memory), values.
+  it('turns truncated, corrupted and random files into rows or errors, in bounded time', () => {
     fc.assert(
-      fc.property(mutatedBytes(valid, footer), (p) => {
+      fc.property(mutatedBytes(valid), (p) => {
         const o = decodeOne(f, p);
         if (o.threw === undefined && o.errors.length === 0) expect(o.rows.length).toBeLessThanOrEqual(20 + 1);
       }),

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import avro from 'avsc';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -194,6 +194,23 @@ describe('a file pipeline with bad_data: dlq', () => {
     expectAccounted(r, 2, 1);
     expect(r.rows.map((x) => x.value)).toEqual(['one', 'three']);
     expect(r.dead[0]).toMatchObject({ metadata: { _line: 2 }, raw_encoding: 'base64', raw: Buffer.from([0x61, 0x62, 0xfe, 0x63]).toString('base64') });
+  });
+});
+
+describe('a parquet file pipeline with bad_data: dlq', () => {
+  it('a corrupt file is one dead letter naming its path; the good file before it arrives whole', async () => {
+    const f = createFormat({ name: 'parquet', options: {} });
+    const good = f.encoder().encodeStream(Array.from({ length: 20 }, (_, i) => ({ id: i, name: `n${i}` })), true) as Uint8Array;
+    const dir = join(root, `pq-${++runNo}`);
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'a-good.parquet'), good);
+    // Cut short: the footer (and the trailing magic) is gone, as after a crashed writer.
+    writeFileSync(join(dir, 'b-bad.parquet'), good.subarray(0, Math.floor(good.length / 2)));
+    writeFileSync(join(dir, 'c-random.parquet'), Buffer.from('PAR1 not really PAR1'));
+    const r = await run(endpointDef('file', parsedOptions(fileSpec.source!.options, { path: join(dir, '*.parquet') }), { format: { name: 'parquet', options: {} }, bad_data: 'dlq' }));
+    expectAccounted(r, 20, 2);
+    expect(r.dead.map((d) => String(d.metadata._path).split('/').pop())).toEqual(['b-bad.parquet', 'c-random.parquet']);
+    for (const d of r.dead) expect(d.error).toMatch(/Parquet/);
   });
 });
 
