@@ -815,7 +815,12 @@ async function runCaseInner(o: {
     sink,
     rand,
     async reached(ids, timeoutMs = 30_000) {
-      await until(async () => !current().running || (await sink.unique()) >= ids, `${ids} ids in the sink`, timeoutMs);
+      try {
+        await until(async () => !current().running || (await sink.unique()) >= ids, `${ids} ids in the sink`, timeoutMs);
+      } catch (e) {
+        const log = current().log.split('\n').filter((l) => !l.includes('"progress"'));
+        throw new Error(`${(e as Error).message}: ${await sink.unique()} so far; the run's log (without progress lines) ends with:\n${log.slice(-30).join('\n')}`);
+      }
       return current().running;
     },
   };
