@@ -19,6 +19,8 @@ import { Admin, jsonBodies, openRabbitTest, rabbitPipeline, uniqueName } from '.
 import { sourceOptions as redisSourceOptions } from '../src/connectors/redis/index.js';
 import { addEntries, adminClient, cleanup, parsed, pendingCount, uniquePrefix } from '../src/connectors/redis/testkit.js';
 import type { Client } from '../src/connectors/redis/client.js';
+import { spec as fileSpec } from '../src/connectors/file/index.js';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { sourceOptions as kafkaSourceOptions } from '../src/connectors/kafka/index.js';
 import { startTestBroker, uniqueName as kafkaName, type TestBroker } from '../src/connectors/kafka/test-broker.js';
 
@@ -172,4 +174,29 @@ describe('redelivered: kafka (offsets at or below the highest one this pipeline 
     expect(redelivered(h2)).toEqual([60, 60]);
     await stopped(h2);
   }, 60_000);
+});
+
+describe('redelivered: file (records re-read below where an earlier run had emitted)', () => {
+  it('counts the lines a failed run emitted when the next run reads them again; appended lines count 0', async () => {
+    const path = join(dataDir, 'rd-in.jsonl');
+    const lines = (from: number, n: number) => Array.from({ length: n }, (_, i) => `{"id":${from + i}}\n`).join('');
+    writeFileSync(path, lines(0, 120));
+    const state = memoryStateStore();
+    const rec = { ...newRecordingSink(), down: true };
+    const def = (attempts: number) =>
+      pipelineDef('rd-file', endpointDef('file', parsedOptions(fileSpec.source!.options, { path, mode: 'follow', poll_interval: '20ms' }) as Record<string, unknown>), recordingEndpoint('m'), {
+        retry: { max_attempts: attempts },
+      });
+    const failed = startPipeline(def(2), env({ m: rec }, state));
+    expect((await failed.done).status).toBe('failed');
+    expect(failed.stats.redelivered).toBe(0);
+    rec.down = false;
+    const h2 = startPipeline(def(10), env({ m: rec }, state));
+    await waitFor(() => distinct(rec, 'id') >= 120, '120 records');
+    expect(redelivered(h2)).toEqual([120, 120]);
+    appendFileSync(path, lines(120, 30));
+    await waitFor(() => distinct(rec, 'id') >= 150, '30 appended records');
+    expect(redelivered(h2)).toEqual([120, 120]);
+    await stopped(h2);
+  }, 30_000);
 });

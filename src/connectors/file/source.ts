@@ -34,6 +34,13 @@ export interface FileAck {
   done?: boolean;
 }
 
+/**
+ * State key (never an absolute path, so never a file's key): per file, how far this pipeline had emitted, persisted
+ * with each commit and on close. Records re-read below it after a restart are counted as `redelivered`.
+ */
+const EMITTED_KEY = 'emitted';
+type Emitted = Record<string, { ino: string; offset: number }>;
+
 /** What `commit` stores per file, under the file's absolute path. */
 export type FileCheckpoint = Omit<FileAck, 'path'>;
 
@@ -152,6 +159,8 @@ export class FileSource implements Source {
   private readonly handles = new Set<FileHandle>();
   private commitChain: Promise<void> = Promise.resolve();
   private bytesRead?: Counter;
+  private redelivered?: Counter;
+  private emitted: Emitted = {};
 
   constructor(
     private readonly o: FileSourceOptions,
@@ -167,6 +176,8 @@ export class FileSource implements Source {
   async run(ctx: SourceContext): Promise<void> {
     this.ctx = ctx;
     this.bytesRead = ctx.metrics.counter('file_bytes_read', 'Bytes read from files');
+    this.redelivered = ctx.metrics.counter('redelivered', 'records re-read after a restart below where an earlier run had emitted: possible duplicates');
+    this.emitted = (await ctx.state.get<Emitted>(EMITTED_KEY)) ?? {};
     // One read buffer for the whole run: frames never keep views into it (see framing.ts).
     this.buf = Buffer.allocUnsafe(this.chunkSize);
     try {
@@ -190,6 +201,7 @@ export class FileSource implements Source {
         if (a.done) cp.done = true;
         await state.set(path, cp);
       }
+      await state.set(EMITTED_KEY, this.emitted);
     });
     this.commitChain = p.catch(() => {});
     return p;
@@ -197,6 +209,9 @@ export class FileSource implements Source {
 
   async close(): Promise<void> {
     await this.closeAll();
+    // A run that ends without a final commit (a failed sink) still leaves what it emitted for the next run to count.
+    await this.commitChain;
+    await this.ctx?.state.set(EMITTED_KEY, this.emitted).catch(() => {});
   }
 
   // ---- read mode ---------------------------------------------------------------------------------------------
@@ -338,6 +353,8 @@ export class FileSource implements Source {
       // An exactly-once sink's stored position wins over our own checkpoint, which may be behind it or ahead of it.
       const resumed = this.ctx.resume?.[abs];
       const cp = isFileAck(resumed) ? resumed : await this.ctx.state.get<FileCheckpoint>(abs);
+      // Past an exactly-once sink's position nothing is in the sink: reading it again duplicates nothing.
+      if (isFileAck(resumed)) delete this.emitted[abs];
       let offset = 0;
       let line = 1;
       if (cp && cp.ino === ino && size >= cp.offset) {
@@ -347,6 +364,7 @@ export class FileSource implements Source {
         ({ offset, line } = await this.scanToEnd(fh, size));
       } else if (cp) {
         this.ctx.log.info({ path: display }, 'file was replaced or truncated since the last checkpoint; reading it from the start');
+        delete this.emitted[abs];
       }
       const cur: Cursor = {
         abs,
@@ -391,6 +409,8 @@ export class FileSource implements Source {
 
   /** Start over at offset 0 of the same file (it was truncated). */
   private restart(cur: Cursor): void {
+    // Truncated: what comes now is new data at old offsets, not a re-read.
+    delete this.emitted[cur.abs];
     cur.position = 0;
     cur.size = 0;
     cur.framer = this.framer(0, 1);
@@ -491,6 +511,13 @@ export class FileSource implements Source {
     const records = cur.records;
     cur.records = [];
     cur.dirty = false;
+    const seen = this.emitted[cur.abs];
+    if (seen?.ino === cur.ino && records.length && (records[0]!.meta!._offset as number) < seen.offset) {
+      let again = 0;
+      for (const r of records) if ((r.meta!._offset as number) < seen.offset) again++;
+      this.redelivered!.inc(again);
+    }
+    if (!seen || seen.ino !== cur.ino || cur.ackOffset > seen.offset) this.emitted[cur.abs] = { ino: cur.ino, offset: cur.ackOffset };
     const wait = this.ctx.emit({ records, decoded: true, rowsAreRaw: !this.o.include_path, ack, position: ack, partition: cur.abs });
     if (wait) await untilSettledOrAborted(wait, this.ctx.signal);
   }
