@@ -19,6 +19,7 @@ import { Admin, jsonBodies, openRabbitTest, rabbitPipeline, uniqueName } from '.
 import { sourceOptions as redisSourceOptions } from '../src/connectors/redis/index.js';
 import { addEntries, adminClient, cleanup, parsed, pendingCount, uniquePrefix } from '../src/connectors/redis/testkit.js';
 import type { Client } from '../src/connectors/redis/client.js';
+import { createMetricsRegistry } from '../src/server/metrics.js';
 import { spec as fileSpec } from '../src/connectors/file/index.js';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { sourceOptions as kafkaSourceOptions } from '../src/connectors/kafka/index.js';
@@ -136,6 +137,10 @@ describe('redelivered: redis streams (own pending entries re-read)', () => {
     const h2 = startPipeline(def(10), env({ m: rec }, state));
     await waitFor(() => distinct(rec, 'i') >= 150, '150 records');
     expect(redelivered(h2)).toEqual([150, 150]);
+    // Exported for Prometheus: the pipeline family and the source's connector metric.
+    const text = await createMetricsRegistry(() => [{ name: 'rd-redis', handle: h2 }], { processMetrics: false }).metrics();
+    expect(text).toContain('sluice_pipeline_redelivered_total{pipeline="rd-redis"} 150');
+    expect(text).toMatch(/sluice_connector_metric\{[^}]*metric="redelivered"[^}]*\} 150/);
     await addEntries(admin, stream, 150, 30);
     await waitFor(() => distinct(rec, 'i') >= 180, '30 new entries');
     expect(redelivered(h2)).toEqual([150, 150]);
