@@ -322,6 +322,12 @@ describe('binary formats in a pipeline with bad_data: dlq', () => {
     await binaryProperty('avro', { schema_registry_address: reg.url }, framed);
   });
 
+  it('debezium-json: truncated, flipped and random change events', async () => {
+    const source = { version: '2.5.0', connector: 'postgresql', name: 'db', ts_ms: 1, db: 'inv', schema: 'public', table: 't' };
+    const event = (i: number) => utf8(JSON.stringify({ before: null, after: { id: i, email: `u${i}@x` }, source, op: 'c', ts_ms: 2 }));
+    await binaryProperty('debezium-json', {}, event);
+  });
+
   it('protobuf: truncated, flipped and random payloads', async () => {
     const proto = 'syntax = "proto3"; message Row { int64 id = 1; string name = 2; repeated string tags = 3; map<string, double> attrs = 4; }';
     const enc = createFormat({ name: 'protobuf', options: { proto, message: 'Row' } }).encoder();
