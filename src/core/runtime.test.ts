@@ -246,7 +246,7 @@ describe('runtime', () => {
   });
 
   it('a partial batch waits batch.linger_ms once before it is written, not twice', async () => {
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
     try {
       const src = { committed: [] as unknown[], emitReturnedPromise: 0 };
       const sink: SinkLog = { written: [], failuresLeft: 0, delayMs: 0 };
@@ -279,6 +279,69 @@ describe('runtime', () => {
       expect(ids(sink.written)).toEqual([0]);
       const r = await h.stop();
       expect(r.status).toBe('stopped');
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('records that arrive during a write linger counting from their arrival, not from the end of that write', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    try {
+      const e = env([], { committed: [], emitReturnedPromise: 0 }, { written: [], failuresLeft: 0, delayMs: 0 });
+      const calls: Array<[number, number]> = [];
+      let ctx!: SourceContext;
+      let started!: () => void;
+      const running = new Promise<void>((r) => (started = r));
+      const connectors: Record<string, ConnectorSpec> = {
+        manual: {
+          name: 'manual',
+          title: '',
+          description: '',
+          source: {
+            options: z.object({}),
+            create: () => ({
+              async run(c: SourceContext) {
+                ctx = c;
+                started();
+                await new Promise((r) => c.signal.addEventListener('abort', r, { once: true }));
+              },
+            }),
+          },
+        },
+        slow: {
+          name: 'slow',
+          title: '',
+          description: '',
+          sink: {
+            options: z.object({}),
+            create: () => ({
+              async open() {},
+              // Each write takes 50 ms.
+              async write(records: SluiceRecord[]) {
+                calls.push([Date.now(), (records[0]!.value as { id: number }).id]);
+                await new Promise((r) => setTimeout(r, 50));
+              },
+            }),
+          },
+        },
+      };
+      const h = startPipeline(def({ source: ep('manual'), sink: ep('slow'), batch: { ...DEFAULT_BATCH, linger_ms: 100 } }), { ...e, connector: (n) => connectors[n] ?? e.connector(n) });
+      await running;
+      const t0 = Date.now();
+      void ctx.emit({ records: rows(0, 1), decoded: true });
+      await vi.advanceTimersByTimeAsync(110);
+      // The first write runs from t0+100 to t0+150; this record arrives in the middle of it.
+      void ctx.emit({ records: rows(1, 1), decoded: true });
+      await vi.advanceTimersByTimeAsync(99);
+      expect(calls.map(([, id]) => id)).toEqual([0]);
+      await vi.advanceTimersByTimeAsync(2);
+      expect(calls).toEqual([
+        [t0 + 100, 0],
+        [t0 + 210, 1],
+      ]);
+      const stopped = h.stop();
+      await vi.advanceTimersByTimeAsync(50);
+      expect((await stopped).status).toBe('stopped');
     } finally {
       vi.useRealTimers();
     }
