@@ -18,6 +18,24 @@ function textOrFile(v: string, what: string, looksInline: (s: string) => boolean
   }
 }
 
+/** Credentials in the first URL that has a user-info part (`nats://user:pass@host`, `nats://token@host`), decoded. */
+function urlCredentials(urls: string[]): { user: string; pass?: string } | undefined {
+  for (const u of urls) {
+    const m = /^[a-z]+:\/\/([^@/]*)@/i.exec(u);
+    if (!m) continue;
+    const i = m[1]!.indexOf(':');
+    const dec = (x: string) => {
+      try {
+        return decodeURIComponent(x);
+      } catch {
+        return x;
+      }
+    };
+    return i < 0 ? { user: dec(m[1]!) } : { user: dec(m[1]!.slice(0, i)), pass: dec(m[1]!.slice(i + 1)) };
+  }
+  return undefined;
+}
+
 /** Client options for nats.js; throws CONFIG errors for unreadable files. */
 export function clientOptions(o: ConnectionOptions, name: string): NodeConnectionOptions {
   const opts: NodeConnectionOptions = {
@@ -35,6 +53,15 @@ export function clientOptions(o: ConnectionOptions, name: string): NodeConnectio
     opts.pass = o.password;
   }
   if (o.token !== undefined) opts.token = o.token;
+  // nats.js ignores the user-info part of a URL; the Go client (and so Timeplus configs) reads `user:pass@` as
+  // user/password and a lone `token@` as a token. Explicit options win.
+  if (o.user === undefined && o.token === undefined && o.nkey === undefined && o.creds === undefined) {
+    const info = urlCredentials(o.url);
+    if (info?.pass !== undefined) {
+      opts.user = info.user;
+      opts.pass = info.pass;
+    } else if (info) opts.token = info.user;
+  }
   if (o.nkey !== undefined) {
     const seed = textOrFile(o.nkey, 'nkey seed', (s) => /^S[A-Z2-7]{20,}$/.test(s.trim())).trim();
     opts.authenticator = nkeyAuthenticator(new TextEncoder().encode(seed));
@@ -71,6 +98,16 @@ export function connectError(o: ConnectionOptions, e: unknown, what = 'connectin
     return new SluiceError('CONNECT', `${what} (${servers}) failed: TLS error (${msg})`, {
       cause: e,
       hint: 'set tls.ca to the server CA, or tls.skip_verify_server for tests',
+    });
+  }
+  const tlsNoCert = !o.tls.disable && !o.tls.cert && (o.tls.ca || o.tls.skip_verify_server || o.url.some((u) => /^tls:/i.test(u)));
+  if (tlsNoCert && /timeout/i.test(msg)) {
+    // A server with `verify: true` ends the TLS handshake when no client certificate comes, and nats.js only sees
+    // the connection time out: say what is the likely reason.
+    return new SluiceError('CONNECT', `${what} (${servers}) failed: ${msg} during TLS without a client certificate; a server that requires one (verify) drops such connections`, {
+      cause: e,
+      retriable: true,
+      hint: 'set tls.cert and tls.key if the server verifies clients',
     });
   }
   return new SluiceError('CONNECT', `${what} (${servers}) failed: ${msg}`, { cause: e, retriable: true });
