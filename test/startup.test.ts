@@ -3,7 +3,8 @@
 // Runs against dist/ (npm test builds it first) in a fresh node process, so nothing else has loaded them already.
 
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
@@ -58,7 +59,49 @@ function packagesOf(urls: string[]): Set<string> {
   return out;
 }
 
+// For `sluice run`: the same load hook, registered with --import, appends each module URL to a file (the hook runs
+// on the loader thread, so it writes itself); at exit the require() cache is appended too.
+const RUN_HOOK = `
+import { appendFileSync } from 'node:fs';
+let log;
+export function initialize(data) { log = data.log; }
+export async function load(url, context, next) { appendFileSync(log, url + '\\n'); return next(url, context); }
+`;
+const RUN_REGISTER = `
+import { createRequire, register } from 'node:module';
+import { appendFileSync } from 'node:fs';
+const log = process.env.SLUICE_TEST_MODULE_LOG;
+if (register) register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(RUN_HOOK)}), { data: { log } });
+process.on('exit', () => appendFileSync(log, Object.keys(createRequire(process.cwd() + '/').cache).map((p) => 'file://' + p).join('\\n') + '\\n'));
+`;
+
 describe.skipIf(!existsSync(join(DIST, 'connectors', 'index.js')))('start-up', () => {
+  it('`sluice run` of a generator -> file pipeline loads no client library, no HTTP client and no pretty-printer', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-startup-'));
+    try {
+      const out = join(dir, 'out.jsonl');
+      const modules = join(dir, 'modules.txt');
+      writeFileSync(modules, '');
+      writeFileSync(
+        join(dir, 'p.yaml'),
+        `name: startup\nsource:\n  connector: generator\n  config: { template: iot, count: 3, seed: 1 }\nsink:\n  connector: file\n  config: { path: ${JSON.stringify(out)} }\n`,
+      );
+      await promisify(execFile)(
+        process.execPath,
+        ['--no-warnings', '--import', 'data:text/javascript,' + encodeURIComponent(RUN_REGISTER), join(ROOT, 'bin', 'sluice.js'), '--log-format', 'json', 'run', '--data-dir', join(dir, 'data'), join(dir, 'p.yaml')],
+        { cwd: ROOT, timeout: 60_000, env: { ...process.env, SLUICE_TEST_MODULE_LOG: modules } },
+      );
+      // The pipeline really ran, so what it loaded is what a user's run loads.
+      expect(readFileSync(out, 'utf8').trim().split('\n')).toHaveLength(3);
+      const packages = packagesOf(readFileSync(modules, 'utf8').split('\n').filter(Boolean));
+      expect(packages.has('pino')).toBe(true);
+      expect([...CLIENT_LIBRARIES, 'undici', 'pino-pretty'].filter((p) => packages.has(p))).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+
   it('importing the connector registry and the format table loads no client library', async () => {
     const args = JSON.stringify([pathToFileURL(join(DIST, 'connectors', 'index.js')).href, pathToFileURL(join(DIST, 'formats', 'index.js')).href]);
     const { stdout } = await promisify(execFile)(process.execPath, ['--no-warnings', '--input-type=module', '-e', CHILD, args], { cwd: ROOT });

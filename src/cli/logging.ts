@@ -1,7 +1,8 @@
 // pino to stderr: JSON for machines, pretty for people; secrets are redacted by key name wherever they appear.
 
 import pino, { type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
+import { createRequire } from 'node:module';
 import { Writable } from 'node:stream';
 import type { StatusLine } from './status.js';
 
@@ -26,7 +27,10 @@ export function createLogger(o: { format?: LogFormat; level: string; status?: St
       cb();
     },
   });
-  const stream = format === 'pretty' ? pretty({ destination: dest, colorize: !!process.stderr.isTTY, sync: true, ignore: 'pid,hostname' }) : dest;
+  // pino-pretty (and its dependencies) is required only for pretty output: JSON logs, the usual case for `run` under a
+  // supervisor, do not pay its start-up cost (issue 9). It is CommonJS, so a synchronous require keeps this function sync.
+  const pretty = format === 'pretty' ? (createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty) : undefined;
+  const stream = pretty ? pretty({ destination: dest, colorize: !!process.stderr.isTTY, sync: true, ignore: 'pid,hostname' }) : dest;
   const log = pino(
     {
       level: o.level,

@@ -1,7 +1,6 @@
 // HTTP plumbing shared by http_pull, livepeer and sse: auth (static and OAuth2 client credentials), URL redaction,
 // bounded body reading and the mapping of HTTP answers to errors a user can act on.
 
-import { request } from 'undici';
 import { createHash } from 'node:crypto';
 import { bool, duration, opt, z, headerMap } from '../../core/spec.js';
 import { SluiceError, errorMessage } from '../../core/errors.js';
@@ -101,6 +100,8 @@ export class Authenticator {
     const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: o.client_id, client_secret: o.client_secret });
     if (o.scope) form.set('scope', o.scope);
     const where = `OAuth2 token endpoint ${redactUrl(o.token_url)}`;
+    // Loaded here, not at the top: option specs import this module, and every pipeline would otherwise load undici (issue 9).
+    const { request } = await import('undici');
     let res;
     try {
       res = await request(o.token_url, {
