@@ -109,7 +109,8 @@ describe.skipIf(!built)('exactly-once into postgres across kill -9', () => {
     }
   }, 240_000);
 
-  describe.skipIf(!!process.env.KAFKA_BROKERS)('kafka (emulator) -> postgres', () => {
+  // The emulator by default; a real cluster with KAFKA_BROKERS.
+  describe('kafka -> postgres', () => {
     let broker: TestBroker;
     beforeAll(async () => {
       broker = await startTestBroker();
