@@ -352,7 +352,8 @@ export class MqttConnection {
       signal.addEventListener('abort', onAbort, { once: true });
       this.client.subscribe(fresh, { qos }, (err, g) => {
         signal.removeEventListener('abort', onAbort);
-        if (err) reject(new SluiceError('CONNECT', `mqtt broker ${this.shown}: subscribing to ${fresh.map((f) => `'${f}'`).join(', ')} failed: ${errorMessage(err)}`, { cause: err }));
+        if (err && this.fatal) reject(this.fatal);
+        else if (err) reject(new SluiceError('CONNECT', `mqtt broker ${this.shown}: subscribing to ${fresh.map((f) => `'${f}'`).join(', ')} failed: ${errorMessage(err)}`, { cause: err }));
         else resolve(g ?? []);
       });
     });

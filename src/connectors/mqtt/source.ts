@@ -94,7 +94,17 @@ export class MqttSource implements Source, Subscriber {
       }
       this.conn = acquireConnection(o, this.info.profile, ctx.log, { receiveMaximum: o.max_inflight });
       ctx.log.info({ server: this.conn.shown, client_id: this.conn.clientId, topics: o.topic, qos: o.qos, clean_session: o.clean_session, shared: !!this.info.profile }, 'mqtt source starting');
-      await this.conn.subscribe(this, o.topic, o.qos, this.stop.signal);
+      // Subscribed before the CONNACK (a persistent session's queued messages follow it at once and need their
+      // subscriber). A SUBSCRIBE queued on a connection the broker then refuses (TLS failure, bad password) fails
+      // only with 'Connection closed': the reason is what whenConnected names.
+      const connected = this.conn.whenConnected(o.connect_timeout, this.stop.signal);
+      connected.catch(() => undefined);
+      try {
+        await this.conn.subscribe(this, o.topic, o.qos, this.stop.signal);
+      } catch (e) {
+        await connected;
+        throw e;
+      }
       if (!this.stop.signal.aborted && !this.failure) ctx.log.info({ topics: o.topic }, 'mqtt: subscribed');
       await new Promise<void>((resolve) => {
         this.wakeRun = resolve;
