@@ -9,11 +9,15 @@ import { describeServers, redactServer, type ConnectionOptions } from './connect
 export { checkConnection, connectionShape, describeServers, redactServer, type ConnectionOptions } from './connection-options.js';
 
 /** PEM or seed text as-is; anything else is read as a file. */
-function textOrFile(v: string, what: string, looksInline: (s: string) => boolean): string {
+function textOrFile(v: string, what: string, looksInline: (s: string) => boolean, secret = false): string {
   if (looksInline(v)) return v;
   try {
     return readFileSync(v, 'utf8');
   } catch (e) {
+    // A mistyped inline seed or key would otherwise be echoed into logs as a "file name".
+    if (secret && !/[\\/]|\.\w{1,5}$/.test(v.trim())) {
+      throw new SluiceError('CONFIG', `the ${what} is neither a valid inline value nor a readable file (the value is not shown)`, { cause: e });
+    }
     throw new SluiceError('CONFIG', `cannot read the ${what} file '${v}': ${errorMessage(e)}`, { cause: e });
   }
 }
@@ -63,7 +67,7 @@ export function clientOptions(o: ConnectionOptions, name: string): NodeConnectio
     } else if (info) opts.token = info.user;
   }
   if (o.nkey !== undefined) {
-    const seed = textOrFile(o.nkey, 'nkey seed', (s) => /^S[A-Z2-7]{20,}$/.test(s.trim())).trim();
+    const seed = textOrFile(o.nkey, 'nkey seed', (s) => /^S[A-Z2-7]{20,}$/.test(s.trim()), true).trim();
     opts.authenticator = nkeyAuthenticator(new TextEncoder().encode(seed));
   }
   if (o.creds !== undefined) {
@@ -76,7 +80,7 @@ export function clientOptions(o: ConnectionOptions, name: string): NodeConnectio
     opts.tls = {
       ...(o.tls.ca ? { ca: textOrFile(o.tls.ca, 'TLS CA', pem) } : {}),
       ...(o.tls.cert ? { cert: textOrFile(o.tls.cert, 'TLS certificate', pem) } : {}),
-      ...(o.tls.key ? { key: textOrFile(o.tls.key, 'TLS key', pem) } : {}),
+      ...(o.tls.key ? { key: textOrFile(o.tls.key, 'TLS key', pem, true) } : {}),
       ...(o.tls.skip_verify_server ? { rejectUnauthorized: false } : {}),
     };
   }
@@ -93,6 +97,10 @@ export function connectError(o: ConnectionOptions, e: unknown, what = 'connectin
       cause: e,
       hint: 'check user/password, token, nkey or creds',
     });
+  }
+  if (o.tls.disable && /tls/i.test(msg)) {
+    // nats.js fails with a TypeError about its `tls` option when the server demands TLS and TLS is off.
+    return new SluiceError('CONNECT', `${what} (${servers}) failed: the server requires TLS, and \`tls.disable\` is set`, { cause: e, hint: 'remove tls.disable' });
   }
   if (/CERT|certificate|self.signed|TLS|SSL/i.test(msg)) {
     return new SluiceError('CONNECT', `${what} (${servers}) failed: TLS error (${msg})`, {
