@@ -183,6 +183,17 @@ describe('mqtt username/password', () => {
     });
   }
 
+  it('a sink with a wrong password fails the pipeline naming the refusal, without the password', async () => {
+    const conn = { server: `tcp://127.0.0.1:${ports.plain}`, username: 'alice', password: WRONG, connect_timeout: '2s' };
+    const src = parsedOptions(sourceOptions, { ...conn, password: PASSWORD, topic: uniq('in') });
+    const snk = parsedOptions(sinkOptions, { ...conn, topic: uniq('out') });
+    const h = start(pipelineDef(`sinkfail-${seq}`, endpointDef('mqtt', src as Record<string, unknown>), endpointDef('mqtt', snk as Record<string, unknown>)));
+    const res = await h.done;
+    expect(res.status).toBe('failed');
+    expect(res.error!.message).toMatch(/refused client .*: (bad user name or password|not authorized)/i);
+    expect(res.error!.message).not.toContain(WRONG);
+  });
+
   it('no credentials on a listener without anonymous access are refused', async () => {
     expect(await failure({ server: `tcp://127.0.0.1:${ports.plain}` })).toMatch(/refused client .*: (not authorized|bad user name or password)/i);
   });

@@ -100,7 +100,7 @@ beforeAll(async () => {
     startServer('token', `authorization { token: "${TOKEN}" }`),
     startServer('nkey', `authorization { users: [ { nkey: ${nkeyUser.getPublicKey()} } ] }`),
     startServer('creds', `operator: ${opJwt}\nresolver: MEMORY\nresolver_preload: { ${acct.getPublicKey()}: ${acctJwt} }`),
-    startServer('tls', `tls { cert_file: "${f('server.pem')}", key_file: "${f('server.key')}", ca_file: "${f('ca.pem')}", verify: true, timeout: 2 }`),
+    startServer('tls', `tls { cert_file: "${f('server.pem')}", key_file: "${f('server.key')}", ca_file: "${f('ca.pem')}", verify: true, timeout: 2 }\njetstream { store_dir: "${f('js-tls')}" }`),
   ]);
   Object.assign(ports, { pw, token, nkey, creds, tls });
 }, 60_000);
@@ -213,7 +213,7 @@ describe('nats user/password', () => {
     await waitFor(async () => {
       nc.publish(`${s}.in`, enc.encode('{"i":-1}'));
       await nc.flush();
-      return (await jsm.streams.info(name).catch(() => undefined))?.state.messages !== undefined && (await jsm.streams.info(name)).state.messages > 0;
+      return ((await jsm.streams.info(name).catch(() => undefined))?.state.messages ?? 0) > 0;
     }, 'the first message in the stream');
     for (let i = 0; i < 50; i++) nc.publish(`${s}.in`, enc.encode(JSON.stringify({ i })));
     await nc.flush();
@@ -298,6 +298,36 @@ describe('nats tls', () => {
     await roundTrip(ports.tls, certs(), { tls });
     // Dotted keys and the `tls://` scheme, PEM text instead of paths.
     await roundTrip(ports.tls, { 'tls.ca_file': tls.ca, 'tls.cert_file': tls.cert, 'tls.key_file': tls.key }, { tls }, url(ports.tls, 'tls'));
+  });
+
+  it('nats_jetstream sink and source round trip over mutual TLS', async () => {
+    const name = uniq('TLS').toUpperCase();
+    const conn = { url: url(ports.tls, 'tls'), ...certs() };
+    const pem = { ca: readFileSync(f('ca.pem'), 'utf8'), cert: readFileSync(f('client.pem'), 'utf8'), key: readFileSync(f('client.key'), 'utf8') };
+    const nc = await client({ servers: url(ports.tls), tls: pem });
+    const s = uniq('jstls');
+    const h1 = startPipeline(
+      pipeline(
+        endpoint('nats', parsedOptions(sourceOptions, { ...conn, subject: `${s}.in` })),
+        endpoint('nats_jetstream', parsedOptions(jsSinkOptions, { ...conn, subject: `${name}.x`, create_stream: { name, subjects: [`${name}.>`], storage: 'memory' } })),
+      ),
+      env({}),
+    );
+    handles.push(h1);
+    await waitRunning(h1);
+    const jsm = await jetstreamManager(nc);
+    await waitFor(async () => {
+      nc.publish(`${s}.in`, enc.encode('{"i":-1}'));
+      await nc.flush();
+      return ((await jsm.streams.info(name).catch(() => undefined))?.state.messages ?? 0) > 0;
+    }, 'the first message in the stream');
+    for (let i = 0; i < 20; i++) nc.publish(`${s}.in`, enc.encode(JSON.stringify({ i })));
+    await nc.flush();
+    const rec = newRecordingSink();
+    const h2 = startPipeline(pipeline(endpoint('nats_jetstream', parsedOptions(jsSourceOptions, { ...conn, stream: name, durable: 'd' })), endpoint('rec', { name: 'm' })), env({ m: rec }));
+    handles.push(h2);
+    await waitFor(() => rec.written.filter((r) => (r.value as { i: number }).i >= 0).length >= 20, '20 records from the stream');
+    expect(rec.written.map((r) => (r.value as { i: number }).i).filter((i) => i >= 0)).toEqual(Array.from({ length: 20 }, (_, i) => i));
   });
 
   it('without the CA the server certificate is rejected with a certificate error', async () => {
