@@ -93,6 +93,13 @@ export function createMetricsRegistry(runs: () => PipelineRun[], o: { processMet
   });
   // The common connector metrics under one name each, whatever the connector calls them.
   const endpointSets = (h: PipelineHandle): Array<[string, string, MetricSet | undefined]> => [['source', h.def.source.connector, h.metrics.source], ...outputsOf(h)];
+  // Calls `fn` for each endpoint of every running pipeline, with the labels the connector families share.
+  const forEachEndpoint = (fn: (labels: { pipeline: string; endpoint: string; connector: string }, set: MetricSet | undefined) => void) => {
+    for (const r of runs()) {
+      if (!r.handle) continue;
+      for (const [endpoint, connector, set] of endpointSets(r.handle)) fn({ pipeline: r.name, endpoint, connector }, set);
+    }
+  };
   new client.Gauge({
     name: 'sluice_connector_connected',
     help: '1 while the endpoint is connected to its system, 0 otherwise; only for connectors that report a connection state.',
@@ -100,15 +107,12 @@ export function createMetricsRegistry(runs: () => PipelineRun[], o: { processMet
     registers: [registry],
     collect() {
       this.reset();
-      for (const r of runs()) {
-        if (!r.handle) continue;
-        for (const [endpoint, connector, set] of endpointSets(r.handle)) {
-          const connected = set?.values.get('connected')?.value;
-          const state = set?.values.get('connection_state')?.value;
-          if (connected !== undefined) this.set({ pipeline: r.name, endpoint, connector }, connected > 0 ? 1 : 0);
-          else if (state !== undefined) this.set({ pipeline: r.name, endpoint, connector }, state >= 2 ? 1 : 0);
-        }
-      }
+      forEachEndpoint((labels, set) => {
+        const connected = set?.values.get('connected')?.value;
+        const state = set?.values.get('connection_state')?.value;
+        if (connected !== undefined) this.set(labels, connected > 0 ? 1 : 0);
+        else if (state !== undefined) this.set(labels, state >= 2 ? 1 : 0);
+      });
     },
   });
   new client.Counter({
@@ -118,13 +122,10 @@ export function createMetricsRegistry(runs: () => PipelineRun[], o: { processMet
     registers: [registry],
     collect() {
       this.reset();
-      for (const r of runs()) {
-        if (!r.handle) continue;
-        for (const [endpoint, connector, set] of endpointSets(r.handle)) {
-          const v = set?.values.get('reconnects')?.value;
-          if (v !== undefined) this.inc({ pipeline: r.name, endpoint, connector }, v);
-        }
-      }
+      forEachEndpoint((labels, set) => {
+        const v = set?.values.get('reconnects')?.value;
+        if (v !== undefined) this.inc(labels, v);
+      });
     },
   });
   registerHistogram(registry, runs, 'write_seconds', 'sluice_sink_write_duration_seconds', 'Duration of one accepted sink write (one batch), per output.');
