@@ -6,11 +6,10 @@
 // except ids the dead run had not yet appended when it died (the documented window: what the socket had delivered to
 // the OS or to the process, but not to the log).
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -18,22 +17,10 @@ import { loadConfigText } from '../../src/config/load.js';
 import { crc32 } from '../../src/core/durable-buffer.js';
 import { waitFor } from '../../src/testing/harness.js';
 import { ensureService } from '../../src/testing/services.js';
+import { CLI_BUILT, runPipeline, stopChildren } from '../../src/testing/cli-child.js';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const CLI = join(ROOT, 'bin', 'sluice.js');
 const N = 30_000;
 const KILLS = 6;
-const children: ChildProcess[] = [];
-
-function run(file: string, dataDir: string) {
-  const child = spawn(process.execPath, [CLI, 'run', file, '--data-dir', dataDir, '--log-format', 'json', '--no-status'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let out = '';
-  const add = (d: Buffer) => void (out = (out + d.toString()).slice(-400_000));
-  child.stdout!.on('data', add);
-  child.stderr!.on('data', add);
-  return { child, exited: new Promise<number | null>((r) => child.once('exit', (c) => r(c))), output: () => out };
-}
 
 /** Every `.seg` file under `dir`, oldest first (names are zero-padded base sequence numbers). */
 function segments(dir: string): string[] {
@@ -140,9 +127,7 @@ async function idServer() {
   return s;
 }
 
-afterAll(() => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
+afterAll(stopChildren);
 
 interface EoSink {
   yaml: string;
@@ -207,7 +192,7 @@ async function postgresEoSink(name: string): Promise<EoSink> {
   };
 }
 
-const built = existsSync(join(ROOT, 'dist', 'cli', 'main.js'));
+const built = CLI_BUILT;
 
 describe.skipIf(!built)('websocket + durable buffer -> exactly-once sink across kill -9', () => {
   it.each(['file', 'postgres'] as const)(`%s: ${N} messages, killed ${KILLS} times at random points: every id the buffer received is written exactly once`, async (kind) => {
@@ -231,7 +216,7 @@ describe.skipIf(!built)('websocket + durable buffer -> exactly-once sink across 
       const window = new Set<number>();
       let skips = 0;
       for (let k = 0; k < KILLS; k++) {
-        const p = run(file, data);
+        const p = runPipeline(file, data, { keep: 400_000 });
         if (k % 3 === 2) {
           // A kill at a random moment of start-up and recovery (replaying the log) rather than mid-stream.
           await new Promise((r) => setTimeout(r, Math.random() * 400));
@@ -254,7 +239,7 @@ describe.skipIf(!built)('websocket + durable buffer -> exactly-once sink across 
         // and only the position stored with the sink's output keeps what it holds from being written twice.
         if (k % 2 === 0 && existsSync(data)) for (const f of readdirSync(data)) if (f.startsWith('state.db')) rmSync(join(data, f));
       }
-      const last = run(file, data);
+      const last = runPipeline(file, data, { keep: 400_000 });
       await waitFor(() => server.next >= N || last.child.exitCode !== null, 'all ids sent', 60_000, 5).catch((e: Error) => {
         throw new Error(`${e.message}: ${server.next} sent, ${server.conns.length} connections, sluice ${last.child.exitCode ?? 'running'}:\n${last.output().slice(-3000)}`);
       });

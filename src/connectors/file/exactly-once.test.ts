@@ -3,28 +3,16 @@
 // exactly once, in order. After every kill, what the commit manifest declares committed is a gap-free prefix of the
 // input.
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parsedOptions, sinkContext, waitFor } from '../../testing/harness.js';
 import { createFormat } from '../../formats/index.js';
 import { spec } from './index.js';
 import { loadConfigText } from '../../config/load.js';
+import { CLI_BUILT, runPipeline, stopChildren } from '../../testing/cli-child.js';
 
-const ROOT = resolve(import.meta.dirname, '../../..');
-const CLI = join(ROOT, 'bin', 'sluice.js');
-const children: ChildProcess[] = [];
-
-function run(file: string, dataDir: string): { child: ChildProcess; exited: Promise<number | null>; output: () => string } {
-  const child = spawn(process.execPath, [CLI, 'run', file, '--data-dir', dataDir, '--log-format', 'json', '--no-status'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  return { child, exited: new Promise((r) => child.once('exit', (c) => r(c))), output: () => out.slice(-3000) };
-}
 
 const ids = (text: string) =>
   text
@@ -179,11 +167,9 @@ describe('file sink commit_mode: exactly_once, recovery', () => {
   });
 });
 
-afterAll(() => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
+afterAll(stopChildren);
 
-describe.skipIf(!existsSync(join(ROOT, 'dist', 'cli', 'main.js')))('file sink commit_mode: exactly_once across kill -9', () => {
+describe.skipIf(!CLI_BUILT)('file sink commit_mode: exactly_once across kill -9', () => {
   it('120k records, killed 6 times at random points: every record exactly once, in order', async () => {
     const N = 120_000;
     const dir = mkdtempSync(join(tmpdir(), 'sluice-file-eo-'));
@@ -209,7 +195,7 @@ describe.skipIf(!existsSync(join(ROOT, 'dist', 'cli', 'main.js')))('file sink co
       const manifest = join(data, 'pipelines', 'eo', 'file-sink-sink.commit.json');
       let committed = 0;
       for (let k = 0; k < 6; k++) {
-        const p = run(file, data);
+        const p = runPipeline(file, data);
         if (k % 3 === 2) {
           // A kill at a random moment of start-up and recovery rather than mid-stream.
           await new Promise((r) => setTimeout(r, Math.random() * 400));
@@ -233,7 +219,7 @@ describe.skipIf(!existsSync(join(ROOT, 'dist', 'cli', 'main.js')))('file sink co
         // them (the state store, not the sink's manifest) shows the source resumes from the position in the manifest.
         if (k % 2 === 1) for (const f of readdirSync(data)) if (f.startsWith('state.db')) rmSync(join(data, f));
       }
-      const last = run(file, data);
+      const last = runPipeline(file, data);
       expect(await last.exited, last.output()).toBe(0);
       // Everything is final now: no in-progress file is left, and the series holds each record once, in order.
       expect(readdirSync(out).filter((f) => f.startsWith('.'))).toEqual([]);

@@ -1,32 +1,20 @@
 // file -> JetStream with `msg_id_field` across kill -9 of `sluice run`: whatever a restarted run sends again is
 // recognised by its Nats-Msg-Id within the stream's duplicate window, so the stream ends with every record once.
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { ensureService } from '../../testing/services.js';
 import { waitFor } from '../../testing/harness.js';
 import { NATS_URL, uniq } from '../nats/testkit.js';
+import { CLI_BUILT, runPipeline, stopChildren } from '../../testing/cli-child.js';
 
-const ROOT = resolve(import.meta.dirname, '../../..');
-const CLI = join(ROOT, 'bin', 'sluice.js');
-const children: ChildProcess[] = [];
 let nc: NatsConnection;
 let jsm: JetStreamManager;
 const streams: string[] = [];
-
-function run(file: string, dataDir: string): { child: ChildProcess; exited: Promise<number | null>; output: () => string } {
-  const child = spawn(process.execPath, [CLI, 'run', file, '--data-dir', dataDir, '--log-format', 'json', '--no-status'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  return { child, exited: new Promise((r) => child.once('exit', (c) => r(c))), output: () => out.slice(-3000) };
-}
 
 beforeAll(async () => {
   await ensureService('nats');
@@ -34,12 +22,12 @@ beforeAll(async () => {
   jsm = await jetstreamManager(nc);
 });
 afterAll(async () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  await stopChildren();
   for (const s of streams) await jsm.streams.delete(s).catch(() => undefined);
   await nc?.close();
 });
 
-describe.skipIf(!existsSync(join(ROOT, 'dist', 'cli', 'main.js')))('file -> nats_jetstream across kill -9', () => {
+describe.skipIf(!CLI_BUILT)('file -> nats_jetstream across kill -9', () => {
   it('100k records, killed 5 times, the source replaying from scratch twice: the stream stores each id once', async () => {
     const N = 100_000;
     const name = uniq('EO').toUpperCase();
@@ -64,7 +52,7 @@ describe.skipIf(!existsSync(join(ROOT, 'dist', 'cli', 'main.js')))('file -> nats
       const stored = async () => (await jsm.streams.info(name).catch(() => undefined))?.state.messages ?? 0;
       let before = 0;
       for (let k = 0; k < 5; k++) {
-        const p = run(file, data);
+        const p = runPipeline(file, data);
         const target = Math.min(N - 1000, before + 1000 + Math.floor(Math.random() * ((N - before) / 4)));
         await waitFor(async () => (await stored()) >= target || p.child.exitCode !== null, `${target} messages stored (${p.output()})`, 60_000, 5);
         p.child.kill('SIGKILL');
@@ -76,7 +64,7 @@ describe.skipIf(!existsSync(join(ROOT, 'dist', 'cli', 'main.js')))('file -> nats
         // than a kill's usual overlap, and all of it must be recognised as already stored.
         if (k === 1 || k === 3) for (const f of readdirSync(data)) if (f.startsWith('state.db')) rmSync(join(data, f));
       }
-      const last = run(file, data);
+      const last = runPipeline(file, data);
       expect(await last.exited, last.output()).toBe(0);
       // Every id is stored once: N messages with N distinct ids (the stream keeps at most one per id in the window).
       expect(await stored()).toBe(N);

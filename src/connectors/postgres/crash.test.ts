@@ -1,37 +1,25 @@
 // kill -9 of `sluice run` while a file streams into PostgreSQL, then a restart: nothing is lost; upsert mode leaves no
 // duplicate, insert mode may repeat only what was written but not yet committed at the kill.
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { findConnector } from '../index.js';
 import { ensureService } from '../../testing/services.js';
 import { waitFor } from '../../testing/harness.js';
 import { pgAdmin, unique } from '../sqldb/testkit.js';
+import { CLI_BUILT, runPipeline, stopChildren } from '../../testing/cli-child.js';
 
-const ROOT = resolve(import.meta.dirname, '../../..');
-const CLI = join(ROOT, 'bin', 'sluice.js');
 const N = 60_000;
 
 let admin: pg.Client;
-const children: ChildProcess[] = [];
-
-function run(file: string, dataDir: string): { child: ChildProcess; exited: Promise<number | null>; output: () => string } {
-  const child = spawn(process.execPath, [CLI, 'run', file, '--data-dir', dataDir, '--log-format', 'json', '--no-status'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  return { child, exited: new Promise((r) => child.once('exit', (c) => r(c))), output: () => out.slice(-2000) };
-}
 
 const count = async (t: string) => (await admin.query(`SELECT count(*)::int AS n, count(DISTINCT id)::int AS d FROM "${t}"`)).rows[0] as { n: number; d: number };
 
 // Needs the compiled CLI with the connector registered (`npm test` builds it first).
-describe.skipIf(!existsSync(join(ROOT, 'dist', 'cli', 'main.js')) || !findConnector('postgres'))('file -> postgres across kill -9', () => {
+describe.skipIf(!CLI_BUILT || !findConnector('postgres'))('file -> postgres across kill -9', () => {
   const upsertT = unique('sl_pg_crash_u');
   const insertT = unique('sl_pg_crash_i');
   const eoT = unique('sl_pg_crash_e');
@@ -44,7 +32,7 @@ describe.skipIf(!existsSync(join(ROOT, 'dist', 'cli', 'main.js')) || !findConnec
     await admin.query(`CREATE TABLE "${eoT}" (id int, v text)`);
   });
   afterAll(async () => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await stopChildren();
     await admin.query(`DROP TABLE IF EXISTS "${upsertT}"`);
     await admin.query(`DROP TABLE IF EXISTS "${insertT}"`);
     await admin.query(`DROP TABLE IF EXISTS "${eoT}"`);
@@ -68,7 +56,7 @@ describe.skipIf(!existsSync(join(ROOT, 'dist', 'cli', 'main.js')) || !findConnec
       const file = join(dir, 'p.yaml');
       writeFileSync(file, ['pipelines:', ...pipeline('up', upsertT, 'upsert'), ...pipeline('ins', insertT, 'insert'), ...pipeline(eoName, eoT, 'insert', ', exactly_once: true'), ''].join('\n'));
       const data = join(dir, 'data');
-      const first = run(file, data);
+      const first = runPipeline(file, data);
       await waitFor(async () => (await count(upsertT)).n >= 3000 && (await count(insertT)).n >= 3000 && (await count(eoT)).n >= 3000, 'rows written before the kill', 20_000, 5);
       first.child.kill('SIGKILL');
       await first.exited;
@@ -83,7 +71,7 @@ describe.skipIf(!existsSync(join(ROOT, 'dist', 'cli', 'main.js')) || !findConnec
       const max = (await admin.query(`SELECT max(id)::int AS m FROM "${eoT}"`)).rows[0].m as number;
       expect(max + 1).toBe(eoRows.n);
 
-      const second = run(file, data);
+      const second = runPipeline(file, data);
       await waitFor(async () => (await count(upsertT)).n >= N && (await count(insertT)).d >= N && (await count(eoT)).d >= N, `all ${N} rows after the restart (${second.output()})`, 40_000, 50);
       second.child.kill('SIGTERM');
       await second.exited;

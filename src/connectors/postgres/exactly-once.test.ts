@@ -2,10 +2,9 @@
 // is through; the table (plain INSERT, no key to deduplicate on) ends with every id exactly once. Between runs the
 // rows and the stored source position are checked to agree.
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { findConnector } from '../index.js';
@@ -13,35 +12,24 @@ import { ensureService } from '../../testing/services.js';
 import { waitFor } from '../../testing/harness.js';
 import { pgAdmin, unique } from '../sqldb/testkit.js';
 import { startTestBroker, uniqueName, type TestBroker } from '../kafka/test-broker.js';
+import { CLI_BUILT, runPipeline, stopChildren, type CliChild } from '../../testing/cli-child.js';
 
-const ROOT = resolve(import.meta.dirname, '../../..');
-const CLI = join(ROOT, 'bin', 'sluice.js');
 const URL = 'postgres://postgres@127.0.0.1:5432/test';
 
 let admin: pg.Client;
-const children: ChildProcess[] = [];
 const tables: string[] = [];
 const pipelines: string[] = [];
 
-function run(file: string, dataDir: string): { child: ChildProcess; exited: Promise<number | null>; output: () => string } {
-  const child = spawn(process.execPath, [CLI, 'run', file, '--data-dir', dataDir, '--log-format', 'json', '--no-status'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  return { child, exited: new Promise((r) => child.once('exit', (c) => r(c))), output: () => out.slice(-3000) };
-}
-
 const count = async (t: string) => (await admin.query(`SELECT count(*)::int AS n, count(DISTINCT id)::int AS d FROM "${t}"`)).rows[0] as { n: number; d: number };
 
-async function killAt(p: ReturnType<typeof run>, table: string, rows: number): Promise<{ n: number; d: number }> {
+async function killAt(p: CliChild, table: string, rows: number): Promise<{ n: number; d: number }> {
   await waitFor(async () => (await count(table)).n >= rows || p.child.exitCode !== null, `${rows} rows before the kill (${p.output()})`, 60_000, 5);
   p.child.kill('SIGKILL');
   await p.exited;
   return count(table);
 }
 
-const built = existsSync(join(ROOT, 'dist', 'cli', 'main.js')) && !!findConnector('postgres');
+const built = CLI_BUILT && !!findConnector('postgres');
 
 describe.skipIf(!built)('exactly-once into postgres across kill -9', () => {
   beforeAll(async () => {
@@ -49,7 +37,7 @@ describe.skipIf(!built)('exactly-once into postgres across kill -9', () => {
     admin = await pgAdmin();
   });
   afterAll(async () => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await stopChildren();
     for (const t of tables) await admin.query(`DROP TABLE IF EXISTS "${t}"`);
     for (const p of pipelines) await admin.query('DELETE FROM sluice_offsets WHERE pipeline = $1', [p]).catch(() => {});
     await admin.end();
@@ -88,7 +76,7 @@ describe.skipIf(!built)('exactly-once into postgres across kill -9', () => {
       for (let k = 0; k < 5; k++) {
         // Random kill points, spread over the whole input.
         const target = Math.min(N - 1000, done + 2000 + Math.floor(Math.random() * ((N - done) / 4)));
-        const at = await killAt(run(file, data), table, target);
+        const at = await killAt(runPipeline(file, data), table, target);
         expect(at.n, `kill ${k}: no duplicate`).toBe(at.d);
         const pos = (await admin.query('SELECT position FROM sluice_offsets WHERE pipeline = $1', [name])).rows[0]?.position as
           | { source: Record<string, { line: number }> }
@@ -101,7 +89,7 @@ describe.skipIf(!built)('exactly-once into postgres across kill -9', () => {
         // them altogether (a wiped --data-dir) shows that the position stored with the rows is what the source resumes from.
         if (k % 2 === 1) rmSync(data, { recursive: true, force: true });
       }
-      const last = run(file, data);
+      const last = runPipeline(file, data);
       expect(await last.exited, last.output()).toBe(0);
       expect(await count(table)).toEqual({ n: N, d: N });
     } finally {
@@ -151,11 +139,11 @@ describe.skipIf(!built)('exactly-once into postgres across kill -9', () => {
         let done = 0;
         for (let k = 0; k < 4; k++) {
           const target = Math.min(N - 500, done + 500 + Math.floor(Math.random() * ((N - done) / 3)));
-          const at = await killAt(run(file, data), table, target);
+          const at = await killAt(runPipeline(file, data), table, target);
           expect(at.n, `kill ${k}: no duplicate`).toBe(at.d);
           done = at.n;
         }
-        const last = run(file, data);
+        const last = runPipeline(file, data);
         await waitFor(async () => (await count(table)).n >= N, `all ${N} rows (${last.output()})`, 90_000, 50);
         last.child.kill('SIGTERM');
         expect(await last.exited, last.output()).toBe(0);
