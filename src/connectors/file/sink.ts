@@ -8,7 +8,7 @@ import type { FileWriter, SinkContext, Sink, SluiceRecord } from '../../core/typ
 import { displayPath } from './paths.js';
 import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
 import type { SourcePosition } from '../../core/types.js';
-import { CommittedFiles } from './commit.js';
+import { CommittedFiles, syncDir } from './commit.js';
 
 export interface FileSinkOptions {
   path: string;
@@ -477,19 +477,6 @@ async function lastExisting(bucket: string): Promise<number> {
   )
     n++;
   return n;
-}
-
-async function syncDir(dir: string): Promise<void> {
-  // Not every platform can open a directory for fsync (Windows); the file's own data is synced regardless.
-  let fh: FileHandle | undefined;
-  try {
-    fh = await open(dir, 'r');
-    await fh.sync();
-  } catch {
-    // best effort
-  } finally {
-    await fh?.close().catch(() => {});
-  }
 }
 
 /** Where the sink would write now, whether that directory can be created and written. */
