@@ -8,7 +8,6 @@
 
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -17,6 +16,8 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { startPipeline, type PipelineHandle } from '../../core/runtime.js';
 import { endpointDef, newRecordingSink, parsedOptions, pipelineDef, recordingEndpoint, recordingEnv, waitFor } from '../../testing/harness.js';
 import { portOpen } from '../../testing/services.js';
+import { freePort } from '../../testing/ports.js';
+import { makeTestCerts } from '../../testing/tls.js';
 import { sinkOptions, sourceOptions } from './options.js';
 
 const PASSWORD = 'mq-Secret-4711';
@@ -32,33 +33,9 @@ const ports = { plain: 0, tls: 0, mtls: 0 };
 const f = (name: string) => join(dir, name);
 let cleanup: Array<() => Promise<unknown> | unknown> = [];
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** A CA, a server certificate for 127.0.0.1/localhost and a client certificate, all signed by the CA. */
-function makeCerts(): void {
-  const ossl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  ossl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=sluice-test-ca');
-  writeFileSync(f('server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
-  writeFileSync(f('client.ext'), 'extendedKeyUsage=clientAuth\n');
-  for (const who of ['server', 'client']) {
-    ossl('req', ...ec, '-keyout', `${who}.key`, '-out', `${who}.csr`, '-subj', `/CN=${who === 'server' ? '127.0.0.1' : 'sluice-client'}`);
-    ossl('x509', '-req', '-in', `${who}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${who}.pem`, '-days', '2', '-extfile', `${who}.ext`);
-  }
-}
-
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'sluice-mqtt-auth-'));
-  makeCerts();
+  makeTestCerts(dir);
   execFileSync('mosquitto_passwd', ['-c', '-b', f('passwd'), 'alice', PASSWORD], { stdio: 'pipe' });
   Object.assign(ports, { plain: await freePort(), tls: await freePort(), mtls: await freePort() });
   const tls = `cafile ${f('ca.pem')}\ncertfile ${f('server.pem')}\nkeyfile ${f('server.key')}\n`;

@@ -3,10 +3,9 @@
 // throwaway CA made by openssl. Core `nats` source -> sink round trips, `nats_jetstream` on the password server, and the
 // failures a user meets: wrong credentials, a missing CA or client certificate.
 
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +14,8 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { createAccount, createOperator, createUser, type KeyPair } from '@nats-io/nkeys';
 import { newRecordingSink, parsedOptions } from '../../testing/harness.js';
 import { portOpen } from '../../testing/services.js';
+import { freePort } from '../../testing/ports.js';
+import { makeTestCerts } from '../../testing/tls.js';
 import type { PipelineHandle } from '../../core/runtime.js';
 import { sinkOptions, sourceOptions } from './index.js';
 import { sinkOptions as jsSinkOptions, sourceOptions as jsSourceOptions } from '../nats_jetstream/index.js';
@@ -32,30 +33,6 @@ const ports: Record<'pw' | 'token' | 'nkey' | 'creds' | 'tls', number> = { pw: 0
 let nkeyUser: KeyPair;
 let credsFile: string;
 const f = (name: string) => join(dir, name);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** A CA, a server certificate for 127.0.0.1/localhost and a client certificate, all signed by the CA. */
-function makeCerts(): void {
-  const ossl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  ossl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=sluice-test-ca');
-  writeFileSync(f('server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
-  writeFileSync(f('client.ext'), 'extendedKeyUsage=clientAuth\n');
-  for (const who of ['server', 'client']) {
-    ossl('req', ...ec, '-keyout', `${who}.key`, '-out', `${who}.csr`, '-subj', `/CN=${who === 'server' ? '127.0.0.1' : 'sluice-client'}`);
-    ossl('x509', '-req', '-in', `${who}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${who}.pem`, '-days', '2', '-extfile', `${who}.ext`);
-  }
-}
 
 // ---- JWTs for the credentials-file case, signed with nkeys (what `nsc` would write) ----
 const b64url = (s: string | Uint8Array) => Buffer.from(s).toString('base64url');
@@ -82,7 +59,7 @@ async function startServer(name: string, conf: string, extra: string[] = []): Pr
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'sluice-nats-auth-'));
-  makeCerts();
+  makeTestCerts(dir);
   nkeyUser = createUser();
   const op = createOperator();
   const acct = createAccount();
