@@ -1,6 +1,6 @@
 // Input fixtures and output checks shared by the file scenarios.
 
-import { closeSync, existsSync, openSync, readdirSync, readSync, statSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, openSync, readdirSync, readSync, statSync, writeSync } from 'node:fs';
 import { mkdir, open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
@@ -63,6 +63,32 @@ export function jsonlFixture(dir, n) {
   const path = join(dir, `trades-${n}.jsonl`);
   const bytes = existsSync(path) ? statSync(path).size : writeLines(path, n, undefined, (t) => JSON.stringify(t));
   return { path, bytes };
+}
+
+/**
+ * The baselines' JSON-lines reader: fs.createReadStream (utf8, 256 KiB chunks: the file source's default
+ * read_chunk_size, so both sides make the same number of read calls), split on newlines, JSON.parse per line.
+ * `onBatch(rows)` gets every `batch` rows and then the rest; a promise it returns is awaited before reading on.
+ */
+export async function readJsonLines(path, batch, onBatch) {
+  let rows = [];
+  let carry = '';
+  for await (const chunk of createReadStream(path, { encoding: 'utf8', highWaterMark: 256 * 1024 })) {
+    const text = carry + chunk;
+    let start = 0;
+    for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
+      if (nl > start) rows.push(JSON.parse(text.slice(start, nl)));
+      start = nl + 1;
+      if (rows.length === batch) {
+        const p = onBatch(rows);
+        rows = [];
+        if (p) await p;
+      }
+    }
+    carry = text.slice(start);
+  }
+  if (carry.trim()) rows.push(JSON.parse(carry));
+  if (rows.length) await onBatch(rows);
 }
 
 /** `trades-<n>.csv` in `dir`: a header row, then n rows with the same fields as the JSON ticks. */

@@ -2,9 +2,9 @@
 // bare program that parses the same lines and writes them with hyparquet-writer's ParquetWriter directly, one row group
 // per batch of the same size, to one file. Same schema (declared), same codec (snappy), same row groups.
 
-import { createReadStream, readdirSync, writeSync, openSync, closeSync, fsyncSync, mkdirSync, renameSync, readFileSync } from 'node:fs';
+import { readdirSync, writeSync, openSync, closeSync, fsyncSync, mkdirSync, renameSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { jsonlFixture } from '../lib/data.mjs';
+import { jsonlFixture, readJsonLines } from '../lib/data.mjs';
 import { runPipeline } from '../lib/sluice.mjs';
 
 const BATCH = 10_000;
@@ -93,9 +93,8 @@ export default {
         ),
       ];
       const writer = new ParquetWriter({ writer: bw, schema, codec: 'SNAPPY' });
-      let rows = [];
       let records = 0;
-      const flush = () => {
+      const flush = (rows) => {
         const columnData = SCHEMA.fields.map((f) => ({
           name: f.name,
           data: rows.map((r) => (f.type === 'int64' ? BigInt(r[f.name]) : r[f.name])),
@@ -104,21 +103,8 @@ export default {
         drain();
         if (fsync) fsyncSync(fd);
         records += rows.length;
-        rows = [];
       };
-      let carry = '';
-      for await (const chunk of createReadStream(input, { encoding: 'utf8', highWaterMark: 256 * 1024 })) {
-        const text = carry + chunk;
-        let start = 0;
-        for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
-          if (nl > start) rows.push(JSON.parse(text.slice(start, nl)));
-          start = nl + 1;
-          if (rows.length === BATCH) flush();
-        }
-        carry = text.slice(start);
-      }
-      if (carry.trim()) rows.push(JSON.parse(carry));
-      if (rows.length) flush();
+      await readJsonLines(input, BATCH, flush);
       writer.finish();
       drain();
       if (fsync) fsyncSync(fd);

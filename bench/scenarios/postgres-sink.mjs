@@ -2,10 +2,9 @@
 // PostgreSQL (127.0.0.1:5432, db `test`), against a bare loop that reads, parses and inserts the same rows in batches of
 // the same size. Each run creates its own table (not timed) and drops it afterwards.
 
-import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { jsonlFixture } from '../lib/data.mjs';
+import { jsonlFixture, readJsonLines } from '../lib/data.mjs';
 import { runPipeline } from '../lib/sluice.mjs';
 import { uniqueName, unreachable } from '../lib/brokers.mjs';
 
@@ -79,9 +78,8 @@ export default {
           const c = new Client({ connectionString: URL_ });
           await c.connect();
           const head = `INSERT INTO ${table} (${COLUMNS.map(q).join(', ')}) VALUES `;
-          let rows = [];
           let records = 0;
-          const flush = async () => {
+          const flush = async (rows) => {
             const params = [];
             const tuples = [];
             for (const r of rows) {
@@ -94,21 +92,8 @@ export default {
             }
             await c.query(head + tuples.join(', '), params);
             records += rows.length;
-            rows = [];
           };
-          let carry = '';
-          for await (const chunk of createReadStream(input, { encoding: 'utf8', highWaterMark: 256 * 1024 })) {
-            const text = carry + chunk;
-            let start = 0;
-            for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
-              if (nl > start) rows.push(JSON.parse(text.slice(start, nl)));
-              start = nl + 1;
-              if (rows.length === BATCH) await flush();
-            }
-            carry = text.slice(start);
-          }
-          if (carry.trim()) rows.push(JSON.parse(carry));
-          if (rows.length) await flush();
+          await readJsonLines(input, BATCH, flush);
           await c.end();
           return { records, seconds: (performance.now() - t0) / 1000, bytes };
         }),
