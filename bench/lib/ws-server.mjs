@@ -166,42 +166,45 @@ function serve(framesPath, loop, rate) {
   if (rate) return servePaced(framesPath, rate);
   const { out: chunks, counts } = slices(readFileSync(framesPath));
   let framesSent = 0;
-  const http = createServer((_req, res) => res.writeHead(426).end());
-  const wss = new WebSocketServer({ noServer: true });
-  http.on('upgrade', (req, socket, head) => {
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      let closed = false;
-      ws.on('close', () => (closed = true));
-      ws.on('error', () => (closed = true));
-      ws.once('message', async () => {
-        let i = 0;
-        while (!closed) {
-          if (i === chunks.length) {
-            if (!loop) break;
-            i = 0;
-          }
-          framesSent += counts[i];
-          if (!socket.write(chunks[i++])) {
-            await new Promise((resolve) => {
-              const done = () => {
-                socket.off('drain', done);
-                socket.off('close', done);
-                resolve();
-              };
-              socket.on('drain', done);
-              socket.on('close', done);
-            });
-          }
+  listen((ws, socket, isClosed) => {
+    ws.once('message', async () => {
+      let i = 0;
+      while (!isClosed()) {
+        if (i === chunks.length) {
+          if (!loop) break;
+          i = 0;
         }
-      });
+        framesSent += counts[i];
+        if (!socket.write(chunks[i++])) {
+          await new Promise((resolve) => {
+            const done = () => {
+              socket.off('drain', done);
+              socket.off('close', done);
+              resolve();
+            };
+            socket.on('drain', done);
+            socket.on('close', done);
+          });
+        }
+      }
     });
-  });
-  listen(http, () => framesSent);
+  }, () => framesSent);
 }
 
 function servePaced(framesPath, rate) {
   let framesSent = 0;
   const buf = readFileSync(framesPath);
+  listen((ws, socket, isClosed) => {
+    const start = pacedSender(buf, rate, isClosed, (k) => (framesSent += k));
+    ws.once('message', () => start(socket));
+  }, () => framesSent);
+}
+
+/**
+ * Serves WebSocket upgrades on a free loopback port (printed as the first stdout line); `onConnection(ws, socket,
+ * isClosed)` per client. On SIGTERM prints what `framesSent()` says and the CPU seconds used, then exits.
+ */
+function listen(onConnection, framesSent) {
   const http = createServer((_req, res) => res.writeHead(426).end());
   const wss = new WebSocketServer({ noServer: true });
   http.on('upgrade', (req, socket, head) => {
@@ -209,14 +212,9 @@ function servePaced(framesPath, rate) {
       let closed = false;
       ws.on('close', () => (closed = true));
       ws.on('error', () => (closed = true));
-      const start = pacedSender(buf, rate, () => closed, (k) => (framesSent += k));
-      ws.once('message', () => start(socket));
+      onConnection(ws, socket, () => closed);
     });
   });
-  listen(http, () => framesSent);
-}
-
-function listen(http, framesSent) {
   http.listen(0, '127.0.0.1', () => process.stdout.write(JSON.stringify({ port: http.address().port }) + '\n'));
   process.on('SIGTERM', () => {
     const cpu = process.cpuUsage();
