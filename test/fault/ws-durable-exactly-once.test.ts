@@ -18,6 +18,7 @@ import { crc32 } from '../../src/core/durable-buffer.js';
 import { waitFor } from '../../src/testing/harness.js';
 import { ensureService } from '../../src/testing/services.js';
 import { CLI_BUILT, runPipeline, stopChildren } from '../../src/testing/cli-child.js';
+import { finals, linesWritten } from '../../src/testing/file-output.js';
 
 const N = 30_000;
 const KILLS = 6;
@@ -59,23 +60,6 @@ function newestLoggedId(dataDir: string): number {
     if (last >= 0) return last;
   }
   return -1;
-}
-
-/** Final output files in series order (out.jsonl, out.1.jsonl, ...). */
-function finals(out: string): string[] {
-  const num = (f: string) => (f === 'out.jsonl' ? 0 : Number(/^out\.(\d+)\.jsonl$/.exec(f)![1]));
-  return existsSync(out) ? readdirSync(out).filter((f) => !f.startsWith('.')).sort((a, b) => num(a) - num(b)) : [];
-}
-
-/** Lines in the output directory, in-progress files included. */
-function linesWritten(out: string): number {
-  if (!existsSync(out)) return 0;
-  let n = 0;
-  for (const f of readdirSync(out)) {
-    const b = readFileSync(join(out, f));
-    for (let i = b.indexOf(10); i !== -1; i = b.indexOf(10, i + 1)) n++;
-  }
-  return n;
 }
 
 /** Sends ids 0..N-1, each once, to whichever connection is open; never re-sends what a dead connection got. */

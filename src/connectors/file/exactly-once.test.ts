@@ -12,6 +12,7 @@ import { createFormat } from '../../formats/index.js';
 import { spec } from './index.js';
 import { loadConfigText } from '../../config/load.js';
 import { CLI_BUILT, runPipeline, stopChildren } from '../../testing/cli-child.js';
+import { finals, linesWritten } from '../../testing/file-output.js';
 
 
 const ids = (text: string) =>
@@ -19,25 +20,6 @@ const ids = (text: string) =>
     .split('\n')
     .filter((l) => l !== '')
     .map((l) => (JSON.parse(l) as { id: number }).id);
-
-/** Lines in the output directory, in-progress files included (committed or not). */
-function linesWritten(out: string): number {
-  if (!existsSync(out)) return 0;
-  let n = 0;
-  for (const f of readdirSync(out)) {
-    const b = readFileSync(join(out, f));
-    for (let i = b.indexOf(10); i !== -1; i = b.indexOf(10, i + 1)) n++;
-  }
-  return n;
-}
-
-/** Final files in series order (out.jsonl, out.1.jsonl, ...). */
-function finals(out: string): string[] {
-  const num = (f: string) => (f === 'out.jsonl' ? 0 : Number(/^out\.(\d+)\.jsonl$/.exec(f)![1]));
-  return readdirSync(out)
-    .filter((f) => !f.startsWith('.'))
-    .sort((a, b) => num(a) - num(b));
-}
 
 describe('exactly-once config checks', () => {
   const sink = "sink: { connector: file, config: { path: out.jsonl, commit_mode: exactly_once } }";
