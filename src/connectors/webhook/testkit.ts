@@ -1,6 +1,5 @@
 // Test helpers: free ports, pipelines with the webhook connector and a recording sink, and an HTTP target double.
 
-import { createServer as createNetServer } from 'node:net';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,16 +11,7 @@ import type { ConnectorSpec } from '../../core/spec.js';
 import { pipelineEnv, recordingSinkSpec, type RecordingSink } from '../../testing/harness.js';
 import { spec } from './index.js';
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createNetServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '../../testing/ports.js';
 
 export class Cleanup {
   private fns: Array<() => unknown> = [];
