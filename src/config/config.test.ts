@@ -27,7 +27,7 @@ sink: { connector: file, config: { path: out.jsonl } }
     expect(p.name).toBe('demo');
     expect(p.source.connector).toBe('generator');
     expect(p.source.options).toMatchObject({ template: 'iot', count: 5, interval: 200 });
-    expect(p.sink.format.name).toBe('json');
+    expect(p.sink!.format.name).toBe('json');
     expect(p.source.bad_data).toBe('fail');
     expect(p.batch.max_records).toBeGreaterThan(0);
   });
@@ -48,9 +48,9 @@ pipelines:
     const [a, b] = d.pipelines;
     expect(a!.source.connector).toBe('generator');
     expect(a!.source.options).toMatchObject({ template: 'devops', count: 3 });
-    expect(a!.sink.connector).toBe('blackhole');
+    expect(a!.sink!.connector).toBe('blackhole');
     expect(b!.source.options).toMatchObject({ template: 'impulse', count: 2 });
-    expect(b!.sink.connector).toBe('stdout');
+    expect(b!.sink!.connector).toBe('stdout');
   });
 
   it('reports an unknown key with file:line:col and a did-you-mean', () => {
@@ -92,7 +92,7 @@ sink: { connector: blackhole }
       { env: { DIR: '/data' } },
     );
     expect(d.pipelines[0]!.source.options.path).toEqual('/data/in.jsonl');
-    expect(d.pipelines[0]!.sink.options.path).toBe('out.jsonl');
+    expect(d.pipelines[0]!.sink!.options.path).toBe('out.jsonl');
     const e = errors('source: { connector: file, config: { path: "${NOPE}" } }\nsink: { connector: blackhole }\n');
     expect(e[0]).toMatch(/^p\.yaml:1:\d+: environment variable 'NOPE' is not set/);
   });
@@ -115,8 +115,8 @@ pipelines:
     const p = d.pipelines[0]!;
     expect(p.source.options).toMatchObject({ template: 'user_logins', count: 3 });
     expect(p.source.table).toBe('events');
-    expect(p.sink.options).toMatchObject({ path: 'out.jsonl', fsync: false });
-    expect(p.sink.profile).toBe('local');
+    expect(p.sink!.options).toMatchObject({ path: 'out.jsonl', fsync: false });
+    expect(p.sink!.profile).toBe('local');
   });
 
   it('rejects a table used in the wrong role and an unknown table', () => {

@@ -276,7 +276,7 @@ describe('avro with a schema registry', () => {
     await reader.prepare!([msg]);
     expect(decodeAll(reader, [msg]).rows).toEqual([{ id: 2n ** 62n, at: new Date(42) }]);
     // The registered schema keeps the logical type for other readers.
-    const latest = await (await fetch(`${reg.url}/subjects/${topic}-value/versions/latest`, { headers: { authorization: 'Basic ' + Buffer.from('key:secret').toString('base64') } })).json();
+    const latest = (await (await fetch(`${reg.url}/subjects/${topic}-value/versions/latest`, { headers: { authorization: 'Basic ' + Buffer.from('key:secret').toString('base64') } })).json()) as { id: number; schema: string };
     expect(latest.id).toBe(id);
     expect(JSON.parse(latest.schema).fields[1].type).toEqual({ type: 'long', logicalType: 'timestamp-millis' });
   });
@@ -342,7 +342,7 @@ describe('avro with a schema registry', () => {
   it('names the registry and the options when credentials are refused, without the secret', async () => {
     const f = createFormat({ name: 'avro', options: opts({ schema_registry_api_secret: 'wrong-secret' }) }) as PreparedFormat;
     // A setup problem stops the batch (nothing is dropped as bad data) and is not worth retrying.
-    const err = await f.prepare!([framed(1, tradeV1, { sym: 'A', qty: 1 })]).catch((e: unknown) => e);
+    const err = await Promise.resolve(f.prepare!([framed(1, tradeV1, { sym: 'A', qty: 1 })])).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SluiceError);
     expect((err as SluiceError).code).toBe('AUTH');
     expect((err as SluiceError).retriable).toBe(false);
@@ -357,7 +357,7 @@ describe('avro with a schema registry', () => {
     await f.prepare!([msg]);
     expect(decodeAll(f, [msg]).rows).toEqual([{ sym: 'U', qty: 1 }]);
     const g = createFormat({ name: 'avro', options: { schema_registry_address: reg.url.replace('http://', 'http://key:nope@') } }) as PreparedFormat;
-    const err = ((await g.prepare!([msg]).catch((e: unknown) => e)) as Error).message;
+    const err = ((await Promise.resolve(g.prepare!([msg])).catch((e: unknown) => e)) as Error).message;
     expect(err).toMatch(/refused the credentials/);
     expect(err).not.toContain('nope');
   });
@@ -368,7 +368,7 @@ describe('avro with a schema registry', () => {
     const url = down.url;
     await down.stop();
     const f = createFormat({ name: 'avro', options: { schema_registry_address: url } }) as PreparedFormat;
-    const err = await f.prepare!([framed(1, tradeV1, { sym: 'A', qty: 1 })]).catch((e: unknown) => e);
+    const err = await Promise.resolve(f.prepare!([framed(1, tradeV1, { sym: 'A', qty: 1 })])).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SluiceError);
     expect((err as SluiceError).retriable).toBe(true);
     expect((err as Error).message).toMatch(new RegExp(`^schema registry ${url} unreachable while fetching schema id 1: `));

@@ -12,7 +12,7 @@ import { z } from 'zod';
 import { startPipeline, type PipelineResult } from '../../src/core/runtime.js';
 import { parseSchemaConfig } from '../../src/core/schema.js';
 import type { ConnectorSpec } from '../../src/core/spec.js';
-import type { SchemaSpec, SluiceRecord } from '../../src/core/types.js';
+import type { SchemaSpec, SluiceRecord, Source } from '../../src/core/types.js';
 import { createFormat } from '../../src/formats/index.js';
 import { spec as fileSpec } from '../../src/connectors/file/index.js';
 import { endpointDef, parsedOptions, pipelineDef, pipelineEnv } from '../../src/testing/harness.js';
@@ -224,7 +224,7 @@ const scripted: ConnectorSpec = {
   description: 'Emits fixed raw payloads.',
   source: {
     options: z.object({ name: z.string() }),
-    create: (o: { name: string }) => ({
+    create: (o: { name: string }): Source => ({
       async run(ctx) {
         const all = scripts.get(o.name)!;
         for (let i = 0; i < all.length; i += 7) {

@@ -81,7 +81,7 @@ sink: { connector: blackhole }
       'ticks.yaml',
     );
     const sinks = { out: newRecordingSink() };
-    const def = { ...d.pipelines[0]!, sink: { ...d.pipelines[0]!.sink, connector: 'rec', options: { name: 'out' } } };
+    const def = { ...d.pipelines[0]!, sink: { ...d.pipelines[0]!.sink!, connector: 'rec', options: { name: 'out' } } };
     const h = startPipeline(def, recordingEnv(sinks, { dataDir: '/tmp/sluice-http-config-test' }));
     await waitFor(() => sinks.out.written.length >= 2, 'two rows');
     await h.stop();

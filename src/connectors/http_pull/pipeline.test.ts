@@ -50,7 +50,7 @@ describe('http_pull in a pipeline', () => {
   });
 
   it('sends a body that is not JSON to the dead-letter sink and keeps polling', async () => {
-    server = await startServer((_req, res, n) => (n === 1 ? res.end('not json') : json(res, { items: [{ ok: n }] })));
+    server = await startServer((_req, res, n) => void (n === 1 ? res.end('not json') : json(res, { items: [{ ok: n }] })));
     const sinks = { out: newRecordingSink(), dead: newRecordingSink() };
     const env = pipelineEnv({ dataDir: '/tmp/sluice-http-pull-test', extra: [spec, recordingSinkSpec(sinks)] });
     const options = parsedOptions(pullOptions, { url: server.url, interval: '10ms', records_path: 'items' });

@@ -197,7 +197,7 @@ describe('http_pull source', () => {
   });
 
   it('reports a body that is not JSON to bad_data when it must be parsed', async () => {
-    server = await startServer((_req, res, n) => (n === 1 ? res.end('<html>oops</html>') : json(res, { items: [{ ok: 1 }] })));
+    server = await startServer((_req, res, n) => void (n === 1 ? res.end('<html>oops</html>') : json(res, { items: [{ ok: 1 }] })));
     const r = await collectSource(source({ url: server.url, records_path: 'items' }), { limit: 1, timeoutMs: 5000 });
     expect(r.bad).toHaveLength(1);
     expect(r.bad[0]!.raw).toBe('<html>oops</html>');

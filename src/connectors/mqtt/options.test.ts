@@ -13,7 +13,7 @@ function source(input: Record<string, unknown>) {
   return r.value;
 }
 
-function issues(schema: typeof sourceOptions | typeof sinkOptions, input: Record<string, unknown>): string[] {
+function issues(schema: Parameters<typeof parseOptions>[0], input: Record<string, unknown>): string[] {
   const r = parseOptions(schema, input);
   return r.ok ? [] : r.issues.map(formatIssue);
 }

@@ -121,7 +121,7 @@ async function roundTrip(port: number, auth: Record<string, unknown>, clientOpts
   const nc = await client({ servers: url(port), ...clientOpts });
   const got: number[] = [];
   let warm = 0;
-  const sub = nc.subscribe(`${s}.out`, { callback: (_e, m) => (m.json<{ i: number }>().i < 0 ? warm++ : got.push(m.json<{ i: number }>().i)) });
+  const sub = nc.subscribe(`${s}.out`, { callback: (_e, m) => void (m.json<{ i: number }>().i < 0 ? warm++ : got.push(m.json<{ i: number }>().i)) });
   await nc.flush();
   const src = parsedOptions(sourceOptions, { url: pipelineUrl, subject: `${s}.in`, ...auth });
   const snk = parsedOptions(sinkOptions, { url: pipelineUrl, subject: `${s}.out`, ...auth });

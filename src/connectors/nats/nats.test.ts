@@ -193,7 +193,7 @@ describe('nats sink', () => {
   it('publishes to a templated subject with headers; the write resolves after the server has them', async () => {
     const base = uniq('sink');
     const got: Array<{ subject: string; data: string; h?: string; fwd?: string }> = [];
-    const sub = nc.subscribe(`${base}.>`, { callback: (_e, m) => got.push({ subject: m.subject, data: m.string(), h: m.headers?.get('x-id'), fwd: m.headers?.get('from-source') }) });
+    const sub = nc.subscribe(`${base}.>`, { callback: (_e, m) => void got.push({ subject: m.subject, data: m.string(), h: m.headers?.get('x-id'), fwd: m.headers?.get('from-source') }) });
     await nc.flush();
     const sink = new NatsSink(parsedOptions(sinkOptions, { url: NATS_URL, subject: `${base}.{{ region }}.{{ dev.id }}`, headers: { 'x-id': 'id-{{ n }}' } }));
     await sink.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder()));
@@ -212,7 +212,7 @@ describe('nats sink', () => {
   it('template (dataTemplate) renders the payload the subscriber receives; the subject template takes helpers', async () => {
     const base = uniq('tpl');
     const got: Array<{ subject: string; data: string }> = [];
-    const sub = nc.subscribe(`${base}.>`, { callback: (_e, m) => got.push({ subject: m.subject, data: m.string() }) });
+    const sub = nc.subscribe(`${base}.>`, { callback: (_e, m) => void got.push({ subject: m.subject, data: m.string() }) });
     await nc.flush();
     const sink = new NatsSink(parsedOptions(sinkOptions, { url: NATS_URL, subject: `${base}.{{ lower region }}`, dataTemplate: '{{ region }}:{{ n }} key={{ _key }}', template_escape: 'none' }));
     await sink.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder()));
@@ -230,7 +230,7 @@ describe('nats sink', () => {
   it('request: true waits for each reply, and fails (retriably) when nobody answers', async () => {
     const subject = uniq('req');
     const seen: string[] = [];
-    const responder = nc.subscribe(subject, { callback: (_e, m) => (seen.push(m.string()), m.respond(enc.encode('ok'))) });
+    const responder = nc.subscribe(subject, { callback: (_e, m) => void (seen.push(m.string()), m.respond(enc.encode('ok'))) });
     await nc.flush();
     const sink = new NatsSink(parsedOptions(sinkOptions, { url: NATS_URL, subject, request: true, request_timeout: '2s' }));
     await sink.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder()));
