@@ -9,13 +9,16 @@ const dist = new URL('../../dist/', import.meta.url);
 /** The compiled runtime's entry points (shared by every bench helper that runs a pipeline in-process). */
 export async function loadRuntime() {
   try {
-    const [load, runtime, state, connectors, logging] = await Promise.all([
+    const [load, runtime, state, connectors, logging, heap] = await Promise.all([
       import(new URL('config/load.js', dist).href),
       import(new URL('core/runtime.js', dist).href),
       import(new URL('core/state.js', dist).href),
       import(new URL('connectors/index.js', dist).href),
       import(new URL('cli/logging.js', dist).href),
+      import(new URL('cli/heap.js', dist).href),
     ]);
+    // The same heap setting `sluice run` applies at start-up, so the bench measures what users get.
+    heap.tuneHeap();
     return { ...load, ...runtime, ...state, ...connectors, ...logging };
   } catch (e) {
     throw new Error(`cannot load the compiled runtime from dist/ (run \`npm run build\` first): ${e.message}`);

@@ -19,6 +19,7 @@ import { parseDuration } from '../core/units.js';
 import { compileSqlText, checkTransform, transformFactory } from '../sql/index.js';
 import { registerServeCommand } from '../server/command.js';
 import { replayDlq } from './dlq.js';
+import { tuneHeap } from './heap.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -289,6 +290,7 @@ async function cmdPreview(file: string, o: { limit: string; pipeline?: string; d
 }
 
 export async function main(argv: string[]): Promise<number> {
+  tuneHeap();
   const program = new Command();
   let exitCode = 0;
   program
