@@ -384,7 +384,7 @@ export async function kafkaSource(): Promise<SourceFixture> {
   const port = Number(b.brokers.split(':').pop());
   return {
     name: 'kafka',
-    yaml: `{ connector: kafka, config: { brokers: ${JSON.stringify(b.brokers)}, topic: ${topic}, group: ${topic}, offset: group, offset_reset: earliest, max_wait: 100ms, session_timeout: 6s, heartbeat_interval: 1s }, format: json }`,
+    yaml: `{ connector: kafka, config: { brokers: ${JSON.stringify(b.brokers)}, topic: ${topic}, group: ${topic}, offset: group, offset_reset: earliest, max_wait: 100ms, session_timeout: 6s, heartbeat_interval: 1s, rebalance_timeout: 10s }, format: json }`,
     finite: false,
     inflight: 4 * 2000,
     async produce() {
@@ -835,7 +835,8 @@ async function runCaseInner(o: {
     try {
       await until(async () => (await sink.unique()) >= N - window.size && verify(await sink.rows(), window).missing.length === 0, 'every id in the sink', timeoutMs, 100);
     } catch (e) {
-      throw new Error(`${(e as Error).message}: ${await sink.unique()} of ${N} arrived; the last run's log ends with:\n${current().log.slice(-4000)}`);
+      const log = current().log.split('\n').filter((l) => !l.includes('"progress"'));
+      throw new Error(`${(e as Error).message}: ${await sink.unique()} of ${N} arrived; the last run's log (without progress lines) ends with:\n${log.slice(-40).join('\n')}`);
     }
   }
   const exit = await current().stop();

@@ -148,6 +148,7 @@ export const sourceOptions = z
     }),
     session_timeout: duration({ default: '30s', description: 'Consumer group session timeout: a member silent this long is removed and its partitions reassigned.', aliases: ['sessionTimeout', 'session.timeout.ms'], advanced: true }),
     heartbeat_interval: duration({ default: '3s', description: 'Consumer group heartbeat interval.', aliases: ['heartbeatInterval', 'heartbeat.interval.ms'], advanced: true }),
+    rebalance_timeout: duration({ default: '60s', description: 'How long the group coordinator waits for every member to rejoin during a rebalance. After a crash the dead member holds the rebalance up to this long unless its session expired first; lower it with a short session_timeout for fast restarts.', aliases: ['rebalanceTimeout', 'rebalance.timeout.ms'], advanced: true }),
     max_wait: duration({ default: '500ms', description: 'How long a fetch waits on the broker for new records before returning empty (latency vs. request rate).', aliases: ['fetch_max_wait', 'maxWaitTimeInMs', 'fetch.max.wait.ms'], advanced: true }),
     max_bytes_per_partition: size({ default: '1MiB', description: 'Largest fetch per partition.', aliases: ['maxBytesPerPartition', 'max.partition.fetch.bytes'], advanced: true }),
   })

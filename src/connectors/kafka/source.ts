@@ -106,6 +106,7 @@ export class KafkaSource implements Source {
       readUncommitted: o.read_mode === 'read_uncommitted',
       sessionTimeout: o.session_timeout,
       heartbeatInterval: o.heartbeat_interval,
+      rebalanceTimeout: o.rebalance_timeout,
       maxWaitTimeInMs: o.max_wait,
       maxBytesPerPartition: o.max_bytes_per_partition,
       retry: { retries: o.retries, initialRetryTime: 300, maxRetryTime: 10_000 },
