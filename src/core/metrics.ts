@@ -107,55 +107,39 @@ export class MetricSet implements ConnectorMetrics {
   }
 }
 
-/** The encoder, counting the bytes it produces into `m.encoded`. */
+/** Every member of `enc` (own and inherited, up to Object.prototype), methods bound to it, values as they are now. */
+function forwardAll<T extends object>(enc: T): T {
+  const out: Record<string, unknown> = {};
+  for (let o: object | null = enc; o && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null) {
+    for (const k of Object.getOwnPropertyNames(o)) {
+      if (k === 'constructor' || k in out) continue;
+      const v = (enc as Record<string, unknown>)[k];
+      out[k] = typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(enc) : v;
+    }
+  }
+  return out as T;
+}
+
+/**
+ * The encoder, counting the bytes it produces into `m.encoded`. Every other member is forwarded as is, so an optional
+ * Encoder member added later reaches the sink without a change here.
+ */
 export function countingEncoder(enc: Encoder, m: MetricSet): Encoder {
   const len = (x: string | Uint8Array) => (typeof x === 'string' ? Buffer.byteLength(x) : x.byteLength);
-  const out: Encoder = {
-    encode(value: unknown) {
-      const b = enc.encode(value);
-      m.encoded += len(b);
-      return b;
-    },
-    encodeStream(values: unknown[], first: boolean) {
-      const b = enc.encodeStream(values, first);
-      m.encoded += len(b);
-      return b;
-    },
-    get extension() {
-      return enc.extension;
-    },
-    get wholeFile() {
-      return enc.wholeFile;
-    },
+  const counted = <A extends unknown[], R extends string | Uint8Array>(fn: (...a: A) => R) => (...a: A): R => {
+    const b = fn(...a);
+    m.encoded += len(b);
+    return b;
   };
-  if (enc.prepare) out.prepare = () => enc.prepare!();
-  // Optional members travel too: per-topic registry encoders (Kafka), files written across batches (Parquet).
+  const out = forwardAll(enc);
+  out.encode = counted(enc.encode.bind(enc));
+  out.encodeStream = counted(enc.encodeStream.bind(enc));
+  if (enc.encodeRecords) out.encodeRecords = counted(enc.encodeRecords.bind(enc));
   if (enc.forTopic) out.forTopic = (topic) => enc.forTopic!(topic).then((e) => countingEncoder(e, m));
-  if (enc.finishFile) out.finishFile = (journal) => enc.finishFile!(journal);
   if (enc.fileWriter) {
     out.fileWriter = () => {
       const w = enc.fileWriter!();
-      return {
-        accepts: (values) => w.accepts(values),
-        write(values) {
-          const b = w.write(values);
-          m.encoded += b.byteLength;
-          return b;
-        },
-        checkpoint: () => w.checkpoint(),
-        finish() {
-          const b = w.finish();
-          m.encoded += b.byteLength;
-          return b;
-        },
-      };
-    };
-  }
-  if (enc.encodeRecords) {
-    out.encodeRecords = (records, first) => {
-      const b = enc.encodeRecords!(records, first);
-      m.encoded += len(b);
-      return b;
+      return { ...forwardAll(w), write: counted(w.write.bind(w)), finish: counted(w.finish.bind(w)) };
     };
   }
   return out;
