@@ -494,13 +494,11 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
     signal: role === 'source' ? sourceAbort.signal : pipelineAbort.signal,
     dataDir,
   });
-  const sinkCtx = (e: EndpointDef, role: 'sink' | 'dlq', m: MetricSet, scope: string): SinkContext => ({
-    ...baseCtx(role, e.connector, m, scope),
-    encoder: countingEncoder(
-      role === 'sink' && rowsAsDecoded && isJson(e) ? jsonPassThrough(createFormat(e.format, e.schema).encoder(), () => rowsAsDecoded) : createFormat(e.format, e.schema).encoder(),
-      m,
-    ),
-  });
+  const sinkCtx = (e: EndpointDef, role: 'sink' | 'dlq', m: MetricSet, scope: string): SinkContext => {
+    const enc = createFormat(e.format, e.schema).encoder();
+    const passThrough = role === 'sink' && rowsAsDecoded && isJson(e);
+    return { ...baseCtx(role, e.connector, m, scope), encoder: countingEncoder(passThrough ? jsonPassThrough(enc, () => rowsAsDecoded) : enc, m) };
+  };
 
   // ---- acknowledgement ----
   const tokens: Token[] = [];
