@@ -140,6 +140,36 @@ async function roundTrip(port: number, auth: Record<string, unknown>, clientOpts
   sub.unsubscribe();
 }
 
+/**
+ * `nats` source -> `nats_jetstream` sink (which creates stream `name`), then `nats_jetstream` source -> recording sink,
+ * every endpoint with `conn`: `n` numbered messages published by `nc` must come out of the stream in order.
+ */
+async function jetstreamRoundTrip(nc: NatsConnection, conn: Record<string, unknown>, name: string, s: string, n: number, storage?: 'memory'): Promise<void> {
+  const h1 = startPipeline(
+    pipeline(
+      endpoint('nats', parsedOptions(sourceOptions, { ...conn, subject: `${s}.in` })),
+      endpoint('nats_jetstream', parsedOptions(jsSinkOptions, { ...conn, subject: `${name}.x`, create_stream: { name, subjects: [`${name}.>`], ...(storage ? { storage } : {}) } })),
+    ),
+    env({}),
+  );
+  handles.push(h1);
+  await waitRunning(h1);
+  const jsm = await jetstreamManager(nc);
+  await waitFor(async () => {
+    nc.publish(`${s}.in`, enc.encode('{"i":-1}'));
+    await nc.flush();
+    return ((await jsm.streams.info(name).catch(() => undefined))?.state.messages ?? 0) > 0;
+  }, 'the first message in the stream');
+  for (let i = 0; i < n; i++) nc.publish(`${s}.in`, enc.encode(JSON.stringify({ i })));
+  await nc.flush();
+  const rec = newRecordingSink();
+  const h2 = startPipeline(pipeline(endpoint('nats_jetstream', parsedOptions(jsSourceOptions, { ...conn, stream: name, durable: 'd' })), endpoint('rec', { name: 'm' })), env({ m: rec }));
+  handles.push(h2);
+  await waitFor(() => rec.written.filter((r) => (r.value as { i: number }).i >= 0).length >= n, `${n} records from the stream`);
+  expect(rec.written.map((r) => (r.value as { i: number }).i).filter((i) => i >= 0)).toEqual(Array.from({ length: n }, (_, i) => i));
+  await jsm.streams.delete(name);
+}
+
 /** A pipeline whose source uses `opts`: it must fail at start; returns the error message. */
 async function failure(opts: Record<string, unknown>): Promise<string> {
   const o = parsedOptions(sourceOptions, { subject: 'x', connection_timeout: '3s', ...opts });
@@ -174,31 +204,7 @@ describe('nats user/password', () => {
     const name = uniq('AUTH').toUpperCase();
     const auth = { url: url(ports.pw), username: 'alice', pass: PASSWORD };
     const nc = await client({ servers: url(ports.pw), user: 'alice', pass: PASSWORD });
-    const s = uniq('js');
-    // nats source -> nats_jetstream sink (creates the stream), then nats_jetstream source -> recording sink.
-    const rec = newRecordingSink();
-    const h1 = startPipeline(
-      pipeline(
-        endpoint('nats', parsedOptions(sourceOptions, { ...auth, subject: `${s}.in` })),
-        endpoint('nats_jetstream', parsedOptions(jsSinkOptions, { ...auth, subject: `${name}.x`, create_stream: { name, subjects: [`${name}.>`] } })),
-      ),
-      env({}),
-    );
-    handles.push(h1);
-    await waitRunning(h1);
-    const jsm = await jetstreamManager(nc);
-    await waitFor(async () => {
-      nc.publish(`${s}.in`, enc.encode('{"i":-1}'));
-      await nc.flush();
-      return ((await jsm.streams.info(name).catch(() => undefined))?.state.messages ?? 0) > 0;
-    }, 'the first message in the stream');
-    for (let i = 0; i < 50; i++) nc.publish(`${s}.in`, enc.encode(JSON.stringify({ i })));
-    await nc.flush();
-    const h2 = startPipeline(pipeline(endpoint('nats_jetstream', parsedOptions(jsSourceOptions, { ...auth, stream: name, durable: 'd' })), endpoint('rec', { name: 'm' })), env({ m: rec }), {});
-    handles.push(h2);
-    await waitFor(() => rec.written.filter((r) => (r.value as { i: number }).i >= 0).length >= 50, '50 records from the stream');
-    expect(rec.written.map((r) => (r.value as { i: number }).i).filter((i) => i >= 0)).toEqual(Array.from({ length: 50 }, (_, i) => i));
-    await jsm.streams.delete(name);
+    await jetstreamRoundTrip(nc, auth, name, uniq('js'), 50);
   });
 
   it('nats_jetstream with a wrong password fails naming the refusal, without the password', async () => {
@@ -282,29 +288,7 @@ describe('nats tls', () => {
     const conn = { url: url(ports.tls, 'tls'), ...certs() };
     const pem = { ca: readFileSync(f('ca.pem'), 'utf8'), cert: readFileSync(f('client.pem'), 'utf8'), key: readFileSync(f('client.key'), 'utf8') };
     const nc = await client({ servers: url(ports.tls), tls: pem });
-    const s = uniq('jstls');
-    const h1 = startPipeline(
-      pipeline(
-        endpoint('nats', parsedOptions(sourceOptions, { ...conn, subject: `${s}.in` })),
-        endpoint('nats_jetstream', parsedOptions(jsSinkOptions, { ...conn, subject: `${name}.x`, create_stream: { name, subjects: [`${name}.>`], storage: 'memory' } })),
-      ),
-      env({}),
-    );
-    handles.push(h1);
-    await waitRunning(h1);
-    const jsm = await jetstreamManager(nc);
-    await waitFor(async () => {
-      nc.publish(`${s}.in`, enc.encode('{"i":-1}'));
-      await nc.flush();
-      return ((await jsm.streams.info(name).catch(() => undefined))?.state.messages ?? 0) > 0;
-    }, 'the first message in the stream');
-    for (let i = 0; i < 20; i++) nc.publish(`${s}.in`, enc.encode(JSON.stringify({ i })));
-    await nc.flush();
-    const rec = newRecordingSink();
-    const h2 = startPipeline(pipeline(endpoint('nats_jetstream', parsedOptions(jsSourceOptions, { ...conn, stream: name, durable: 'd' })), endpoint('rec', { name: 'm' })), env({ m: rec }));
-    handles.push(h2);
-    await waitFor(() => rec.written.filter((r) => (r.value as { i: number }).i >= 0).length >= 20, '20 records from the stream');
-    expect(rec.written.map((r) => (r.value as { i: number }).i).filter((i) => i >= 0)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    await jetstreamRoundTrip(nc, conn, name, uniq('jstls'), 20, 'memory');
   });
 
   it('without the CA the server certificate is rejected with a certificate error', async () => {
