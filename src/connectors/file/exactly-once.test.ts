@@ -12,7 +12,7 @@ import { createFormat } from '../../formats/index.js';
 import { spec } from './index.js';
 import { loadConfigText } from '../../config/load.js';
 import { CLI_BUILT, runPipeline, stopChildren } from '../../testing/cli-child.js';
-import { finals, linesWritten } from '../../testing/file-output.js';
+import { finals, linesWritten, writeIdInputs } from '../../testing/file-output.js';
 
 
 const ids = (text: string) =>
@@ -156,16 +156,11 @@ describe.skipIf(!CLI_BUILT)('file sink commit_mode: exactly_once across kill -9'
     const N = 120_000;
     const dir = mkdtempSync(join(tmpdir(), 'sluice-file-eo-'));
     try {
-      let a = '';
-      let b = '';
-      for (let i = 0; i < N / 2; i++) a += `{"id":${i},"v":"value ${i}"}\n`;
-      for (let i = N / 2; i < N; i++) b += `{"id":${i},"v":"value ${i}"}\n`;
-      writeFileSync(join(dir, 'in-a.jsonl'), a);
-      writeFileSync(join(dir, 'in-b.jsonl'), b);
+      const input = writeIdInputs(dir, N);
       const out = join(dir, 'out');
       const yaml = [
         'name: eo',
-        `source: { connector: file, config: { path: ${JSON.stringify(join(dir, 'in-*.jsonl'))} }, format: json }`,
+        `source: { connector: file, config: { path: ${JSON.stringify(input)} }, format: json }`,
         `sink: { connector: file, config: { path: ${JSON.stringify(join(out, 'out.jsonl'))}, rotate_size: 512KiB, commit_mode: exactly_once }, format: json }`,
         'batch: { max_records: 700, linger: 1ms }',
         '',

@@ -10,6 +10,7 @@ import type pg from 'pg';
 import { findConnector } from '../index.js';
 import { ensureService } from '../../testing/services.js';
 import { waitFor } from '../../testing/harness.js';
+import { writeIdInputs } from '../../testing/file-output.js';
 import { pgAdmin, unique } from '../sqldb/testkit.js';
 import { startTestBroker, uniqueName, type TestBroker } from '../kafka/test-broker.js';
 import { CLI_BUILT, runPipeline, stopChildren, type CliChild } from '../../testing/cli-child.js';
@@ -53,18 +54,13 @@ describe.skipIf(!built)('exactly-once into postgres across kill -9', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sluice-pg-eo-'));
     try {
       // Two files, so the position holds one entry per file and the first file's end must survive later kills.
-      let a = '';
-      let b = '';
-      for (let i = 0; i < N / 2; i++) a += `{"id":${i},"v":"value ${i}"}\n`;
-      for (let i = N / 2; i < N; i++) b += `{"id":${i},"v":"value ${i}"}\n`;
-      writeFileSync(join(dir, 'in-a.jsonl'), a);
-      writeFileSync(join(dir, 'in-b.jsonl'), b);
+      const input = writeIdInputs(dir, N);
       const file = join(dir, 'p.yaml');
       writeFileSync(
         file,
         [
           `name: ${name}`,
-          `source: { connector: file, config: { path: ${JSON.stringify(join(dir, 'in-*.jsonl'))} }, format: json }`,
+          `source: { connector: file, config: { path: ${JSON.stringify(input)} }, format: json }`,
           `sink: { connector: postgres, config: { url: '${URL}', table: ${table}, mode: insert, exactly_once: true } }`,
           // Batches larger than the source's (1000 records): a write then completes several source batches at once.
           'batch: { max_records: 1500, linger: 2ms }',
