@@ -1,7 +1,8 @@
 // Every benchmark scenario. Adding one = a module in scenarios/ exporting
-//   { name, summary, baseline, records, bytes?, target?, skip?, prepare?, impls: { sluice, bare } }
+//   { name, summary, baseline, records, bytes?, target?, skip?, prepare?, teardown?, impls: { sluice, bare } }
 // plus its file name in MODULES below. `skip` (async, in the parent) returns a reason when the scenario cannot run here, such
-// as a broker that is not reachable; `prepare` runs once in the parent (fixtures shared by all runs); each impl runs
+// as a broker that is not reachable; `prepare` runs once in the parent (fixtures shared by all runs); `teardown` (in
+// the parent, after the last run or a failure) removes what `prepare` made outside the fixture directory; each impl runs
 // in a fresh worker process and returns { records, seconds, bytes?, ...anything worth recording }.
 
 // Modules under scenarios/, in report order. The parent loads them all; a worker loads only the one it runs (the parent

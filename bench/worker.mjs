@@ -65,6 +65,7 @@ try {
   process.stderr.write(`${scenario.name} ${impl}: ${e?.stack ?? e}\n`);
   code = 1;
 } finally {
+  if (!values['fixture-dir']) await scenario.teardown?.({ fixtureDir, n }).catch((e) => process.stderr.write(`${scenario.name}: teardown: ${e?.message ?? e}\n`));
   rmSync(workDir, { recursive: true, force: true });
 }
 process.exitCode = code;

@@ -248,6 +248,9 @@ try {
       entry.status = 'failed';
       entry.error = e.message;
       console.log(`  FAILED: ${e.message}`);
+    } finally {
+      // What `prepare` created outside the fixture directory (a broker's stream or queue) goes away with the scenario.
+      await scenario.teardown?.({ fixtureDir, n }).catch((e) => console.log(`  teardown failed: ${e.message}`));
     }
     console.log('');
   }

@@ -5,12 +5,13 @@
 // messages are ahead of what the measured process reports as written (IPC messages `{written}`), which keeps the
 // brokers from dropping anything while the measured side, not the publisher, sets the pace. Prints {published, seconds}.
 
-import { payloads } from './brokers.mjs';
+import { payloadReader } from './brokers.mjs';
 
 const [kind, target, nText, windowText, fixtureDir] = process.argv.slice(2);
 const n = Number(nText);
 const window = Number(windowText);
-const msgs = payloads(fixtureDir, n);
+// Read slice by slice as credit arrives: the whole input would be ~N x 200 bytes of Buffers in this process.
+const reader = payloadReader(fixtureDir, n);
 
 let written = 0;
 let wake;
@@ -29,8 +30,8 @@ async function natsPublisher() {
   const { connect } = await import('@nats-io/transport-node');
   const nc = await connect({ servers: '127.0.0.1:4222', name: 'sluice-bench-publisher' });
   return {
-    async publish(from, to) {
-      for (let i = from; i < to; i++) nc.publish(target, msgs[i]);
+    async publish(count) {
+      for (const m of reader.next(count)) nc.publish(target, m);
       await nc.flush();
     },
     close: () => nc.drain(),
@@ -42,7 +43,7 @@ async function mqttPublisher() {
   const client = await mqtt.connectAsync('mqtt://127.0.0.1:1883', { clientId: `sluice-bench-pub-${process.pid}`, clean: true, protocolVersion: 5, reconnectPeriod: 0 });
   return {
     // Every message of the slice PUBACKed by the broker; mqtt.js keeps within the broker's Receive Maximum itself.
-    publish: (from, to) => Promise.all(msgs.slice(from, to).map((m) => client.publishAsync(target, m, { qos: 1 }))),
+    publish: (count) => Promise.all(reader.next(count).map((m) => client.publishAsync(target, m, { qos: 1 }))),
     close: () => client.endAsync(),
   };
 }
@@ -59,10 +60,11 @@ while (sent < n) {
     await credit();
     continue;
   }
-  await pub.publish(sent, allowed);
+  await pub.publish(allowed - sent);
   sent = allowed;
 }
 const seconds = (performance.now() - t0) / 1000;
 await pub.close();
+reader.close();
 process.stdout.write(JSON.stringify({ published: sent, seconds }) + '\n');
 process.disconnect();

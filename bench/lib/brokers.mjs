@@ -3,7 +3,7 @@
 // and the Kafka emulator, which a scenario's `prepare` starts in the parent and the parent's exit stops.
 
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,21 +38,59 @@ export function uniqueName(prefix) {
   return `${prefix}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
 }
 
-/** The trade ticks of the file scenarios (~150-byte JSON lines), one Buffer per message, identical for both impls. */
-export function payloads(fixtureDir, n) {
+/**
+ * The trade ticks of the file scenarios (~150-byte JSON lines), identical for both impls, read in order from
+ * `trades-<n>.jsonl` in `fixtureDir`: `next(count)` returns up to `count` messages (one Buffer each, fewer at the end).
+ * Reads 1 MiB at a time, so a filler or publisher holds one chunk and one slice of messages, never all N.
+ */
+export function payloadReader(fixtureDir, n) {
   const { path } = jsonlFixture(fixtureDir, n);
-  const text = readFileSync(path, 'utf8');
-  const out = new Array(n);
-  let start = 0;
-  for (let i = 0; i < n; i++) {
-    const nl = text.indexOf('\n', start);
-    out[i] = Buffer.from(text.slice(start, nl));
-    start = nl + 1;
-  }
-  return out;
+  const fd = openSync(path, 'r');
+  const chunk = Buffer.allocUnsafe(1 << 20);
+  let carry = Buffer.alloc(0);
+  let eof = false;
+  return {
+    next(count) {
+      const out = [];
+      while (out.length < count) {
+        const nl = carry.indexOf(10);
+        if (nl !== -1) {
+          // A copy, so the message does not keep the whole chunk alive.
+          out.push(Buffer.from(carry.subarray(0, nl)));
+          carry = carry.subarray(nl + 1);
+          continue;
+        }
+        if (eof) break;
+        const got = readSync(fd, chunk, 0, chunk.length, null);
+        if (got === 0) eof = true;
+        else carry = Buffer.concat([carry, chunk.subarray(0, got)]);
+      }
+      return out;
+    },
+    close: () => closeSync(fd),
+  };
 }
 
-export const payloadBytes = (msgs) => msgs.reduce((s, m) => s + m.length, 0);
+/** The payload bytes of the n ticks (the fixture's size without its newlines), without reading them. */
+export function payloadBytes(fixtureDir, n) {
+  return jsonlFixture(fixtureDir, n).bytes - n;
+}
+
+/**
+ * Fill a Redis stream or a RabbitMQ queue with the n ticks in a short-lived child process (bench/lib/brokers-fill.mjs),
+ * so neither the payloads nor the publishing client's buffers count toward the measured worker's peak RSS.
+ */
+export function fillInChild(kind, target, n, fixtureDir) {
+  const child = spawn(process.execPath, [join(root, 'bench', 'lib', 'brokers-fill.mjs'), kind, target, String(n), fixtureDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (err += d));
+  return new Promise((res, rej) => {
+    child.on('error', rej);
+    child.on('close', (code, signal) => (code === 0 ? res(JSON.parse(out.trim().split('\n').pop())) : rej(new Error(`filling ${kind} '${target}' failed (${signal ?? code}): ${err.trim() || out.trim()}`))));
+  });
+}
 
 // ---- Sluice ------------------------------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@
 import kafkajs from 'kafkajs';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { kafkaEmulatorInfo, MOKAPI_BIN, payloadBytes, payloads, runUntil, setKafkaTopic, startKafkaEmulator, uniqueName } from '../lib/brokers.mjs';
+import { kafkaEmulatorInfo, MOKAPI_BIN, payloadBytes, payloadReader, runUntil, setKafkaTopic, startKafkaEmulator, uniqueName } from '../lib/brokers.mjs';
 
 const { Kafka, logLevel } = kafkajs;
 const TOPIC = 'bench-kafka-in';
@@ -33,13 +33,17 @@ export default {
     await Promise.all([admin.connect(), producer.connect()]);
     try {
       await setKafkaTopic(info, admin, TOPIC);
-      const msgs = payloads(fixtureDir, n);
-      for (let i = 0; i < n; i += 1000) {
-        await producer.sendBatch({ topicMessages: [{ topic: TOPIC, messages: msgs.slice(i, i + 1000).map((value) => ({ value })) }] });
+      const reader = payloadReader(fixtureDir, n);
+      try {
+        for (let msgs = reader.next(1000); msgs.length; msgs = reader.next(1000)) {
+          await producer.sendBatch({ topicMessages: [{ topic: TOPIC, messages: msgs.map((value) => ({ value })) }] });
+        }
+      } finally {
+        reader.close();
       }
       const high = (await admin.fetchTopicOffsets(TOPIC)).reduce((s, p) => s + Number(p.high), 0);
       if (high !== n) throw new Error(`filled topic holds ${high} messages, expected ${n}`);
-      return { bytes: payloadBytes(msgs) };
+      return { bytes: payloadBytes(fixtureDir, n) };
     } finally {
       await Promise.all([admin.disconnect(), producer.disconnect()]);
     }

@@ -1,10 +1,11 @@
 // The RabbitMQ source's consume path: deliveries batched per socket read, JSON decoding, and one multiple-ack per
-// batch after the sink accepted it, against the local RabbitMQ. Each run fills a durable queue of its own (not timed)
-// and deletes it afterwards.
+// batch after the sink accepted it, against the local RabbitMQ. Consuming empties a queue, so each run gets a durable
+// queue of its own, filled by a short-lived child process before the measured part (outside the measured process's
+// memory too), and deletes it afterwards.
 
 import { Connection } from 'rabbitmq-client';
 import { join } from 'node:path';
-import { payloadBytes, payloads, runUntil, uniqueName, unreachable } from '../lib/brokers.mjs';
+import { fillInChild, payloadBytes, runUntil, uniqueName, unreachable } from '../lib/brokers.mjs';
 
 const URL = 'amqp://guest:guest@127.0.0.1:5672';
 // The source's defaults (`prefetch`, `max_batch`), so both sides keep as much unacknowledged.
@@ -13,22 +14,11 @@ const MAX_BATCH = 500;
 
 /** A fresh durable queue holding the n trade ticks as persistent messages with no content type (bodies stay bytes). */
 async function withQueue(fixtureDir, n, fn) {
-  const rabbit = new Connection({ url: URL, connectionName: 'sluice-bench-fill' });
   const queue = uniqueName('bench-rabbit');
-  const msgs = payloads(fixtureDir, n);
+  const rabbit = new Connection({ url: URL, connectionName: 'sluice-bench-check' });
   try {
-    await rabbit.queueDeclare({ queue, durable: true });
-    const pub = rabbit.createPublisher({ confirm: true, maxAttempts: 1 });
-    try {
-      for (let i = 0; i < n; i += 1000) {
-        await Promise.all(msgs.slice(i, i + 1000).map((body) => pub.send({ routingKey: queue, durable: true }, body)));
-      }
-    } finally {
-      await pub.close();
-    }
-    const { messageCount } = await rabbit.queueDeclare({ queue, passive: true });
-    if (messageCount !== n) throw new Error(`filled queue holds ${messageCount} messages, expected ${n}`);
-    const r = await fn(queue, payloadBytes(msgs));
+    await fillInChild('rabbitmq', queue, n, fixtureDir);
+    const r = await fn(queue, payloadBytes(fixtureDir, n));
     const left = (await rabbit.queueDeclare({ queue, passive: true })).messageCount;
     if (left !== 0) throw new Error(`${left} messages left in the queue after the run (not acknowledged)`);
     return r;
@@ -40,12 +30,14 @@ async function withQueue(fixtureDir, n, fn) {
 
 export default {
   name: 'rabbitmq->blackhole',
-  summary: `rabbitmq source (durable queue pre-filled with the ~150-byte trade ticks, prefetch ${PREFETCH}, max_batch ${MAX_BATCH}, format json) into the blackhole sink; local RabbitMQ`,
+  summary: `rabbitmq source (a durable queue per run, pre-filled by a child process with the ~150-byte trade ticks, prefetch ${PREFETCH}, max_batch ${MAX_BATCH}, format json) into the blackhole sink; local RabbitMQ`,
   baseline: `rabbitmq-client raw channel: basicQos ${PREFETCH}, basicConsume, deliveries gathered until the end of the socket read (setImmediate) or ${MAX_BATCH}, JSON.parse each, then one basicAck multiple=true per batch`,
   records: 100_000,
   bytes: true,
 
   skip: () => unreachable('RabbitMQ', 5672),
+  // The ticks file the filler reads; each run fills its own queue from it.
+  prepare: ({ fixtureDir, n }) => ({ bytes: payloadBytes(fixtureDir, n) }),
 
   impls: {
     async sluice({ n, fixtureDir, workDir }) {
