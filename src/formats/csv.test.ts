@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { parse as parseSync } from 'csv-parse/sync';
 import { createFormat, parseFormatConfig } from './index.js';
 import type { Decoder, SchemaSpec } from '../core/types.js';
 
@@ -117,6 +118,98 @@ describe('csv decode', () => {
     expect(Object.getPrototypeOf(row)).toBe(Object.prototype);
     expect(Object.keys(row!)).toEqual(['__proto__', 'constructor']);
     expect(row!['constructor']).toBe('2');
+  });
+});
+
+describe('csv decode: quote-free lines split without csv-parse, everything else through it', () => {
+  // The file source hands the decoder one record per payload, quoted newlines included.
+  const lines = (text: string) => text.split(/(?<=^(?:[^"]*"[^"]*")*[^"]*)\n/);
+
+  it('reads a file line by line the same whether a line has quotes or not', () => {
+    const dec = csv().decoder();
+    const r = run(dec, 'id,note,n', '1,plain,2', '2,"a, b",3', '3,"say ""hi""\nthere",4', '4,,', '5,é,6');
+    expect(r.rows).toEqual([
+      { id: '1', note: 'plain', n: '2' },
+      { id: '2', note: 'a, b', n: '3' },
+      { id: '3', note: 'say "hi"\nthere', n: '4' },
+      { id: '4', note: '', n: '' },
+      { id: '5', note: 'é', n: '6' },
+    ]);
+    expect(r.errors).toEqual([]);
+  });
+
+  it('agrees with csv-parse on generated tables, fed whole and one record at a time', () => {
+    const values = ['', 'x', 'a b', 'é', '1.5', 'has,comma', 'say "hi"', 'two\nlines', 'cr\r\nlf', ' pad ', 'NULL'];
+    let seed = 42;
+    const next = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
+    const field = (v: string) => (/[",\r\n]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v);
+    for (let t = 0; t < 50; t++) {
+      const rows = Array.from({ length: 1 + next(6) }, () => ['a', 'b', 'c'].map(() => values[next(values.length)]!));
+      const text = ['a,b,c', ...rows.map((r) => r.map(field).join(','))].join(next(2) ? '\r\n' : '\n');
+      const want = parseSync(text, { columns: true, skip_empty_lines: true, record_delimiter: ['\r\n', '\n'] });
+      expect(run(csv().decoder(), text).rows).toEqual(want);
+      expect(run(csv().decoder(), ...lines(text).map((l) => l.replace(/\r$/, ''))).rows).toEqual(want);
+    }
+  });
+
+  it('reads CRLF and lone-CR line ends, and strips a BOM from a text payload', () => {
+    expect(run(csv().decoder(), 'a,b\r\n1,2\r\n3,4').rows).toEqual([
+      { a: '1', b: '2' },
+      { a: '3', b: '4' },
+    ]);
+    expect(run(csv().decoder(), 'a,b\r1,2').rows).toEqual([{ a: '1', b: '2' }]);
+    expect(run(csv().decoder(), '\ufeffa,b', '1,2').rows).toEqual([{ a: '1', b: '2' }]);
+  });
+
+  it('keeps empty fields, names empty header cells by position, and honours a multi-character delimiter', () => {
+    expect(run(csv().decoder(), 'a,,c', ',,', 'x,y,').rows).toEqual([
+      { a: '', column2: '', c: '' },
+      { a: 'x', column2: 'y', c: '' },
+    ]);
+    expect(run(csv({ delimiter: '::' }).decoder(), 'a::b', '1::2:3', '4::').rows).toEqual([
+      { a: '1', b: '2:3' },
+      { a: '4', b: '' },
+    ]);
+    expect(run(csv({ null_value: '' }).decoder(), 'a,b', ',1').rows).toEqual([{ a: null, b: '1' }]);
+  });
+
+  it('reports ragged quote-free lines with their own text, in a multi-line payload and line by line', () => {
+    const want = [
+      { message: 'row has 2 fields, header has 3', raw: '4,5' },
+      { message: 'row has 4 fields, header has 3', raw: '6,7,8,9' },
+    ];
+    const whole = run(csv().decoder(), 'a,b,c\n1,2,3\n4,5\n6,7,8,9\n10,11,12\n');
+    expect(whole.rows).toEqual([
+      { a: '1', b: '2', c: '3' },
+      { a: '10', b: '11', c: '12' },
+    ]);
+    expect(whole.errors).toEqual(want);
+    const byLine = run(csv().decoder(), 'a,b,c', '1,2,3', '4,5', '6,7,8,9', '10,11,12');
+    expect(byLine.rows).toEqual(whole.rows);
+    expect(byLine.errors).toEqual(want);
+  });
+
+  it('numbers columns from the first row even when a later row of the same payload is bad', () => {
+    const dec = csv({ header: false }).decoder();
+    const r = run(dec, '1,2\n3', '4,5');
+    expect(r.rows).toEqual([
+      { column1: '1', column2: '2' },
+      { column1: '4', column2: '5' },
+    ]);
+    expect(r.errors).toEqual([{ message: 'row has 1 field, the first row has 2', raw: '3' }]);
+  });
+
+  it('skips empty lines inside a payload unless told not to; an empty payload is never a row', () => {
+    expect(run(csv().decoder(), 'a', '', '1', '').rows).toEqual([{ a: '1' }]);
+    expect(run(csv({ skip_empty_lines: false }).decoder(), 'a\n\n1\n').rows).toEqual([{ a: '' }, { a: '1' }]);
+    expect(run(csv({ skip_empty_lines: false }).decoder(), 'a', '', '1').rows).toEqual([{ a: '1' }]);
+  });
+
+  it('decodes valid UTF-8 bytes on the quote-free path and rejects invalid ones whole', () => {
+    const dec = csv().decoder();
+    expect(run(dec, Buffer.from('a,b'), Buffer.from('1,ü'), new Uint8Array([0x32, 0x2c, 0xff])).rows).toEqual([{ a: '1', b: 'ü' }]);
+    const bad = new Uint8Array([0x32, 0x2c, 0xff]);
+    expect(run(csv().decoder(), 'a,b', bad).errors).toEqual([{ message: 'invalid UTF-8 at byte 2', raw: bad }]);
   });
 });
 

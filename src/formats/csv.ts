@@ -62,6 +62,8 @@ const noop = () => {};
 class CsvDecoder implements Decoder {
   private readonly parseOpts: ParseOptions;
   private readonly nullValue: string | undefined;
+  /** Set when payloads without quotes can be split in JS (see `decodePlain`). */
+  private readonly plain: PlainSplit | undefined;
   private api: CsvApi | undefined;
   private readonly recs: string[][] = [];
   private readonly push = (rec: string[]) => {
@@ -72,6 +74,8 @@ class CsvDecoder implements Decoder {
   private columns: string[] | undefined;
   private columnsFrom: string;
   private build: ((rec: string[]) => Record<string, unknown>) | undefined;
+  /** `columns` compiled into a one-pass line splitter, for `decodePlain`. */
+  private splitLine: LineParser | undefined;
 
   constructor(o: CsvOptions, schema?: SchemaSpec) {
     this.parseOpts = {
@@ -86,6 +90,7 @@ class CsvDecoder implements Decoder {
       bom: true,
     };
     this.nullValue = o.null_value;
+    this.plain = plainSplit(o);
     this.api = newApi(this.parseOpts);
     this.pendingHeader = o.header;
     this.columnsFrom = 'header';
@@ -100,20 +105,26 @@ class CsvDecoder implements Decoder {
   }
 
   decode(payload: string | Uint8Array, out: unknown[], onError: OnError): void {
-    let buf: Buffer;
-    if (typeof payload === 'string') buf = Buffer.from(payload, 'utf8');
+    let buf: Buffer | undefined;
+    let text: string;
+    if (typeof payload === 'string') text = payload;
     else {
       buf = asBuffer(payload);
       if (!isUtf8(buf)) {
         onError(new RecordError('DECODE', `invalid UTF-8 at byte ${invalidUtf8Offset(buf)}`), payload);
         return;
       }
+      text = buf.toString('utf8');
     }
+    if (this.plain !== undefined && this.decodePlain(text, this.plain, out)) return;
+    buf ??= Buffer.from(text, 'utf8');
     const recs = this.recs;
     recs.length = 0;
     if (this.parseFast(buf)) {
       const mark = out.length;
-      const state = [this.pendingHeader, this.columns, this.build, this.columnsFrom] as const;
+      const pendingHeader = this.pendingHeader;
+      const columns = this.columns;
+      const columnsFrom = this.columnsFrom;
       let ok = true;
       for (let i = 0; i < recs.length; i++) {
         const rec = recs[i]!;
@@ -132,9 +143,79 @@ class CsvDecoder implements Decoder {
       if (ok) return;
       // Undo this payload and redo it with raw line text, which only the slow path collects.
       out.length = mark;
-      [this.pendingHeader, this.columns, this.build, this.columnsFrom] = state;
+      this.restore(pendingHeader, columns, columnsFrom);
     }
     this.decodeSlow(buf, payload, out, onError);
+  }
+
+  /**
+   * Decode a payload that has no quote character, no CR and no BOM by splitting it in JS: such text has no quoting
+   * or escaping, so its records are its lines and its fields are the text between delimiters, exactly as csv-parse
+   * reads them. This skips the string -> Buffer -> csv-parse -> string round trip and its per-field buffers.
+   * False (with nothing appended and no state changed) hands the payload to csv-parse: quotes, CRs, a BOM, or a row
+   * whose field count is wrong (the slow path reports that with its raw line).
+   */
+  private decodePlain(text: string, plain: PlainSplit, out: unknown[]): boolean {
+    if (text.indexOf(plain.quote) !== -1 || text.indexOf('\r') !== -1 || text.charCodeAt(0) === BOM) return false;
+    // The file source hands over one line at a time: the common case, with no line loop.
+    if (text.indexOf('\n') === -1) {
+      if (text.length === 0) return true; // csv-parse ends an empty input with no record, even with skip_empty_lines off
+      if (this.columns !== undefined && !this.pendingHeader) return this.plainRow(text, out);
+      return this.plainRows(text, plain, out);
+    }
+    return this.plainRows(text, plain, out);
+  }
+
+  /** One line whose columns are known: one pass over it, one object out. */
+  private plainRow(line: string, out: unknown[]): boolean {
+    if (this.splitLine !== undefined) {
+      const row = this.splitLine(line);
+      if (row === undefined) return false;
+      out.push(row);
+      return true;
+    }
+    const rec = line.split(this.plain!.delimiter);
+    if (rec.length !== this.columns!.length) return false;
+    out.push(this.build!(rec));
+    return true;
+  }
+
+  /** Several lines, or a line that may be the header: all or nothing, so a bad row leaves no trace for the slow path. */
+  private plainRows(text: string, plain: PlainSplit, out: unknown[]): boolean {
+    const mark = out.length;
+    const pendingHeader = this.pendingHeader;
+    const columns = this.columns;
+    const columnsFrom = this.columnsFrom;
+    for (let start = 0; start < text.length; ) {
+      let end = text.indexOf('\n', start);
+      if (end === -1) end = text.length;
+      const line = text.slice(start, end);
+      start = end + 1;
+      if (line.length === 0 && plain.skipEmpty) continue;
+      let ok: boolean;
+      if (this.pendingHeader) {
+        this.takeHeader(line.split(plain.delimiter));
+        ok = true;
+      } else {
+        if (this.columns === undefined) {
+          this.setColumns(positionalNames(line.split(plain.delimiter).length), 'the first row');
+        }
+        ok = this.plainRow(line, out);
+      }
+      if (!ok) {
+        out.length = mark;
+        this.restore(pendingHeader, columns, columnsFrom);
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** Back to the state before a payload. Columns are only ever set once, so the undo is from "none yet". */
+  private restore(pendingHeader: boolean, columns: string[] | undefined, columnsFrom: string): void {
+    this.pendingHeader = pendingHeader;
+    if (columns === undefined) this.columns = this.build = this.splitLine = undefined;
+    this.columnsFrom = columnsFrom;
   }
 
   /** Parse into `recs`; false when the payload needs the slow path (a malformed record). */
@@ -199,7 +280,50 @@ class CsvDecoder implements Decoder {
     this.columns = cols;
     this.columnsFrom = from === 'columns' ? '`columns`' : from;
     this.build = compileRowBuilder(cols, this.nullValue);
+    this.splitLine = this.plain && cols.length <= MAX_COMPILED_COLUMNS ? compileLineParser(cols, this.plain.delimiter, this.nullValue) : undefined;
   }
+}
+
+const BOM = 0xfeff;
+
+/** What `decodePlain` needs; absent when the options make plain splitting differ from csv-parse. */
+interface PlainSplit {
+  delimiter: string;
+  quote: string;
+  skipEmpty: boolean;
+}
+
+function plainSplit(o: CsvOptions): PlainSplit | undefined {
+  // trim strips spaces around fields (csv-parse's rules): rare, so it keeps csv-parse. A delimiter containing the
+  // quote or a line break would make "no quote, no CR" a wrong test for "no quoting".
+  if (o.trim || o.delimiter.includes(o.quote) || /[\r\n]/.test(o.delimiter)) return undefined;
+  return { delimiter: o.delimiter, quote: o.quote, skipEmpty: o.skip_empty_lines };
+}
+
+/** Above this many columns the generated line parser gets too big to optimise well; split() is used instead. */
+const MAX_COMPILED_COLUMNS = 200;
+
+type LineParser = (line: string) => Record<string, unknown> | undefined;
+
+/**
+ * A function reading one quote-free line straight into a row object: an indexOf and a slice per field, no array of
+ * fields in between, and undefined when the line has more or fewer fields than `cols`.
+ */
+function compileLineParser(cols: string[], delimiter: string, nullValue: string | undefined): LineParser {
+  const last = cols.length - 1;
+  let body = 'var p = 0, e = 0;\n';
+  for (let i = 0; i < last; i++) {
+    body += `e = s.indexOf(d, p); if (e === -1) return undefined; var v${i} = s.slice(p, e); p = e + dl;\n`;
+  }
+  body += `if (s.indexOf(d, p) !== -1) return undefined; var v${last} = p === 0 ? s : s.slice(p);\n`;
+  body += `return { ${cols.map((c, i) => `${propKey(c)}: ${nullValue === undefined ? `v${i}` : `(v${i} === nv ? null : v${i})`}`).join(', ')} };`;
+  return new Function('d', 'dl', 'nv', `"use strict"; return function csvLine(s) { ${body} };`)(delimiter, delimiter.length, nullValue);
+}
+
+/** An object-literal key for `c`. JSON string literals are valid JS string literals. */
+function propKey(c: string): string {
+  // A literal `"__proto__": x` sets the prototype; the computed form defines an own property.
+  return c === '__proto__' ? `[${JSON.stringify(c)}]` : JSON.stringify(c);
 }
 
 function newApi(opts: ParseOptions): CsvApi | undefined {
@@ -224,12 +348,7 @@ function trimLineEnd(s: string): string {
  * per-field keyed stores. Keys are emitted as JSON string literals, which are valid JS string literals.
  */
 function compileRowBuilder(cols: string[], nullValue: string | undefined): (rec: string[]) => Record<string, unknown> {
-  const props = cols.map((c, i) => {
-    // A literal `"__proto__": x` sets the prototype; the computed form defines an own property.
-    const key = c === '__proto__' ? `[${JSON.stringify(c)}]` : JSON.stringify(c);
-    const val = nullValue === undefined ? `r[${i}]` : `(r[${i}] === nv ? null : r[${i}])`;
-    return `${key}: ${val}`;
-  });
+  const props = cols.map((c, i) => `${propKey(c)}: ${nullValue === undefined ? `r[${i}]` : `(r[${i}] === nv ? null : r[${i}])`}`);
   return new Function('nv', `"use strict"; return function csvRow(r) { return { ${props.join(', ')} }; };`)(nullValue);
 }
 
