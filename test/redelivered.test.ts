@@ -61,7 +61,7 @@ describe('redelivered: nats_jetstream (delivery count > 1)', () => {
     await Promise.all(Array.from({ length: 200 }, (_, i) => js.publish(`${name}.m`, JSON.stringify({ i }))));
     const rec = newRecordingSink();
     rec.down = true;
-    const src = endpointDef('nats_jetstream', parsedOptions(jsSourceOptions, { url: NATS_URL, stream: name, durable: 'rd', ack_wait: '60s' }));
+    const src = endpointDef('nats_jetstream', parsedOptions(jsSourceOptions(), { url: NATS_URL, stream: name, durable: 'rd', ack_wait: '60s' }));
     const def = pipelineDef('rd-js', src, recordingEndpoint('m'), { retry: { max_attempts: 1000 } });
     const h1 = startPipeline(def, env({ m: rec }), { drainTimeoutMs: 300 });
     await waitFor(() => rec.writes >= 2, 'the sink to fail');
@@ -125,7 +125,7 @@ describe('redelivered: redis streams (own pending entries re-read)', () => {
     const rec = newRecordingSink();
     rec.down = true;
     const def = (attempts: number) =>
-      pipelineDef('rd-redis', endpointDef('redis', parsed(redisSourceOptions, { streams: stream, group: 'g', start_id: '0', block: '200ms' }) as Record<string, unknown>), recordingEndpoint('m'), {
+      pipelineDef('rd-redis', endpointDef('redis', parsed(redisSourceOptions(), { streams: stream, group: 'g', start_id: '0', block: '200ms' }) as Record<string, unknown>), recordingEndpoint('m'), {
         retry: { max_attempts: attempts },
       });
     const failed = startPipeline(def(2), env({ m: rec }, state));
@@ -163,7 +163,7 @@ describe('redelivered: kafka (offsets at or below the highest one this pipeline 
     const def = (attempts: number) =>
       pipelineDef(
         'rd-kafka',
-        endpointDef('kafka', parsedOptions(kafkaSourceOptions, { brokers: broker.brokers, topic, offset: 'earliest', max_wait: '100ms' }) as Record<string, unknown>),
+        endpointDef('kafka', parsedOptions(kafkaSourceOptions(), { brokers: broker.brokers, topic, offset: 'earliest', max_wait: '100ms' }) as Record<string, unknown>),
         recordingEndpoint('m'),
         { retry: { max_attempts: attempts } },
       );

@@ -7,7 +7,7 @@
 
 import { SluiceError } from './errors.js';
 import { suggest } from './units.js';
-import { opt, z } from './spec.js';
+import { lazyOptions, opt, z } from './spec.js';
 import { stringifyJson } from '../formats/json.js';
 import type { Encoder, SluiceRecord } from './types.js';
 
@@ -620,7 +620,7 @@ export function fieldTemplateString(meta: Parameters<typeof opt>[1]) {
  * The `template` and `template_escape` options every text-sending sink shares (eKuiper's `dataTemplate`): the payload
  * of each record is the rendered template instead of the format's encoding.
  */
-export const payloadTemplateShape = {
+export const payloadTemplateShape = lazyOptions('payload template', () => ({
   template: opt(
     z
       .string()
@@ -645,7 +645,7 @@ export const payloadTemplateShape = {
     aliases: ['templateEscape'],
     advanced: true,
   }),
-};
+}));
 
 export interface PayloadTemplateOptions {
   template?: string;

@@ -167,8 +167,68 @@ export interface ConnectorSpec {
   test?(options: unknown, role: 'source' | 'sink', report: TestReporter, signal: AbortSignal): Promise<void>;
 }
 
-export function defineConnector(spec: ConnectorSpec): ConnectorSpec {
-  return spec;
+// ---- option schemas built on first use -------------------------------------------------------------------------
+//
+// zod v4 schemas are heavy to build (closures, registries, bags per node): building every connector's options when the
+// registry is imported cost ~7 MB and ~90 ms of a `sluice run` that uses two connectors (issue 9). Options modules
+// therefore export builders wrapped in `lazyOptions`, and connector specs hold the builder; the schema is built the
+// first time something reads `factory.options`.
+
+const builtOptions: string[] = [];
+
+/**
+ * A memoized builder of option schemas. `name` labels it in `builtOptionSchemas()`, which tests read to check that a
+ * pipeline only builds the options of the connectors and formats it uses.
+ */
+export function lazyOptions<T>(name: string, build: () => T): () => T {
+  let value: T | undefined;
+  let done = false;
+  return () => {
+    if (!done) {
+      value = build();
+      done = true;
+      builtOptions.push(name);
+    }
+    return value as T;
+  };
+}
+
+/** The labels of the option builders that have run in this process, in the order they ran. */
+export function builtOptionSchemas(): readonly string[] {
+  return builtOptions;
+}
+
+/** A factory as a connector module writes it: `options` may be a builder, called on first read. */
+type Deferred<F extends { options: unknown }> = Omit<F, 'options'> & { options: F['options'] | (() => F['options']) };
+
+/** What `defineConnector` takes: a ConnectorSpec whose factories may give their options as builders. */
+export interface ConnectorDefinition extends Omit<ConnectorSpec, 'source' | 'sink' | 'lookup'> {
+  source?: Deferred<SourceFactory<any>>;
+  sink?: Deferred<SinkFactory<any>>;
+  lookup?: Deferred<LookupFactory<any>>;
+}
+
+/** The factory with `options` as a getter that runs the builder once; a schema given directly is kept as it is. */
+function deferOptions<F extends { options: unknown }>(f: Deferred<F>): F {
+  const options = f.options;
+  if (typeof options !== 'function') return f as F;
+  const out = { ...f } as Record<string, unknown>;
+  let built: unknown;
+  Object.defineProperty(out, 'options', {
+    enumerable: true,
+    get: () => (built ??= (options as () => unknown)()),
+  });
+  return out as F;
+}
+
+export function defineConnector(def: ConnectorDefinition): ConnectorSpec {
+  const { source, sink, lookup, ...rest } = def;
+  return {
+    ...rest,
+    ...(source ? { source: deferOptions(source) } : {}),
+    ...(sink ? { sink: deferOptions(sink) } : {}),
+    ...(lookup ? { lookup: deferOptions(lookup) } : {}),
+  };
 }
 
 // Re-exported so connectors import everything spec-related from one place.

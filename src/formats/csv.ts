@@ -157,11 +157,10 @@ class CsvDecoder implements Decoder {
    */
   private decodePlain(text: string, plain: PlainSplit, out: unknown[]): boolean {
     if (text.indexOf(plain.quote) !== -1 || text.indexOf('\r') !== -1 || text.charCodeAt(0) === BOM) return false;
-    // The file source hands over one line at a time: the common case, with no line loop.
-    if (text.indexOf('\n') === -1) {
-      if (text.length === 0) return true; // csv-parse ends an empty input with no record, even with skip_empty_lines off
-      if (this.columns !== undefined && !this.pendingHeader) return this.plainRow(text, out);
-      return this.plainRows(text, plain, out);
+    // The file source hands over one line at a time: the common case, with no line loop and nothing to undo.
+    if (this.columns !== undefined && !this.pendingHeader && text.indexOf('\n') === -1) {
+      // csv-parse ends an empty input with no record, even with skip_empty_lines off.
+      return text.length === 0 || this.plainRow(text, out);
     }
     return this.plainRows(text, plain, out);
   }

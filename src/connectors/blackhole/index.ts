@@ -1,9 +1,11 @@
-import { defineConnector, duration, z } from '../../core/spec.js';
+import { defineConnector, duration, lazyOptions, z } from '../../core/spec.js';
 
-const options = z.strictObject({
+const options = lazyOptions('blackhole', () =>
+  z.strictObject({
   delay_per_batch: duration({ default: 0, description: 'Wait this long before acknowledging each batch: simulates a slow sink (backpressure tests).' }),
   delay_per_record: duration({ default: 0, description: 'Wait this long per record of each batch: simulates a sink slower than the source.' }),
-});
+  }),
+);
 
 export const spec = defineConnector({
   name: 'blackhole',
@@ -12,7 +14,7 @@ export const spec = defineConnector({
   description: 'Accepts every record and discards it. For benchmarks and for testing sources and backpressure.',
   sink: {
     options,
-    create(o: z.output<typeof options>) {
+    create(o: z.output<ReturnType<typeof options>>) {
       const slow = o.delay_per_batch > 0 || o.delay_per_record > 0;
       return {
         async open() {},

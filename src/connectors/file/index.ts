@@ -1,6 +1,6 @@
 import { open } from 'node:fs/promises';
 import { ConfigError, SluiceError, errorMessage } from '../../core/errors.js';
-import { bool, defineConnector, duration, opt, parseOptions, size, z, type TestReporter } from '../../core/spec.js';
+import { bool, defineConnector, duration, lazyOptions, opt, parseOptions, size, z, type TestReporter } from '../../core/spec.js';
 import { describePatterns, displayPath, resolvePaths, toPatterns } from './paths.js';
 import { checkWritable, FileSink, unknownPlaceholders } from './sink.js';
 import { payloadTemplateShape } from '../../core/data-template.js';
@@ -32,7 +32,7 @@ export function formatForPath(path: string, fallback = 'text'): string {
   }
 }
 
-const sourceOptions = z.strictObject({
+const sourceOptions = lazyOptions('file source', () => z.strictObject({
   path: opt(z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]), {
     description:
       'File to read: a path, a directory (its files), a glob such as `logs/*.jsonl`, or a list of them. Relative paths are resolved against the working directory.',
@@ -66,9 +66,9 @@ const sourceOptions = z.strictObject({
     default: false,
     description: "Add the file's absolute path to every decoded row as the field `_path` (it is always available as metadata).",
   }),
-});
+}));
 
-const sinkOptions = z.strictObject({
+const sinkOptions = lazyOptions('file sink', () => z.strictObject({
   path: opt(
     z
       .string()
@@ -98,8 +98,8 @@ const sinkOptions = z.strictObject({
       '`at_least_once`: batches are appended to the file; after a crash the source may send the last records again. `exactly_once`: a file is written under a hidden in-progress name (`.name.inprogress`), each batch is committed together with the source position in a manifest in the data directory, and the file gets its final name when it rotates or the pipeline stops; after a crash the uncommitted tail is cut off and the source resumes from the stored position, so every record is written once. Final files are never appended to (Parquet: one file per batch). Needs a replayable source; not with `routes` or a `dlq:` sink.',
     aliases: ['commitMode', 'delivery', 'delivery_guarantee'],
   }),
-  ...payloadTemplateShape,
-});
+  ...payloadTemplateShape(),
+}));
 
 export const spec = defineConnector({
   name: 'file',
@@ -116,7 +116,7 @@ export const spec = defineConnector({
       _offset: "byte offset of the record's first byte in the file",
       _line: 'line number the record starts on (1-based; the frame number with length_delimited framing)',
     },
-    create(o: z.output<typeof sourceOptions>, info) {
+    create(o: z.output<ReturnType<typeof sourceOptions>>, info) {
       // A Parquet file can only be decoded whole (its footer locates everything), so no other framing makes sense.
       if (info.format === 'parquet') return new FileSource({ ...o, framing: 'whole_file' }, info);
       return new FileSource(o, info);
@@ -125,8 +125,8 @@ export const spec = defineConnector({
   sink: {
     options: sinkOptions,
     defaultFormat: (o: { path: string }) => formatForPath(o.path, 'json'),
-    exactlyOnce: (o: z.output<typeof sinkOptions>) => o.commit_mode === 'exactly_once',
-    create(o: z.output<typeof sinkOptions>) {
+    exactlyOnce: (o: z.output<ReturnType<typeof sinkOptions>>) => o.commit_mode === 'exactly_once',
+    create(o: z.output<ReturnType<typeof sinkOptions>>) {
       return new FileSink(o);
     },
   },
@@ -141,7 +141,7 @@ function parsed<T>(schema: z.ZodType<T, any>, options: unknown): T {
 
 async function testFile(options: unknown, role: 'source' | 'sink', report: TestReporter, signal: AbortSignal): Promise<void> {
   if (role === 'sink') {
-    const o = parsed(sinkOptions, options);
+    const o = parsed(sinkOptions(), options);
     try {
       const w = await checkWritable(o);
       report({ message: `directory ${displayPath(w.dir)} is writable`, done: true });
@@ -154,7 +154,7 @@ async function testFile(options: unknown, role: 'source' | 'sink', report: TestR
     }
     return;
   }
-  const o = parsed(sourceOptions, options);
+  const o = parsed(sourceOptions(), options);
   const patterns = toPatterns(o.path);
   const files = await resolvePaths(patterns, signal);
   if (files.length === 0) {

@@ -2,39 +2,43 @@
 // bounded body reading and the mapping of HTTP answers to errors a user can act on.
 
 import { createHash } from 'node:crypto';
-import { bool, duration, opt, z, headerMap } from '../../core/spec.js';
+import { bool, duration, opt, z, headerMap, lazyOptions } from '../../core/spec.js';
 import { SluiceError, errorMessage } from '../../core/errors.js';
 
 /** `"k1:v1,k2:v2"` or a map. */
-export const headersSchema = headerMap();
+export const headersSchema = lazyOptions('http:headers', () => headerMap());
 
-const oauth2Schema = z.strictObject({
-  token_url: opt(z.string().refine((u) => /^https?:\/\//i.test(u) && URL.canParse(u), { message: 'must be an http:// or https:// URL' }), {
-    description: 'Token endpoint of the authorization server.',
-    aliases: ['tokenUrl', 'token_endpoint', 'access_token_url'],
+const oauth2Schema = lazyOptions('http:oauth2', () =>
+  z.strictObject({
+    token_url: opt(z.string().refine((u) => /^https?:\/\//i.test(u) && URL.canParse(u), { message: 'must be an http:// or https:// URL' }), {
+      description: 'Token endpoint of the authorization server.',
+      aliases: ['tokenUrl', 'token_endpoint', 'access_token_url'],
+    }),
+    client_id: opt(z.string().min(1), { description: 'OAuth2 client id.', aliases: ['clientId'] }),
+    client_secret: opt(z.string().min(1), { description: 'OAuth2 client secret.', aliases: ['clientSecret'], secret: true }),
+    scope: opt(z.string().optional(), { description: 'Space-separated scopes to request.', aliases: ['scopes'] }),
+    refresh_before: duration({ default: '30s', description: 'Fetch a new token this long before the current one expires.', advanced: true }),
   }),
-  client_id: opt(z.string().min(1), { description: 'OAuth2 client id.', aliases: ['clientId'] }),
-  client_secret: opt(z.string().min(1), { description: 'OAuth2 client secret.', aliases: ['clientSecret'], secret: true }),
-  scope: opt(z.string().optional(), { description: 'Space-separated scopes to request.', aliases: ['scopes'] }),
-  refresh_before: duration({ default: '30s', description: 'Fetch a new token this long before the current one expires.', advanced: true }),
-});
+);
 
-export const authSchema = z
-  .strictObject({
-    bearer: opt(z.string().min(1).optional(), { description: 'Sends `Authorization: Bearer <token>`.', aliases: ['token', 'bearer_token', 'access_token'], secret: true }),
-    username: opt(z.string().optional(), { description: 'Basic auth user name.', aliases: ['user'] }),
-    password: opt(z.string().optional(), { description: 'Basic auth password.', secret: true }),
-    api_key: opt(z.string().min(1).optional(), { description: 'An API key sent in the header `api_key_header`.', aliases: ['apikey', 'apiKey'], secret: true }),
-    api_key_header: opt(z.string().min(1).default('X-API-Key'), { description: 'Header that carries `api_key`.', aliases: ['api_key_name', 'header_name'] }),
-    oauth2: opt(oauth2Schema.optional(), { description: 'OAuth2 client-credentials grant: a token is fetched, sent as a bearer token and refreshed before it expires (and after a 401).', aliases: ['oAuth', 'oauth'] }),
-  })
-  .refine((a) => [a.bearer !== undefined, a.username !== undefined || a.password !== undefined, a.api_key !== undefined, a.oauth2 !== undefined].filter(Boolean).length <= 1, {
-    message: 'choose one of bearer, username/password, api_key or oauth2',
-  })
-  .refine((a) => (a.username === undefined) === (a.password === undefined), { message: 'basic auth needs both username and password' })
-  .optional();
+export const authSchema = lazyOptions('http:auth', () =>
+  z
+    .strictObject({
+      bearer: opt(z.string().min(1).optional(), { description: 'Sends `Authorization: Bearer <token>`.', aliases: ['token', 'bearer_token', 'access_token'], secret: true }),
+      username: opt(z.string().optional(), { description: 'Basic auth user name.', aliases: ['user'] }),
+      password: opt(z.string().optional(), { description: 'Basic auth password.', secret: true }),
+      api_key: opt(z.string().min(1).optional(), { description: 'An API key sent in the header `api_key_header`.', aliases: ['apikey', 'apiKey'], secret: true }),
+      api_key_header: opt(z.string().min(1).default('X-API-Key'), { description: 'Header that carries `api_key`.', aliases: ['api_key_name', 'header_name'] }),
+      oauth2: opt(oauth2Schema().optional(), { description: 'OAuth2 client-credentials grant: a token is fetched, sent as a bearer token and refreshed before it expires (and after a 401).', aliases: ['oAuth', 'oauth'] }),
+    })
+    .refine((a) => [a.bearer !== undefined, a.username !== undefined || a.password !== undefined, a.api_key !== undefined, a.oauth2 !== undefined].filter(Boolean).length <= 1, {
+      message: 'choose one of bearer, username/password, api_key or oauth2',
+    })
+    .refine((a) => (a.username === undefined) === (a.password === undefined), { message: 'basic auth needs both username and password' })
+    .optional(),
+);
 
-export type AuthOptions = z.output<typeof authSchema>;
+export type AuthOptions = z.output<ReturnType<typeof authSchema>>;
 
 export const httpUrl = (description: string, aliases: string[]) =>
   opt(z.string().refine((u) => /^https?:\/\//i.test(u) && URL.canParse(u.replace(/\{\{[^}]*\}\}/g, 'x')), { message: 'must be an http:// or https:// URL' }), {

@@ -29,7 +29,7 @@ export const spec = defineConnector({
   },
   test: async (options, _role, report, signal) => {
     const probe = await import('./probe.js');
-    return probe.testHttpPull(probe.parseOrThrow(pullOptions, options), report, signal);
+    return probe.testHttpPull(probe.parseOrThrow(pullOptions(), options), report, signal);
   },
 });
 

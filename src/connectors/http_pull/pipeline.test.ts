@@ -22,7 +22,7 @@ describe('http_pull in a pipeline', () => {
     const state = memoryStateStore();
     const sinks = { out: newRecordingSink() };
     const env = pipelineEnv({ state, dataDir: '/tmp/sluice-http-pull-test', extra: [spec, recordingSinkSpec(sinks)] });
-    const options = parsedOptions(pullOptions, { url: `${server.url}/?after={{ cursor }}`, interval: '10ms', records_path: 'items', incremental: { path: 'id', initial: 0 } });
+    const options = parsedOptions(pullOptions(), { url: `${server.url}/?after={{ cursor }}`, interval: '10ms', records_path: 'items', incremental: { path: 'id', initial: 0 } });
     const def = pipelineDef('hp', endpointDef('http_pull', options), recordingEndpoint('out'), { retry: { max_attempts: 1000 } });
     const scope = state.scope('hp', 'source');
 
@@ -53,7 +53,7 @@ describe('http_pull in a pipeline', () => {
     server = await startServer((_req, res, n) => void (n === 1 ? res.end('not json') : json(res, { items: [{ ok: n }] })));
     const sinks = { out: newRecordingSink(), dead: newRecordingSink() };
     const env = pipelineEnv({ dataDir: '/tmp/sluice-http-pull-test', extra: [spec, recordingSinkSpec(sinks)] });
-    const options = parsedOptions(pullOptions, { url: server.url, interval: '10ms', records_path: 'items' });
+    const options = parsedOptions(pullOptions(), { url: server.url, interval: '10ms', records_path: 'items' });
     const def = pipelineDef('hp-bad', endpointDef('http_pull', options, { bad_data: 'dlq' }), recordingEndpoint('out'), { dlq: recordingEndpoint('dead') });
     const h = startPipeline(def, env);
     await waitFor(() => sinks.out.written.length >= 1 && sinks.dead.written.length >= 1, 'a good and a dead-lettered record');

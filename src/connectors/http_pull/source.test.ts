@@ -13,20 +13,20 @@ afterEach(async () => {
   server = undefined;
 });
 
-const source = (o: Record<string, unknown>, format = 'json') => new HttpPullSource(parsedOptions(pullOptions, { interval: '20ms', retry: { initial_backoff: '10ms', max_backoff: '50ms' }, ...o }), { format });
+const source = (o: Record<string, unknown>, format = 'json') => new HttpPullSource(parsedOptions(pullOptions(), { interval: '20ms', retry: { initial_backoff: '10ms', max_backoff: '50ms' }, ...o }), { format });
 const values = (r: { records: { value: unknown }[] }) => r.records.map((x) => x.value);
 
 describe('http_pull options', () => {
   it('accepts the polling_http and eKuiper spellings and suggests the closest name for a typo', () => {
-    const ok = parseOptions(pullOptions, { endpoint: 'http://127.0.0.1/x', poll_interval: '2s', data_path: 'data', auth: { token: 't' } });
+    const ok = parseOptions(pullOptions(), { endpoint: 'http://127.0.0.1/x', poll_interval: '2s', data_path: 'data', auth: { token: 't' } });
     expect(ok.ok && ok.value).toMatchObject({ url: 'http://127.0.0.1/x', interval: 2000, records_path: 'data', auth: { bearer: 't' } });
-    const bad = parseOptions(pullOptions, { url: 'http://h/', intreval: '1s' });
+    const bad = parseOptions(pullOptions(), { url: 'http://h/', intreval: '1s' });
     expect(!bad.ok && bad.issues.map(formatIssue).join()).toContain("unknown option 'intreval'; did you mean 'interval'?");
-    const mixed = parseOptions(pullOptions, { url: 'http://h/', auth: { bearer: 'x', api_key: 'y' } });
+    const mixed = parseOptions(pullOptions(), { url: 'http://h/', auth: { bearer: 'x', api_key: 'y' } });
     expect(!mixed.ok && mixed.issues.map(formatIssue).join()).toContain('choose one of');
-    const cursor = parseOptions(pullOptions, { url: 'http://h/', pagination: { type: 'cursor' } });
+    const cursor = parseOptions(pullOptions(), { url: 'http://h/', pagination: { type: 'cursor' } });
     expect(!cursor.ok && cursor.issues.map(formatIssue).join()).toContain('needs cursor_path');
-    expect(parseOptions(pullOptions, { url: 'ftp://h/' }).ok).toBe(false);
+    expect(parseOptions(pullOptions(), { url: 'ftp://h/' }).ok).toBe(false);
   });
 });
 

@@ -15,7 +15,7 @@ export const spec = defineConnector({
   sink: {
     options: sinkOptions,
     defaultFormat: 'json',
-    create(o: z.output<typeof sinkOptions>, info) {
+    create(o: z.output<ReturnType<typeof sinkOptions>>, info) {
       return new LazySink(o, info);
     },
   },
@@ -26,7 +26,7 @@ export const spec = defineConnector({
 class LazySink implements Sink {
   private inner?: Sink;
   constructor(
-    private readonly o: z.output<typeof sinkOptions>,
+    private readonly o: z.output<ReturnType<typeof sinkOptions>>,
     private readonly info: EndpointInfo,
   ) {}
   async open(ctx: SinkContext): Promise<void> {
@@ -44,7 +44,7 @@ class LazySink implements Sink {
 
 async function testInflux(options: unknown, role: 'source' | 'sink', report: TestReporter, signal: AbortSignal): Promise<void> {
   if (role === 'source') throw new SluiceError('CONFIG', 'influxdb is a sink only');
-  const r = parseOptions(sinkOptions, options);
+  const r = parseOptions(sinkOptions(), options);
   if (!r.ok) throw new ConfigError(r.issues);
   const o = r.value;
   const { displayUrl, writeTarget } = await import('./sink.js');

@@ -11,7 +11,7 @@ import { KafkaSource } from './source.js';
 import pino from 'pino';
 
 function src(o: Record<string, unknown>) {
-  return parseOptions(sourceOptions, o);
+  return parseOptions(sourceOptions(), o);
 }
 function errors(r: ReturnType<typeof src> | ReturnType<typeof parseOptions>): string[] {
   return r.ok ? [] : r.issues.map(formatIssue);
@@ -46,7 +46,7 @@ describe('kafka options', () => {
   it('reports unknown options with a did-you-mean', () => {
     expect(errors(src({ brokers: 'k:1', topic: 't', ofset: 'earliest' }))).toEqual(["ofset: unknown option 'ofset'; did you mean 'offset'?"]);
     expect(errors(src({ brokers: 'k:1', topic: 't', 'tls.skip_verify_sever': true }))[0]).toMatch(/did you mean 'skip_verify_server'/);
-    expect(errors(parseOptions(sinkOptions, { brokers: 'k:1', topic: 't', key_feild: 'id' }))[0]).toMatch(/did you mean 'key_field'/);
+    expect(errors(parseOptions(sinkOptions(), { brokers: 'k:1', topic: 't', key_feild: 'id' }))[0]).toMatch(/did you mean 'key_field'/);
   });
 
   it('requires a topic and brokers, and validates regex topics', () => {
@@ -96,7 +96,7 @@ describe('kafka options', () => {
   });
 
   it('sink: acks, compression without a codec, idempotence and exactly-once constraints', () => {
-    const sink = (o: Record<string, unknown>) => parseOptions(sinkOptions, { brokers: 'k:1', topic: 't', ...o });
+    const sink = (o: Record<string, unknown>) => parseOptions(sinkOptions(), { brokers: 'k:1', topic: 't', ...o });
     const v = sink({ required_acks: -1, compression: 'GZIP', commitMode: 'exactly_once' });
     expect(v.ok && v.value).toMatchObject({ acks: 'all', compression: 'gzip', commit_mode: 'exactly_once' });
     expect(errors(sink({ compression: 'snappy' }))).toEqual(["compression: compression 'snappy' needs the kafkajs-snappy codec, which is not installed; use 'gzip' or 'none'"]);

@@ -26,10 +26,10 @@ afterAll(async () => {
 
 const env = (sinks: Record<string, RecordingSink>, state: StateStore) => recordingEnv(sinks, { state, dataDir });
 
-const parsed = (schema: typeof sourceOptions | typeof sinkOptions, o: Record<string, unknown>) => parsedOptions(schema as z.ZodType, { brokers: broker.brokers, ...o }) as Record<string, unknown>;
+const parsed = (schema: ReturnType<typeof sourceOptions> | ReturnType<typeof sinkOptions>, o: Record<string, unknown>) => parsedOptions(schema as z.ZodType, { brokers: broker.brokers, ...o }) as Record<string, unknown>;
 
 function kafkaPipeline(name: string, source: Record<string, unknown>, sink: EndpointDef, o: TestPipelineOptions & { bad?: BadDataPolicy; metadata?: Record<string, string> } = {}): PipelineDef {
-  const src = endpointDef('kafka', parsed(sourceOptions, { max_wait: '100ms', ...source }), { bad_data: o.bad ?? 'fail', metadata_fields: o.metadata ?? {} });
+  const src = endpointDef('kafka', parsed(sourceOptions(), { max_wait: '100ms', ...source }), { bad_data: o.bad ?? 'fail', metadata_fields: o.metadata ?? {} });
   return pipelineDef(name, src, sink, o);
 }
 
@@ -131,7 +131,7 @@ describe('kafka in pipelines', () => {
       { key: 'user-1', value: JSON.stringify({ id: 1, region: 'a' }), headers: { trace: 't1' }, timestamp: String(ts) },
       { key: 'user-2', value: JSON.stringify({ id: 2, region: 'b' }), headers: { trace: 't2' }, timestamp: String(ts + 1) },
     ]);
-    const sinkOpts = parsed(sinkOptions, { topic: outA.replace('-a-', '-{{ region }}-'), headers: { origin: '{{ _topic }}' } });
+    const sinkOpts = parsed(sinkOptions(), { topic: outA.replace('-a-', '-{{ region }}-'), headers: { origin: '{{ _topic }}' } });
     const h = startPipeline(kafkaPipeline('k2k', { topic: input, offset: 'earliest' }, endpointDef('kafka', sinkOpts)), env({}, memoryStateStore()));
     const [a, b] = await Promise.all([broker.readTopic(outA, 1), broker.readTopic(outB, 1)]);
     await stopped(h);

@@ -8,7 +8,7 @@ import { createFormat } from '../../formats/index.js';
 import { backend, connectError, rootCause } from './client.js';
 import { connectionOptionShape, sinkOptions, sourceOptions, tlsEnabled, topicRegex, type KafkaSinkOptions, type KafkaSourceOptions } from './options.js';
 
-const connectionOnly = z.object(connectionOptionShape).loose();
+const connectionOnly = z.object(connectionOptionShape()).loose();
 
 /** Topics (and `topic/partition` entries) for the control plane's autocomplete; needs only the connection options. */
 export async function autocompleteKafka(options: unknown, signal: AbortSignal): Promise<Record<string, string[]>> {
@@ -35,7 +35,7 @@ const SAMPLE_SIZE = 20;
 const SAMPLE_WAIT_MS = 10_000;
 
 export async function testKafka(options: unknown, role: 'source' | 'sink', report: TestReporter, signal: AbortSignal): Promise<void> {
-  const schema = role === 'source' ? sourceOptions : sinkOptions;
+  const schema = role === 'source' ? sourceOptions() : sinkOptions();
   const r = parseOptions(schema as z.ZodType<KafkaSourceOptions | KafkaSinkOptions>, options);
   if (!r.ok) throw new ConfigError(r.issues);
   const o = r.value;

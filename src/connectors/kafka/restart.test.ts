@@ -32,7 +32,7 @@ describe.skipIf(!!process.env.KAFKA_BROKERS)('kafka broker restart (emulator: ki
     const sinks = { main: newRecordingSink() };
     const { written } = sinks.main;
     const env = recordingEnv(sinks, { dataDir: '/tmp/sluice-kafka-restart' });
-    const source = endpointDef('kafka', parsed(sourceOptions, { topic, offset: 'group', offset_reset: 'earliest', group: uniqueName('g'), max_wait: '100ms', retries: 3, session_timeout: '10s', heartbeat_interval: '1s' }));
+    const source = endpointDef('kafka', parsed(sourceOptions(), { topic, offset: 'group', offset_reset: 'earliest', group: uniqueName('g'), max_wait: '100ms', retries: 3, session_timeout: '10s', heartbeat_interval: '1s' }));
     const def = pipelineDef('restart', source, recordingEndpoint('main'), { retry: DEFAULT_RETRY });
     const h = startPipeline(def, env);
     try {
@@ -85,7 +85,7 @@ describe.skipIf(!!process.env.KAFKA_BROKERS)('kafka broker restart (emulator: ki
       },
     };
     const env = pipelineEnv({ dataDir: '/tmp/sluice-kafka-restart', extra: [ticker] });
-    const sink = endpointDef('kafka', parsed(sinkOptions, { topic, retries: 1, ack_timeout: '2s', request_timeout: '2s', connection_timeout: '1s' }));
+    const sink = endpointDef('kafka', parsed(sinkOptions(), { topic, retries: 1, ack_timeout: '2s', request_timeout: '2s', connection_timeout: '1s' }));
     const def = pipelineDef('restart-sink', endpointDef('ticker', {}), sink, { retry: { max_attempts: 100, initial_backoff_ms: 100, max_backoff_ms: 500 } });
     const h = startPipeline(def, env);
     try {

@@ -18,7 +18,7 @@ afterAll(async () => {
   await broker?.stop();
 });
 
-const options = (over: Record<string, unknown>): KafkaSinkOptions => parsedOptions(sinkOptions, { brokers: broker.brokers, retries: 1, ...over });
+const options = (over: Record<string, unknown>): KafkaSinkOptions => parsedOptions(sinkOptions(), { brokers: broker.brokers, retries: 1, ...over });
 
 const ctx = () => sinkContext(createFormat({ name: 'json', options: {} }).encoder(), { pipeline: 'sinktest' });
 

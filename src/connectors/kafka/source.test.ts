@@ -15,7 +15,7 @@ afterAll(async () => {
   await broker?.stop();
 });
 
-const options = (over: Record<string, unknown>): KafkaSourceOptions => parsedOptions(sourceOptions, { brokers: broker.brokers, max_wait: '100ms', ...over });
+const options = (over: Record<string, unknown>): KafkaSourceOptions => parsedOptions(sourceOptions(), { brokers: broker.brokers, max_wait: '100ms', ...over });
 
 const text = (v: unknown) => Buffer.from(v as Uint8Array).toString('utf8');
 const msgs = (from: number, n: number, key = (i: number) => `k${i % 3}`) =>

@@ -30,7 +30,7 @@ describe('livepeer', () => {
   it('reads streams, sessions and assets from the API with the key as a bearer token', async () => {
     server = await livepeerServer();
     for (const [endpoint, path] of [['streams', '/api/stream'], ['sessions', '/api/session'], ['assets', '/api/asset']] as const) {
-      const o = parsedOptions(livepeerOptions, { api_key: 'lp-key', interval: '1h', endpoint, base_url: `${server.url}/api` });
+      const o = parsedOptions(livepeerOptions(), { api_key: 'lp-key', interval: '1h', endpoint, base_url: `${server.url}/api` });
       const src = spec.source!.create(o, { format: 'json' });
       const r = await collectSource(src, { limit: 1, timeoutMs: 5000 });
       const rows: unknown[] = [];
@@ -44,16 +44,16 @@ describe('livepeer', () => {
 
   it('fails with the 401 answer when the key is wrong, without showing the key', async () => {
     server = await livepeerServer();
-    const o = parsedOptions(livepeerOptions, { api_key: 'wrong-key', base_url: `${server.url}/api` });
+    const o = parsedOptions(livepeerOptions(), { api_key: 'wrong-key', base_url: `${server.url}/api` });
     const err = await collectSource(spec.source!.create(o, { format: 'json' }), { timeoutMs: 5000 }).catch((e) => e);
     expect(err.message).toContain(`GET ${server.url}/api/stream answered 401 (authentication failed)`);
     expect(err.message).not.toContain('wrong-key');
   });
 
   it('takes the Timeplus options and names a missing key', () => {
-    const ok = parseOptions(livepeerOptions, { apiKey: 'k', interval: '300s', data_type: 'json' });
+    const ok = parseOptions(livepeerOptions(), { apiKey: 'k', interval: '300s', data_type: 'json' });
     expect(ok.ok && ok.value).toMatchObject({ api_key: 'k', interval: 300_000, endpoint: 'streams', base_url: 'https://livepeer.studio/api' });
-    const missing = parseOptions(livepeerOptions, { interval: '300s', endpont: 'assets' });
+    const missing = parseOptions(livepeerOptions(), { interval: '300s', endpont: 'assets' });
     const msg = !missing.ok && missing.issues.map(formatIssue).join('\n');
     expect(msg).toContain("missing required option 'api_key'");
     expect(msg).toContain("did you mean 'endpoint'?");

@@ -1,7 +1,8 @@
-import { defineConnector, bool, z } from '../../core/spec.js';
+import { defineConnector, bool, lazyOptions, z } from '../../core/spec.js';
 import { bus, topicMatcher } from './bus.js';
 
-const sourceOptions = z.strictObject({
+const sourceOptions = lazyOptions('memory source', () =>
+  z.strictObject({
   topic: z.string().min(1).meta({
     description: 'Topic to subscribe to; `+` matches one `/`-separated level and `#` all remaining levels.',
     aliases: ['datasource', 'topics'],
@@ -10,11 +11,14 @@ const sourceOptions = z.strictObject({
     default: false,
     description: 'End the source (so `sluice run` can exit) once every pipeline publishing to a matching topic finished.',
   }),
-});
+  }),
+);
 
-const sinkOptions = z.strictObject({
-  topic: z.string().min(1).meta({ description: 'Topic to publish to (no wildcards).', aliases: ['datasource'] }),
-});
+const sinkOptions = lazyOptions('memory sink', () =>
+  z.strictObject({
+    topic: z.string().min(1).meta({ description: 'Topic to publish to (no wildcards).', aliases: ['datasource'] }),
+  }),
+);
 
 export const spec = defineConnector({
   name: 'memory',
@@ -25,7 +29,7 @@ export const spec = defineConnector({
     options: sourceOptions,
     defaultFormat: 'json',
     metadata: { _topic: 'the topic the record was published to' },
-    create(o: z.output<typeof sourceOptions>) {
+    create(o: z.output<ReturnType<typeof sourceOptions>>) {
       let unsubscribe: (() => void) | undefined;
       return {
         run(ctx) {
@@ -51,7 +55,7 @@ export const spec = defineConnector({
   },
   sink: {
     options: sinkOptions,
-    create(o: z.output<typeof sinkOptions>) {
+    create(o: z.output<ReturnType<typeof sinkOptions>>) {
       if (/[+#]/.test(o.topic)) throw new Error(`memory sink topic '${o.topic}' must not contain wildcards`);
       let opened = false;
       return {

@@ -118,8 +118,8 @@ async function roundTrip(server: string, conn: Record<string, unknown>, url: str
     else got.push(i);
   });
   await c.subscribeAsync(`${t}/out`, { qos: 1 });
-  const src = parsedOptions(sourceOptions, { server, topic: `${t}/in`, qos: 1, ...conn });
-  const snk = parsedOptions(sinkOptions, { server, topic: `${t}/out`, qos: 1, ...conn });
+  const src = parsedOptions(sourceOptions(), { server, topic: `${t}/in`, qos: 1, ...conn });
+  const snk = parsedOptions(sinkOptions(), { server, topic: `${t}/out`, qos: 1, ...conn });
   start(
     pipelineDef(`auth-${seq}`, endpointDef('mqtt', src as Record<string, unknown>, { config: { ...conn } }), endpointDef('mqtt', snk as Record<string, unknown>, { config: { ...conn } }), {
       batch: { linger_ms: 2 },
@@ -136,7 +136,7 @@ async function roundTrip(server: string, conn: Record<string, unknown>, url: str
 
 /** A source with `conn` must fail the pipeline; returns the error message. */
 async function failure(conn: Record<string, unknown>): Promise<string> {
-  const src = parsedOptions(sourceOptions, { topic: 'x', connect_timeout: '2s', ...conn });
+  const src = parsedOptions(sourceOptions(), { topic: 'x', connect_timeout: '2s', ...conn });
   const h = start(pipelineDef(`fail-${++seq}`, endpointDef('mqtt', src as Record<string, unknown>), recordingEndpoint('m')));
   const res = await h.done;
   expect(res.status).toBe('failed');
@@ -162,8 +162,8 @@ describe('mqtt username/password', () => {
 
   it('a sink with a wrong password fails the pipeline naming the refusal, without the password', async () => {
     const conn = { server: `tcp://127.0.0.1:${ports.plain}`, username: 'alice', password: WRONG, connect_timeout: '2s' };
-    const src = parsedOptions(sourceOptions, { ...conn, password: PASSWORD, topic: uniq('in') });
-    const snk = parsedOptions(sinkOptions, { ...conn, topic: uniq('out') });
+    const src = parsedOptions(sourceOptions(), { ...conn, password: PASSWORD, topic: uniq('in') });
+    const snk = parsedOptions(sinkOptions(), { ...conn, topic: uniq('out') });
     const h = start(pipelineDef(`sinkfail-${seq}`, endpointDef('mqtt', src as Record<string, unknown>), endpointDef('mqtt', snk as Record<string, unknown>)));
     const res = await h.done;
     expect(res.status).toBe('failed');

@@ -65,7 +65,7 @@ const env = (sinks: Record<string, RecordingSink>, state: StateStore = memorySta
 
 function mqttEndpoint(role: 'source' | 'sink', raw: Record<string, unknown>, extra: Partial<EndpointDef> = {}): EndpointDef {
   const input = { server: BROKER, ...raw };
-  const options = role === 'source' ? parsedOptions(sourceOptions, input) : parsedOptions(sinkOptions, input);
+  const options = role === 'source' ? parsedOptions(sourceOptions(), input) : parsedOptions(sinkOptions(), input);
   return endpointDef('mqtt', options as Record<string, unknown>, { config: raw, ...extra });
 }
 
@@ -312,7 +312,7 @@ describe('mqtt source and sink against mosquitto', () => {
     cleanup.push(() => sub.endAsync());
     sub.on('message', (t, p) => got.push([t, p.toString()]));
     await sub.subscribeAsync(`${out}/#`, { qos: 1 });
-    const sink = new MqttSink(parsedOptions(sinkOptions, { server: BROKER, topic: `${out}/{{ lower dev }}`, qos: 1, dataTemplate: '{"d":"{{ dev }}","t":{{ number temp 1 }}}' }));
+    const sink = new MqttSink(parsedOptions(sinkOptions(), { server: BROKER, topic: `${out}/{{ lower dev }}`, qos: 1, dataTemplate: '{"d":"{{ dev }}","t":{{ number temp 1 }}}' }));
     await sink.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder()));
     cleanup.push(() => sink.close());
     await sink.write([{ value: { dev: 'A', temp: 21.25 } }, { value: { dev: 'B"x', temp: 3 } }]);

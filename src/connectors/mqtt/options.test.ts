@@ -8,7 +8,7 @@ import { sinkOptions, sourceOptions } from './options.js';
 import { compileFieldTemplate } from './template.js';
 
 function source(input: Record<string, unknown>) {
-  const r = parseOptions(sourceOptions, input);
+  const r = parseOptions(sourceOptions(), input);
   if (!r.ok) throw new Error(r.issues.map(formatIssue).join('\n'));
   return r.value;
 }
@@ -55,39 +55,39 @@ describe('mqtt options', () => {
     expect(d.topic).toEqual(['a', 'b/#']);
     expect(clientOptions(source({ topic: 't', protocol_version: 3 })).options).toMatchObject({ protocolVersion: 3, protocolId: 'MQIsdp' });
     expect(clientOptions(source({ topic: 't', protocol_version: '3.1.1' })).options).toMatchObject({ protocolVersion: 4, protocolId: 'MQTT' });
-    expect(issues(sourceOptions, { topic: 't', protocol_version: 6 })[0]).toMatch(/protocol_version: must be one of .*"3.1.1"/);
+    expect(issues(sourceOptions(), { topic: 't', protocol_version: 6 })[0]).toMatch(/protocol_version: must be one of .*"3.1.1"/);
   });
 
   it('reports unknown options with a suggestion, and conflicting aliases', () => {
-    expect(issues(sourceOptions, { topc: 'a' })).toContain("topc: unknown option 'topc'; did you mean 'topic'?");
-    expect(issues(sourceOptions, { topic: 'a', clientidd: 'x' })[0]).toMatch(/did you mean 'clientid'/);
-    expect(issues(sourceOptions, { topic: 'a', server: 'tcp://a:1883', servers: ['tcp://b:1883'] })[0]).toMatch(/'servers' and 'server' set the same option 'server'/);
+    expect(issues(sourceOptions(), { topc: 'a' })).toContain("topc: unknown option 'topc'; did you mean 'topic'?");
+    expect(issues(sourceOptions(), { topic: 'a', clientidd: 'x' })[0]).toMatch(/did you mean 'clientid'/);
+    expect(issues(sourceOptions(), { topic: 'a', server: 'tcp://a:1883', servers: ['tcp://b:1883'] })[0]).toMatch(/'servers' and 'server' set the same option 'server'/);
   });
 
   it('rejects bad servers, topic filters, QoS and a persistent session without a client id', () => {
-    expect(issues(sourceOptions, { topic: 'a', server: 'http://x:1883' })[0]).toMatch(/server\[0\]: must be a URL with scheme tcp:\/\//);
-    expect(issues(sourceOptions, { topic: 'a/#/b' })[0]).toMatch(/topic: 'a\/#\/b': '#' must be a whole level and the last one/);
-    expect(issues(sourceOptions, { topic: 'a/b+' })[0]).toMatch(/'\+' must be a whole level/);
-    expect(issues(sourceOptions, { topic: '$share/g' })[0]).toMatch(/\$share\/<group>\/<topic filter>/);
-    expect(issues(sourceOptions, { topic: 'a', qos: 3 })).toEqual(['qos: QoS must be 0, 1 or 2']);
-    expect(issues(sourceOptions, { topic: 'a', clean_session: false })).toEqual([
+    expect(issues(sourceOptions(), { topic: 'a', server: 'http://x:1883' })[0]).toMatch(/server\[0\]: must be a URL with scheme tcp:\/\//);
+    expect(issues(sourceOptions(), { topic: 'a/#/b' })[0]).toMatch(/topic: 'a\/#\/b': '#' must be a whole level and the last one/);
+    expect(issues(sourceOptions(), { topic: 'a/b+' })[0]).toMatch(/'\+' must be a whole level/);
+    expect(issues(sourceOptions(), { topic: '$share/g' })[0]).toMatch(/\$share\/<group>\/<topic filter>/);
+    expect(issues(sourceOptions(), { topic: 'a', qos: 3 })).toEqual(['qos: QoS must be 0, 1 or 2']);
+    expect(issues(sourceOptions(), { topic: 'a', clean_session: false })).toEqual([
       'client_id: a persistent session (clean_session: false) needs a fixed client_id, or the broker cannot find it again',
     ]);
-    expect(issues(sourceOptions, { topic: 'a', certificationPath: '/c.pem' })[0]).toMatch(/private_key_path: mutual TLS needs both/);
-    expect(issues(sourceOptions, {})[0]).toMatch(/topic: missing required option 'topic'/);
+    expect(issues(sourceOptions(), { topic: 'a', certificationPath: '/c.pem' })[0]).toMatch(/private_key_path: mutual TLS needs both/);
+    expect(issues(sourceOptions(), {})[0]).toMatch(/topic: missing required option 'topic'/);
   });
 
   it('never shows a password in a validation message', () => {
-    const msgs = issues(sourceOptions, { topic: 'a', password: 12345678 });
+    const msgs = issues(sourceOptions(), { topic: 'a', password: 12345678 });
     expect(msgs[0]).toMatch(/password: expected string, got number/);
     expect(msgs.join()).not.toContain('12345678');
   });
 
   it('checks sink topics and user property templates', () => {
-    expect(issues(sinkOptions, { topic: 'out/+' })[0]).toMatch(/cannot contain the wildcards/);
-    expect(issues(sinkOptions, { topic: 'out/{{ a b }}' })[0]).toMatch(/'\{\{ a b \}\}' is not a field name/);
-    expect(issues(sinkOptions, { topic: 'out/{{ a' })[0]).toMatch(/unbalanced/);
-    const r = parseOptions(sinkOptions, { topic: 'o/{{ id }}', userProperties: 'src:sluice,dev:{{ d.id }}', retained: true });
+    expect(issues(sinkOptions(), { topic: 'out/+' })[0]).toMatch(/cannot contain the wildcards/);
+    expect(issues(sinkOptions(), { topic: 'out/{{ a b }}' })[0]).toMatch(/'\{\{ a b \}\}' is not a field name/);
+    expect(issues(sinkOptions(), { topic: 'out/{{ a' })[0]).toMatch(/unbalanced/);
+    const r = parseOptions(sinkOptions(), { topic: 'o/{{ id }}', userProperties: 'src:sluice,dev:{{ d.id }}', retained: true });
     expect(r.ok && r.value.user_properties).toEqual({ src: 'sluice', dev: '{{ d.id }}' });
     expect(r.ok && r.value.retain).toBe(true);
   });

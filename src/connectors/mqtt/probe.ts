@@ -14,7 +14,7 @@ const SAMPLE_WAIT_MS = 10_000;
 const SAMPLE_SIZE = 20;
 
 export async function testMqtt(options: unknown, role: 'source' | 'sink', report: TestReporter, signal: AbortSignal): Promise<void> {
-  const parsed = role === 'source' ? parseOptions(sourceOptions, options) : parseOptions(sinkOptions, options);
+  const parsed = role === 'source' ? parseOptions(sourceOptions(), options) : parseOptions(sinkOptions(), options);
   if (!parsed.ok) throw new ConfigError(parsed.issues);
   const o = parsed.value as MqttSourceOptions | MqttSinkOptions;
   const step = (message: string, done = false) => report({ message, done });

@@ -1,13 +1,13 @@
 import { lazySink, lazySource } from '../../core/lazy.js';
-import { defineConnector, z, type EndpointInfo } from '../../core/spec.js';
+import { defineConnector, lazyOptions, z, type EndpointInfo } from '../../core/spec.js';
 import { checkSource, sinkOptionShape, sourceOptionShape, type ConnectionOpts, type SinkOpts, type SourceOpts } from '../sqldb/options.js';
 import { probeSql } from '../sqldb/probe.js';
 import { mysqlDialect } from './dialect.js';
 
 const connect = async (o: ConnectionOpts) => (await import('./client.js')).connectMysql(o);
 
-export const sourceOptions = z.strictObject(sourceOptionShape(3306, 'root')).superRefine(checkSource);
-export const sinkOptions = z.strictObject(sinkOptionShape(3306, 'root'));
+export const sourceOptions = lazyOptions('mysql:source', () => z.strictObject(sourceOptionShape(3306, 'root')).superRefine(checkSource));
+export const sinkOptions = lazyOptions('mysql:sink', () => z.strictObject(sinkOptionShape(3306, 'root')));
 
 export const spec = defineConnector({
   name: 'mysql',
@@ -35,8 +35,8 @@ export const spec = defineConnector({
     probeSql(
       {
         title: 'MySQL',
-        sourceOptions,
-        sinkOptions,
+        sourceOptions: sourceOptions(),
+        sinkOptions: sinkOptions(),
         connect,
         tableExists: (t) => {
           const parts = t.split('.');

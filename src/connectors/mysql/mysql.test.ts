@@ -29,7 +29,7 @@ async function table(ddl?: string): Promise<string> {
   return t;
 }
 
-const source = (o: Record<string, unknown>) => spec.source!.create(parsedOptions(sourceOptions, { ...CONN, interval: '20ms', ...o }), { format: 'json' });
+const source = (o: Record<string, unknown>) => spec.source!.create(parsedOptions(sourceOptions(), { ...CONN, interval: '20ms', ...o }), { format: 'json' });
 const recs = (...values: Record<string, unknown>[]): SluiceRecord[] => values.map((value) => ({ value }));
 const select = async (t: string) => (await admin.query(`SELECT * FROM \`${t}\` ORDER BY id`))[0] as Record<string, unknown>[];
 
@@ -99,7 +99,7 @@ describe('mysql source', () => {
 describe('mysql sink', () => {
   it('upserts with ON DUPLICATE KEY UPDATE and applies Debezium deletes in order', async () => {
     const t = await table('(id INT PRIMARY KEY, name VARCHAR(20), qty INT)');
-    const sink = spec.sink!.create(parsedOptions(sinkOptions, { ...CONN, table: t, mode: 'upsert' }), { format: 'json' });
+    const sink = spec.sink!.create(parsedOptions(sinkOptions(), { ...CONN, table: t, mode: 'upsert' }), { format: 'json' });
     await sink.open(sinkContext(noEncoder));
     try {
       await sink.write(recs({ id: 1, name: 'a', qty: 1 }, { id: 2, name: 'b', qty: 2 }));
@@ -127,7 +127,7 @@ describe('mysql sink', () => {
         primary_key: ['id'],
       },
     };
-    const sink = spec.sink!.create(parsedOptions(sinkOptions, { ...CONN, table: t, create_table: true }), info);
+    const sink = spec.sink!.create(parsedOptions(sinkOptions(), { ...CONN, table: t, create_table: true }), info);
     await sink.open(sinkContext(noEncoder));
     const batch: SluiceRecord[] = [];
     for (let i = 0; i < 10_000; i++) batch.push({ value: { id: `k${i}`, at: new Date(1_700_000_000_000 + i), doc: { i }, v: i / 4 } });
@@ -145,7 +145,7 @@ describe('mysql sink', () => {
 
   it('rejects a NOT NULL violation with the table and column named, writing nothing of the batch', async () => {
     const t = await table('(id INT PRIMARY KEY, name VARCHAR(20) NOT NULL)');
-    const sink = spec.sink!.create(parsedOptions(sinkOptions, { ...CONN, table: t }), { format: 'json' });
+    const sink = spec.sink!.create(parsedOptions(sinkOptions(), { ...CONN, table: t }), { format: 'json' });
     await sink.open(sinkContext(noEncoder));
     try {
       const err = await sink.write(recs({ id: 1, name: 'ok' }, { id: 2, name: null })).then(

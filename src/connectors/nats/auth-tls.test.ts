@@ -123,8 +123,8 @@ async function roundTrip(port: number, auth: Record<string, unknown>, clientOpts
   let warm = 0;
   const sub = nc.subscribe(`${s}.out`, { callback: (_e, m) => void (m.json<{ i: number }>().i < 0 ? warm++ : got.push(m.json<{ i: number }>().i)) });
   await nc.flush();
-  const src = parsedOptions(sourceOptions, { url: pipelineUrl, subject: `${s}.in`, ...auth });
-  const snk = parsedOptions(sinkOptions, { url: pipelineUrl, subject: `${s}.out`, ...auth });
+  const src = parsedOptions(sourceOptions(), { url: pipelineUrl, subject: `${s}.in`, ...auth });
+  const snk = parsedOptions(sinkOptions(), { url: pipelineUrl, subject: `${s}.out`, ...auth });
   const h = startPipeline(pipeline(endpoint('nats', src), endpoint('nats', snk)), env({}));
   handles.push(h);
   await waitRunning(h);
@@ -147,8 +147,8 @@ async function roundTrip(port: number, auth: Record<string, unknown>, clientOpts
 async function jetstreamRoundTrip(nc: NatsConnection, conn: Record<string, unknown>, name: string, s: string, n: number, storage?: 'memory'): Promise<void> {
   const h1 = startPipeline(
     pipeline(
-      endpoint('nats', parsedOptions(sourceOptions, { ...conn, subject: `${s}.in` })),
-      endpoint('nats_jetstream', parsedOptions(jsSinkOptions, { ...conn, subject: `${name}.x`, create_stream: { name, subjects: [`${name}.>`], ...(storage ? { storage } : {}) } })),
+      endpoint('nats', parsedOptions(sourceOptions(), { ...conn, subject: `${s}.in` })),
+      endpoint('nats_jetstream', parsedOptions(jsSinkOptions(), { ...conn, subject: `${name}.x`, create_stream: { name, subjects: [`${name}.>`], ...(storage ? { storage } : {}) } })),
     ),
     env({}),
   );
@@ -163,7 +163,7 @@ async function jetstreamRoundTrip(nc: NatsConnection, conn: Record<string, unkno
   for (let i = 0; i < n; i++) nc.publish(`${s}.in`, enc.encode(JSON.stringify({ i })));
   await nc.flush();
   const rec = newRecordingSink();
-  const h2 = startPipeline(pipeline(endpoint('nats_jetstream', parsedOptions(jsSourceOptions, { ...conn, stream: name, durable: 'd' })), endpoint('rec', { name: 'm' })), env({ m: rec }));
+  const h2 = startPipeline(pipeline(endpoint('nats_jetstream', parsedOptions(jsSourceOptions(), { ...conn, stream: name, durable: 'd' })), endpoint('rec', { name: 'm' })), env({ m: rec }));
   handles.push(h2);
   await waitFor(() => rec.written.filter((r) => (r.value as { i: number }).i >= 0).length >= n, `${n} records from the stream`);
   expect(rec.written.map((r) => (r.value as { i: number }).i).filter((i) => i >= 0)).toEqual(Array.from({ length: n }, (_, i) => i));
@@ -172,7 +172,7 @@ async function jetstreamRoundTrip(nc: NatsConnection, conn: Record<string, unkno
 
 /** A pipeline whose source uses `opts`: it must fail at start; returns the error message. */
 async function failure(opts: Record<string, unknown>): Promise<string> {
-  const o = parsedOptions(sourceOptions, { subject: 'x', connection_timeout: '3s', ...opts });
+  const o = parsedOptions(sourceOptions(), { subject: 'x', connection_timeout: '3s', ...opts });
   const h = startPipeline(pipeline(endpoint('nats', o), endpoint('rec', { name: 'm' })), env({ m: newRecordingSink() }));
   handles.push(h);
   const res = await h.done;
@@ -208,7 +208,7 @@ describe('nats user/password', () => {
   });
 
   it('nats_jetstream with a wrong password fails naming the refusal, without the password', async () => {
-    const o = parsedOptions(jsSourceOptions, { url: url(ports.pw), user: 'alice', password: WRONG, stream: 'NOPE', connection_timeout: '3s' });
+    const o = parsedOptions(jsSourceOptions(), { url: url(ports.pw), user: 'alice', password: WRONG, stream: 'NOPE', connection_timeout: '3s' });
     const h = startPipeline(pipeline(endpoint('nats_jetstream', o), endpoint('rec', { name: 'm' })), env({ m: newRecordingSink() }));
     handles.push(h);
     const res = await h.done;

@@ -43,33 +43,33 @@ const data = (rec: RecordingSink) => rec.written.filter((r) => !(r.value as { wa
 
 describe('nats options', () => {
   it('accepts the seed spellings: url list or bracketed string, aliases, dotted tls keys', () => {
-    const a = parsedOptions(sourceOptions, { url: '[nats://127.0.0.1:4222, nats://127.0.0.1:4223]', subject: 'a.>', 'tls.disable': true });
+    const a = parsedOptions(sourceOptions(), { url: '[nats://127.0.0.1:4222, nats://127.0.0.1:4223]', subject: 'a.>', 'tls.disable': true });
     expect(a.url).toEqual(['nats://127.0.0.1:4222', 'nats://127.0.0.1:4223']);
     expect(a.tls.disable).toBe(true);
-    const b = parsedOptions(sourceOptions, { servers: ['nats://h:4222'], subject: 'a.*.b', queue_group: 'g', username: 'u', pass: 'p', 'tls.skip_verify_server': true });
+    const b = parsedOptions(sourceOptions(), { servers: ['nats://h:4222'], subject: 'a.*.b', queue_group: 'g', username: 'u', pass: 'p', 'tls.skip_verify_server': true });
     expect(b).toMatchObject({ url: ['nats://h:4222'], queue: 'g', user: 'u', password: 'p', buffer: 'memory', queue_size: 65536 });
     expect(b.tls.skip_verify_server).toBe(true);
     // Timeplus lists prefetch_count and nak_delay for core nats as well.
-    expect(parsedOptions(sourceOptions, { url: NATS_URL, subject: 'x', prefetch_count: 10, nak_delay: '1s' })).toMatchObject({ queue_size: 10, nak_delay: 1000 });
+    expect(parsedOptions(sourceOptions(), { url: NATS_URL, subject: 'x', prefetch_count: 10, nak_delay: '1s' })).toMatchObject({ queue_size: 10, nak_delay: 1000 });
   });
 
   it('rejects unknown keys with a suggestion, bad subjects and conflicting auth, naming the option', () => {
-    const r = parseOptions(sourceOptions, { url: NATS_URL, subjet: 'a' });
+    const r = parseOptions(sourceOptions(), { url: NATS_URL, subjet: 'a' });
     expect(r.ok).toBe(false);
     const msgs = !r.ok ? r.issues.map((i) => `${i.path.join('.')}: ${i.message}`) : [];
     expect(msgs.join('\n')).toContain("subjet: unknown option 'subjet'; did you mean 'subject'?");
-    const bad = parseOptions(sourceOptions, { url: NATS_URL, subject: 'a.>.b' });
+    const bad = parseOptions(sourceOptions(), { url: NATS_URL, subject: 'a.>.b' });
     expect(!bad.ok && bad.issues[0]!.message).toMatch(/'>' only at the end/);
-    const auth = parseOptions(sourceOptions, { url: NATS_URL, subject: 'a', token: 't', user: 'u', password: 'p' });
+    const auth = parseOptions(sourceOptions(), { url: NATS_URL, subject: 'a', token: 't', user: 'u', password: 'p' });
     expect(!auth.ok && auth.issues.map((i) => i.message).join()).toMatch(/choose one authentication method/);
-    const url = parseOptions(sourceOptions, { url: 'http://x', subject: 'a' });
+    const url = parseOptions(sourceOptions(), { url: 'http://x', subject: 'a' });
     expect(!url.ok && url.issues[0]!.message).toMatch(/NATS server URL/);
-    const tpl = parseOptions(sinkOptions, { url: NATS_URL, subject: 'a.{{ region' });
+    const tpl = parseOptions(sinkOptions(), { url: NATS_URL, subject: 'a.{{ region' });
     expect(!tpl.ok && tpl.issues[0]!.message).toMatch(/missing '}}'/);
   });
 
   it('fails to connect with an error naming the server and the cause', async () => {
-    const o = parsedOptions(sourceOptions, { url: 'nats://127.0.0.1:1', subject: 'x', connection_timeout: '2s' });
+    const o = parsedOptions(sourceOptions(), { url: 'nats://127.0.0.1:1', subject: 'x', connection_timeout: '2s' });
     const h = startPipeline(pipeline(endpoint('nats', o), endpoint('rec', { name: 'm' })), env({ m: newRecordingSink() }));
     const res = await h.done;
     expect(res.status).toBe('failed');
@@ -81,7 +81,7 @@ describe('nats source', () => {
   it('delivers published messages in order with _subject, _reply and _headers metadata', async () => {
     const base = uniq('src');
     const rec = newRecordingSink();
-    const o = parsedOptions(sourceOptions, { url: NATS_URL, subject: `${base}.>` });
+    const o = parsedOptions(sourceOptions(), { url: NATS_URL, subject: `${base}.>` });
     const h = startPipeline(
       pipeline(endpoint('nats', o, { meta: { subj: '_subject', reply: '_reply', hdrs: '_headers' } }), endpoint('rec', { name: 'm' })),
       env({ m: rec }),
@@ -105,7 +105,7 @@ describe('nats source', () => {
     const base = uniq('bad');
     const main = newRecordingSink();
     const dead = newRecordingSink();
-    const o = parsedOptions(sourceOptions, { url: NATS_URL, subject: `${base}.*` });
+    const o = parsedOptions(sourceOptions(), { url: NATS_URL, subject: `${base}.*` });
     const h = startPipeline(pipeline(endpoint('nats', o, { bad: 'dlq' }), endpoint('rec', { name: 'm' }), { dlq: endpoint('rec', { name: 'd' }) }), env({ m: main, d: dead }));
     handles.push(h);
     await waitRunning(h);
@@ -121,7 +121,7 @@ describe('nats source', () => {
     expect(h.stats.errors).toBe(1);
 
     const failRec = newRecordingSink();
-    const h2 = startPipeline(pipeline(endpoint('nats', parsedOptions(sourceOptions, { url: NATS_URL, subject: `${base}.f` }), { bad: 'fail' }), endpoint('rec', { name: 'f' }), { name: 'fail' }), env({ f: failRec }));
+    const h2 = startPipeline(pipeline(endpoint('nats', parsedOptions(sourceOptions(), { url: NATS_URL, subject: `${base}.f` }), { bad: 'fail' }), endpoint('rec', { name: 'f' }), { name: 'fail' }), env({ f: failRec }));
     handles.push(h2);
     await waitRunning(h2);
     await warmUp(`${base}.f`, failRec);
@@ -135,7 +135,7 @@ describe('nats source', () => {
   it('buffer: memory bounds the queue while the sink is slow and counts the drops', async () => {
     const base = uniq('slow');
     const rec = newRecordingSink();
-    const o = parsedOptions(sourceOptions, { url: NATS_URL, subject: base, queue_size: 100 });
+    const o = parsedOptions(sourceOptions(), { url: NATS_URL, subject: base, queue_size: 100 });
     const h = startPipeline(
       pipeline(endpoint('nats', o), endpoint('rec', { name: 'm' }), { buffer: { max_records: 50 }, batch: { max_records: 50 } }),
       env({ m: rec }),
@@ -166,7 +166,7 @@ describe('nats durable buffer', () => {
     const dataDir = tempDir();
     const state = memoryStateStore();
     const rec = newRecordingSink();
-    const o = parsedOptions(sourceOptions, { url: NATS_URL, subject: base, buffer: 'durable', buffer_fsync: 'never' });
+    const o = parsedOptions(sourceOptions(), { url: NATS_URL, subject: base, buffer: 'durable', buffer_fsync: 'never' });
     const def = pipeline(endpoint('nats', o), endpoint('rec', { name: 'm' }), { retry: { max_attempts: 1000 } });
     const h = startPipeline(def, env({ m: rec }, state, dataDir), { drainTimeoutMs: 300 });
     await waitRunning(h);
@@ -195,7 +195,7 @@ describe('nats sink', () => {
     const got: Array<{ subject: string; data: string; h?: string; fwd?: string }> = [];
     const sub = nc.subscribe(`${base}.>`, { callback: (_e, m) => void got.push({ subject: m.subject, data: m.string(), h: m.headers?.get('x-id'), fwd: m.headers?.get('from-source') }) });
     await nc.flush();
-    const sink = new NatsSink(parsedOptions(sinkOptions, { url: NATS_URL, subject: `${base}.{{ region }}.{{ dev.id }}`, headers: { 'x-id': 'id-{{ n }}' } }));
+    const sink = new NatsSink(parsedOptions(sinkOptions(), { url: NATS_URL, subject: `${base}.{{ region }}.{{ dev.id }}`, headers: { 'x-id': 'id-{{ n }}' } }));
     await sink.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder()));
     const N = 1000;
     await sink.write(Array.from({ length: N }, (_, n) => ({ value: { n, region: n % 2 ? 'eu' : 'us', dev: { id: `d${n % 3}` } }, headers: { 'from-source': 'yes' } })));
@@ -214,7 +214,7 @@ describe('nats sink', () => {
     const got: Array<{ subject: string; data: string }> = [];
     const sub = nc.subscribe(`${base}.>`, { callback: (_e, m) => void got.push({ subject: m.subject, data: m.string() }) });
     await nc.flush();
-    const sink = new NatsSink(parsedOptions(sinkOptions, { url: NATS_URL, subject: `${base}.{{ lower region }}`, dataTemplate: '{{ region }}:{{ n }} key={{ _key }}', template_escape: 'none' }));
+    const sink = new NatsSink(parsedOptions(sinkOptions(), { url: NATS_URL, subject: `${base}.{{ lower region }}`, dataTemplate: '{{ region }}:{{ n }} key={{ _key }}', template_escape: 'none' }));
     await sink.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder()));
     await sink.write([{ value: { n: 1, region: 'EU' }, key: 'k1' }, { value: { n: 2, region: 'US' } }]);
     await nc.flush();
@@ -232,7 +232,7 @@ describe('nats sink', () => {
     const seen: string[] = [];
     const responder = nc.subscribe(subject, { callback: (_e, m) => void (seen.push(m.string()), m.respond(enc.encode('ok'))) });
     await nc.flush();
-    const sink = new NatsSink(parsedOptions(sinkOptions, { url: NATS_URL, subject, request: true, request_timeout: '2s' }));
+    const sink = new NatsSink(parsedOptions(sinkOptions(), { url: NATS_URL, subject, request: true, request_timeout: '2s' }));
     await sink.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder()));
     await sink.write([{ value: { a: 1 } }, { value: { a: 2 } }]);
     expect(seen).toEqual(['{"a":1}', '{"a":2}']);

@@ -11,7 +11,7 @@ import { flushWithin } from './sink.js';
 const SAMPLE_WAIT_MS = 3000;
 
 export async function testNats(options: unknown, role: 'source' | 'sink', report: TestReporter, signal: AbortSignal): Promise<void> {
-  const r = role === 'source' ? parseOptions(sourceOptions, options) : parseOptions(sinkOptions, options);
+  const r = role === 'source' ? parseOptions(sourceOptions(), options) : parseOptions(sinkOptions(), options);
   if (!r.ok) throw new ConfigError(r.issues);
   const o = r.value as NatsSourceOptions | NatsSinkOptions;
   report({ message: `connecting to ${describeServers(o)}` });

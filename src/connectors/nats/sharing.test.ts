@@ -62,13 +62,13 @@ describe('nats connection profiles', () => {
     // Pipeline 1: nats source -> nats_jetstream sink; pipeline 2: nats source -> recording sink. Three endpoints, one profile.
     const h1 = startPipeline(
       pipeline(
-        endpoint('nats', parsedOptions(sourceOptions, { url: NATS_URL, subject: a }), p),
-        endpoint('nats_jetstream', parsedOptions(jsSinkOptions, { url: NATS_URL, subject: `${stream}.x` }), p),
+        endpoint('nats', parsedOptions(sourceOptions(), { url: NATS_URL, subject: a }), p),
+        endpoint('nats_jetstream', parsedOptions(jsSinkOptions(), { url: NATS_URL, subject: `${stream}.x` }), p),
         { name: 'share-1' },
       ),
       e,
     );
-    const h2 = startPipeline(pipeline(endpoint('nats', parsedOptions(sourceOptions, { url: NATS_URL, subject: b }), p), endpoint('rec', { name: 'rb' }), { name: 'share-2' }), e);
+    const h2 = startPipeline(pipeline(endpoint('nats', parsedOptions(sourceOptions(), { url: NATS_URL, subject: b }), p), endpoint('rec', { name: 'rb' }), { name: 'share-2' }), e);
     handles.push(h1, h2);
     await waitRunning(h1);
     await waitRunning(h2);
@@ -100,11 +100,11 @@ describe('nats connection profiles', () => {
     const base = serverConnections();
     const sinks = { r1: newRecordingSink(), r2: newRecordingSink() };
     const e = env(sinks);
-    const h1 = startPipeline(pipeline(endpoint('nats', parsedOptions(sourceOptions, { url: NATS_URL, subject: uniq('own.a') })), endpoint('rec', { name: 'r1' }), { name: 'own-1' }), e);
+    const h1 = startPipeline(pipeline(endpoint('nats', parsedOptions(sourceOptions(), { url: NATS_URL, subject: uniq('own.a') })), endpoint('rec', { name: 'r1' }), { name: 'own-1' }), e);
     const h2 = startPipeline(
       pipeline(
-        endpoint('nats', parsedOptions(sourceOptions, { url: NATS_URL, subject: uniq('own.b') }), { profile: 'local' }),
-        endpoint('nats', parsedOptions(sinkOptions, { url: NATS_URL, subject: uniq('own.out'), name: 'other-client' }), { profile: 'local' }),
+        endpoint('nats', parsedOptions(sourceOptions(), { url: NATS_URL, subject: uniq('own.b') }), { profile: 'local' }),
+        endpoint('nats', parsedOptions(sinkOptions(), { url: NATS_URL, subject: uniq('own.out'), name: 'other-client' }), { profile: 'local' }),
         { name: 'own-2' },
       ),
       e,

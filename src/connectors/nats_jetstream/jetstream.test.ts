@@ -57,21 +57,21 @@ const distinct = (rec: RecordingSink) => new Set(ids(rec)).size;
 
 describe('nats_jetstream options', () => {
   it('accepts the Timeplus names with defaults, and requires subject or stream', () => {
-    const o = parsedOptions(sourceOptions, { url: '[nats://127.0.0.1:4222]', subject: 'a.>', durable: 'd', 'tls.disable': 'true' });
+    const o = parsedOptions(sourceOptions(), { url: '[nats://127.0.0.1:4222]', subject: 'a.>', durable: 'd', 'tls.disable': 'true' });
     expect(o).toMatchObject({ deliver: 'all', ack_wait: 30_000, max_ack_pending: 1024, prefetch_count: 524288, bind: false, durable: 'd' });
-    expect(parsedOptions(sourceOptions, { url: NATS_URL, stream_name: 'S', consumer: 'c', deliver_policy: 'by_start_time', start_time: '2026-01-02T03:04:05Z', nak_delay: '2s' })).toMatchObject({
+    expect(parsedOptions(sourceOptions(), { url: NATS_URL, stream_name: 'S', consumer: 'c', deliver_policy: 'by_start_time', start_time: '2026-01-02T03:04:05Z', nak_delay: '2s' })).toMatchObject({
       stream: 'S',
       durable: 'c',
       start_time: '2026-01-02T03:04:05.000Z',
       nak_delay: 2000,
     });
-    const none = parseOptions(sourceOptions, { url: NATS_URL });
+    const none = parseOptions(sourceOptions(), { url: NATS_URL });
     expect(!none.ok && none.issues.map((i) => i.message).join()).toMatch(/either `subject` or `stream` is required/);
-    const typo = parseOptions(sourceOptions, { url: NATS_URL, stream: 'S', max_ack_pendng: 5 });
+    const typo = parseOptions(sourceOptions(), { url: NATS_URL, stream: 'S', max_ack_pendng: 5 });
     expect(!typo.ok && typo.issues[0]!.message).toBe("unknown option 'max_ack_pendng'; did you mean 'max_ack_pending'?");
-    const deliver = parseOptions(sourceOptions, { url: NATS_URL, stream: 'S', deliver: 'first' });
+    const deliver = parseOptions(sourceOptions(), { url: NATS_URL, stream: 'S', deliver: 'first' });
     expect(!deliver.ok && deliver.issues[0]!.message).toMatch(/must be one of "all", "last", "new", "by_start_time"/);
-    const sink = parsedOptions(sinkOptions, { url: NATS_URL, subject: 'o.{{ r }}', msg_id: 'id', stream: { name: 'O', subjects: 'o.>', max_age: '1h' } });
+    const sink = parsedOptions(sinkOptions(), { url: NATS_URL, subject: 'o.{{ r }}', msg_id: 'id', stream: { name: 'O', subjects: 'o.>', max_age: '1h' } });
     expect(sink.create_stream).toMatchObject({ name: 'O', subjects: ['o.>'], max_age: 3_600_000, storage: 'file' });
     expect(sink.msg_id_field).toBe('id');
   });
@@ -81,7 +81,7 @@ describe('nats_jetstream sink and source', () => {
   it('round trip: the sink creates the stream and publishes; the source reads every message with its metadata', async () => {
     const name = uniq('RT').toUpperCase();
     streams.push(name);
-    const sink = new JetStreamSink(parsedOptions(sinkOptions, { url: NATS_URL, subject: `${name}.{{ kind }}`, msg_id_field: 'id', headers: { h: 'v-{{ id }}' }, create_stream: { name, subjects: [`${name}.>`] } }));
+    const sink = new JetStreamSink(parsedOptions(sinkOptions(), { url: NATS_URL, subject: `${name}.{{ kind }}`, msg_id_field: 'id', headers: { h: 'v-{{ id }}' }, create_stream: { name, subjects: [`${name}.>`] } }));
     await sink.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder()));
     const N = 10_000;
     for (let off = 0; off < N; off += 1000) {
@@ -91,7 +91,7 @@ describe('nats_jetstream sink and source', () => {
     expect((await jsm.streams.info(name)).state.messages).toBe(N);
 
     const rec = newRecordingSink();
-    const o = parsedOptions(sourceOptions, { url: NATS_URL, stream: name, durable: 'rt' });
+    const o = parsedOptions(sourceOptions(), { url: NATS_URL, stream: name, durable: 'rt' });
     const h = startPipeline(
       pipeline(endpoint('nats_jetstream', o, { meta: { st: '_stream', seq: '_sequence', subj: '_subject', dc: '_delivery_count', hd: '_headers' } }), endpoint('rec', { name: 'm' })),
       env({ m: rec }),
@@ -106,7 +106,7 @@ describe('nats_jetstream sink and source', () => {
 
   it('Nats-Msg-Id from msg_id_field: a re-sent batch is stored once', async () => {
     const { name } = await stream();
-    const sink = new JetStreamSink(parsedOptions(sinkOptions, { url: NATS_URL, subject: `${name}.x`, msg_id_field: 'order.id' }));
+    const sink = new JetStreamSink(parsedOptions(sinkOptions(), { url: NATS_URL, subject: `${name}.x`, msg_id_field: 'order.id' }));
     const metrics = new MetricSet();
     await sink.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder(), { metrics }));
     const batch = Array.from({ length: 500 }, (_, i) => ({ value: { order: { id: `o${i}` } } }));
@@ -121,7 +121,7 @@ describe('nats_jetstream sink and source', () => {
 
   it('template renders the stored payload', async () => {
     const { name } = await stream();
-    const sink = new JetStreamSink(parsedOptions(sinkOptions, { url: NATS_URL, subject: `${name}.t`, template: '{"id":"{{ order.id }}","q":{{ json q }}}' }));
+    const sink = new JetStreamSink(parsedOptions(sinkOptions(), { url: NATS_URL, subject: `${name}.t`, template: '{"id":"{{ order.id }}","q":{{ json q }}}' }));
     await sink.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder()));
     await sink.write([{ value: { order: { id: 'a"1' }, q: [1, 2], other: true } }]);
     const m = await jsm.streams.getMessage(name, { last_by_subj: `${name}.t` });
@@ -131,7 +131,7 @@ describe('nats_jetstream sink and source', () => {
 
   it('a subject no stream captures fails the write retriably, naming the subject', async () => {
     const subject = uniq('nostream');
-    const sink = new JetStreamSink(parsedOptions(sinkOptions, { url: NATS_URL, subject, publish_timeout: '1s' }));
+    const sink = new JetStreamSink(parsedOptions(sinkOptions(), { url: NATS_URL, subject, publish_timeout: '1s' }));
     await sink.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder()));
     const err = await sink.write([{ value: { a: 1 } }]).catch((e) => e);
     expect(err.message).toContain(`subject '${subject}'`);
@@ -145,7 +145,7 @@ describe('nats_jetstream acknowledgement', () => {
     const { name } = await stream(300);
     const rec = newRecordingSink();
     rec.down = true;
-    const o = parsedOptions(sourceOptions, { url: NATS_URL, stream: name, durable: 'acks', ack_wait: '60s' });
+    const o = parsedOptions(sourceOptions(), { url: NATS_URL, stream: name, durable: 'acks', ack_wait: '60s' });
     const def = pipeline(endpoint('nats_jetstream', o), endpoint('rec', { name: 'm' }), { retry: { max_attempts: 1000 } });
     const h = startPipeline(def, env({ m: rec }), { drainTimeoutMs: 300 });
     await waitFor(() => rec.writes >= 3, 'the sink to fail a few times');
@@ -167,7 +167,7 @@ describe('nats_jetstream acknowledgement', () => {
     const N = 20_000;
     const { name } = await stream(N);
     const rec = newRecordingSink();
-    const o = parsedOptions(sourceOptions, { url: NATS_URL, stream: name, durable: 'resume' });
+    const o = parsedOptions(sourceOptions(), { url: NATS_URL, stream: name, durable: 'resume' });
     const def = pipeline(endpoint('nats_jetstream', o), endpoint('rec', { name: 'm' }), { batch: { max_records: 500 } });
     const h = startPipeline(def, env({ m: rec }));
     await waitFor(() => rec.written.length >= N / 4, 'a quarter of the stream');
@@ -189,7 +189,7 @@ describe('nats_jetstream acknowledgement', () => {
     await js.publish(`${name}.m`, enc.encode('{broken'));
     await js.publish(`${name}.m`, enc.encode('{"i":2}'));
     const rec = newRecordingSink();
-    const failOpts = parsedOptions(sourceOptions, { url: NATS_URL, stream: name, durable: 'bad' });
+    const failOpts = parsedOptions(sourceOptions(), { url: NATS_URL, stream: name, durable: 'bad' });
     const h = startPipeline(pipeline(endpoint('nats_jetstream', failOpts, { bad: 'fail' }), endpoint('rec', { name: 'm' }), { batch: { max_records: 1 } }), env({ m: rec }));
     const res = await h.done;
     expect(res.status).toBe('failed');
@@ -212,20 +212,20 @@ describe('nats_jetstream broker restart', () => {
     const { name } = await stream(N);
     const rec = newRecordingSink();
     rec.delayMs = 5;
-    const o = parsedOptions(sourceOptions, { url: NATS_URL, stream: name, durable: 'restart', reconnect_wait: '200ms', ack_wait: '5s' });
+    const o = parsedOptions(sourceOptions(), { url: NATS_URL, stream: name, durable: 'restart', reconnect_wait: '200ms', ack_wait: '5s' });
     const h = startPipeline(pipeline(endpoint('nats_jetstream', o), endpoint('rec', { name: 'm' }), { batch: { max_records: 200 }, retry: { max_attempts: 1000 } }), env({ m: rec }));
     handles.push(h);
     // A core NATS pipeline on the same server: it must come back after the restart too.
     const coreSubject = uniq('core');
     const coreRec = newRecordingSink();
     const hc = startPipeline(
-      pipeline(endpoint('nats', parsedOptions(natsSourceOptions, { url: NATS_URL, subject: coreSubject, reconnect_wait: '200ms' })), endpoint('rec', { name: 'c' }), { name: 'core' }),
+      pipeline(endpoint('nats', parsedOptions(natsSourceOptions(), { url: NATS_URL, subject: coreSubject, reconnect_wait: '200ms' })), endpoint('rec', { name: 'c' }), { name: 'core' }),
       env({ c: coreRec }),
     );
     handles.push(hc);
     // The sink writes batches through the restart, retrying failed ones as the runtime does; ids de-duplicate them.
     const sinkStream = (await stream()).name;
-    const sink = new JetStreamSink(parsedOptions(sinkOptions, { url: NATS_URL, subject: `${sinkStream}.x`, msg_id_field: 'i', publish_timeout: '1s', reconnect_wait: '200ms' }));
+    const sink = new JetStreamSink(parsedOptions(sinkOptions(), { url: NATS_URL, subject: `${sinkStream}.x`, msg_id_field: 'i', publish_timeout: '1s', reconnect_wait: '200ms' }));
     await sink.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder()));
     const M = 3000;
     let retries = 0;

@@ -11,7 +11,7 @@ import { ensureStream } from './sink.js';
 import { isNotFound, resolveStream } from './source.js';
 
 /** Just enough of the options to connect, for autocomplete before the rest is filled in. */
-const connectOnly = z.object({ ...connectionShape, stream: z.string().optional() });
+const connectOnly = z.object({ ...connectionShape(), stream: z.string().optional() });
 
 async function withManager<T>(o: ConnectionOptions, fn: (jsm: JetStreamManager, nc: NatsConnection) => Promise<T>): Promise<T> {
   const nc = await openNats(o, 'sluice:inspect');
@@ -50,7 +50,7 @@ export async function autocomplete(options: unknown, signal: AbortSignal): Promi
 }
 
 export async function testJetStream(options: unknown, role: 'source' | 'sink', report: TestReporter, signal: AbortSignal): Promise<void> {
-  const r = role === 'source' ? parseOptions(sourceOptions, options) : parseOptions(sinkOptions, options);
+  const r = role === 'source' ? parseOptions(sourceOptions(), options) : parseOptions(sinkOptions(), options);
   if (!r.ok) throw new ConfigError(r.issues);
   const o = r.value as JetStreamSourceOptions | JetStreamSinkOptions;
   const fail = (e: unknown): never => {

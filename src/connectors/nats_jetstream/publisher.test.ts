@@ -83,7 +83,7 @@ describe('AckPublisher', () => {
 describe('nats_jetstream sink publishing', () => {
   it('expect_stream: a publish that lands in another stream fails the write, naming the server\'s reason', async () => {
     const name = await stream();
-    const sink = new JetStreamSink(parsedOptions(sinkOptions, { url: NATS_URL, subject: `${name}.x`, expect_stream: 'OTHER', publish_timeout: '2s' }));
+    const sink = new JetStreamSink(parsedOptions(sinkOptions(), { url: NATS_URL, subject: `${name}.x`, expect_stream: 'OTHER', publish_timeout: '2s' }));
     await sink.open(sinkContext(json()));
     const err = await sink.write([{ value: { a: 1 } }, { value: { a: 2 } }]).catch((e) => e);
     expect(err.message).toContain(`subject '${name}.x' was not acknowledged (2 of 2 failed)`);
@@ -97,7 +97,7 @@ describe('nats_jetstream sink publishing', () => {
     const subject = uniq('notastream');
     const silent = nc.subscribe(subject, { callback: () => undefined });
     await nc.flush();
-    const sink = new JetStreamSink(parsedOptions(sinkOptions, { url: NATS_URL, subject, publish_timeout: '300ms' }));
+    const sink = new JetStreamSink(parsedOptions(sinkOptions(), { url: NATS_URL, subject, publish_timeout: '300ms' }));
     await sink.open(sinkContext(json()));
     const t0 = Date.now();
     const err = await sink.write([{ value: { a: 1 } }]).catch((e) => e);

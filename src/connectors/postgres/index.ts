@@ -1,21 +1,23 @@
 import { lazySink, lazySource } from '../../core/lazy.js';
-import { bool, defineConnector, z, type EndpointInfo } from '../../core/spec.js';
+import { bool, defineConnector, lazyOptions, z, type EndpointInfo } from '../../core/spec.js';
 import { checkSource, sinkOptionShape, sourceOptionShape, type ConnectionOpts, type SinkOpts, type SourceOpts } from '../sqldb/options.js';
 import { probeSql } from '../sqldb/probe.js';
 import { pgDialect } from './dialect.js';
 
 const connect = async (o: ConnectionOpts) => (await import('./client.js')).connectPg(o);
 
-export const sourceOptions = z.strictObject(sourceOptionShape(5432, 'postgres')).superRefine(checkSource);
+export const sourceOptions = lazyOptions('postgres:source', () => z.strictObject(sourceOptionShape(5432, 'postgres')).superRefine(checkSource));
 
-export const sinkOptions = z.strictObject({
-  ...sinkOptionShape(5432, 'postgres'),
-  exactly_once: bool({
-    default: false,
-    description:
-      'Exactly-once: write each batch and the source position it completes in one transaction (a row per pipeline in `sluice_offsets`), and after a restart resume the source from that stored position, so a crash neither loses nor repeats a row, in insert mode too. Needs a replayable source; not with `routes` or a `dlq:` sink.',
+export const sinkOptions = lazyOptions('postgres:sink', () =>
+  z.strictObject({
+    ...sinkOptionShape(5432, 'postgres'),
+    exactly_once: bool({
+      default: false,
+      description:
+        'Exactly-once: write each batch and the source position it completes in one transaction (a row per pipeline in `sluice_offsets`), and after a restart resume the source from that stored position, so a crash neither loses nor repeats a row, in insert mode too. Needs a replayable source; not with `routes` or a `dlq:` sink.',
+    }),
   }),
-});
+);
 
 export const spec = defineConnector({
   name: 'postgres',
@@ -42,7 +44,7 @@ export const spec = defineConnector({
   },
   test: (options, role, report) =>
     probeSql(
-      { title: 'PostgreSQL', sourceOptions, sinkOptions, connect, tableExists: (t) => ({ sql: 'SELECT to_regclass($1) IS NOT NULL AS t', params: [t] }) },
+      { title: 'PostgreSQL', sourceOptions: sourceOptions(), sinkOptions: sinkOptions(), connect, tableExists: (t) => ({ sql: 'SELECT to_regclass($1) IS NOT NULL AS t', params: [t] }) },
       options,
       role,
       report,

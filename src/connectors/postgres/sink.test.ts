@@ -37,7 +37,7 @@ async function table(ddl?: string): Promise<string> {
 }
 
 async function openSink(o: Record<string, unknown>, info: EndpointInfo = { format: 'json' }, ctx: Partial<SinkContext> = {}) {
-  const sink = spec.sink!.create(parsedOptions(sinkOptions, { ...CONN, ...o }), info);
+  const sink = spec.sink!.create(parsedOptions(sinkOptions(), { ...CONN, ...o }), info);
   await sink.open({ ...sinkContext(noEncoder), ...ctx });
   return sink;
 }
@@ -174,7 +174,7 @@ describe('postgres sink', () => {
     const state = memoryStateStore();
     const sinks = { out: newRecordingSink() };
     sinks.out.down = true;
-    const src = endpointDef('postgres', parsedOptions(sourceOptions, { ...CONN, table: t, incremental_column: 'id', interval: '20ms', batch_size: 10 }));
+    const src = endpointDef('postgres', parsedOptions(sourceOptions(), { ...CONN, table: t, incremental_column: 'id', interval: '20ms', batch_size: 10 }));
     try {
       const def = pipelineDef(unique('ack'), src, recordingEndpoint('out'), { retry: { max_attempts: 3 } });
       let h = startPipeline(def, recordingEnv(sinks, { state, dataDir: dir }));

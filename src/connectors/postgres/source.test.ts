@@ -32,7 +32,7 @@ async function table(ddl: string): Promise<string> {
   return t;
 }
 
-const source = (o: Record<string, unknown>) => spec.source!.create(parsedOptions(sourceOptions, { ...CONN, interval: '20ms', ...o }), { format: 'json' });
+const source = (o: Record<string, unknown>) => spec.source!.create(parsedOptions(sourceOptions(), { ...CONN, interval: '20ms', ...o }), { format: 'json' });
 
 describe('postgres source', () => {
   it('polls by id, resumes from the committed cursor after a restart, and never acks what was not committed', async () => {
@@ -162,7 +162,7 @@ describe('postgres source', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sluice-pg-bad-'));
     const state = memoryStateStore();
     const sinks = { out: newRecordingSink(), dlq: newRecordingSink() };
-    const src = endpointDef('postgres', parsedOptions(sourceOptions, { ...CONN, table: t, incremental_column: 'id', interval: '20ms' }), {
+    const src = endpointDef('postgres', parsedOptions(sourceOptions(), { ...CONN, table: t, incremental_column: 'id', interval: '20ms' }), {
       bad_data: 'dlq',
       schema: { fields: [{ name: 'id', type: 'int32' }, { name: 'qty', type: 'int32' }] },
     });

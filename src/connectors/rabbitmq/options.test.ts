@@ -7,7 +7,7 @@ import { describeEndpoint, endpointOf } from './connection.js';
 import { allBindings, queueArguments } from './source.js';
 import { compileTemplate } from './template.js';
 
-const src = (o: Record<string, unknown>) => parseOptions(sourceOptions, o);
+const src = (o: Record<string, unknown>) => parseOptions(sourceOptions(), o);
 const messages = (r: { ok: boolean; issues?: Array<{ path: (string | number)[]; message: string }> }) =>
   r.ok ? [] : r.issues!.map((i) => `${i.path.join('.')}: ${i.message}`);
 
@@ -19,13 +19,13 @@ describe('rabbitmq options', () => {
     expect(o).toMatchObject({ url: 'amqp://u:p@mq:5673/prod', queue: 'orders', prefetch: 50, vhost: 'v1', on_failure: 'dead_letter', dead_letter_exchange: 'dead', durable: true, passive: false });
     expect(endpointOf(o)).toEqual({ hostname: 'mq', port: 5673, username: 'u', password: 'p', vhost: 'v1', tls: false });
     expect(queueArguments(o)).toEqual({ 'x-dead-letter-exchange': 'dead' });
-    const s = parseOptions(sinkOptions, { 'rabbitmq.exchange': 'events', routingKey: 'a.{{ b }}', durable: false });
+    const s = parseOptions(sinkOptions(), { 'rabbitmq.exchange': 'events', routingKey: 'a.{{ b }}', durable: false });
     expect(s.ok && s.value).toMatchObject({ exchange: 'events', routing_key: 'a.{{ b }}', persistent: false });
   });
 
   it('reports unknown options with a did-you-mean suggestion', () => {
     expect(messages(src({ queue: 'q', prefech: 10 }))).toEqual(["prefech: unknown option 'prefech'; did you mean 'prefetch'?"]);
-    expect(messages(parseOptions(sinkOptions, { routing_kye: 'x' }))).toEqual(["routing_kye: unknown option 'routing_kye'; did you mean 'routing_key'?"]);
+    expect(messages(parseOptions(sinkOptions(), { routing_kye: 'x' }))).toEqual(["routing_kye: unknown option 'routing_kye'; did you mean 'routing_key'?"]);
   });
 
   it('rejects bad values with the option named', () => {
@@ -35,8 +35,8 @@ describe('rabbitmq options', () => {
     expect(messages(src({ queue: 'q', prefetch: 0 }))[0]).toMatch(/^prefetch: /);
     expect(messages(src({ queue: 'q', routing_key: 'a' }))[0]).toMatch(/need 'exchange'/);
     expect(messages(src({ queue: 'q', passive: true, dead_letter_exchange: 'd' }))[0]).toMatch(/^passive: a passive queue is not declared/);
-    expect(messages(parseOptions(sinkOptions, { routing_key: 'a.{{ 1x }}' }))[0]).toMatch(/routing_key: '\{\{ 1x \}\}' is not a field name/);
-    expect(messages(parseOptions(sinkOptions, { headers: { a: '{{ b' } }))[0]).toMatch(/unbalanced/);
+    expect(messages(parseOptions(sinkOptions(), { routing_key: 'a.{{ 1x }}' }))[0]).toMatch(/routing_key: '\{\{ 1x \}\}' is not a field name/);
+    expect(messages(parseOptions(sinkOptions(), { headers: { a: '{{ b' } }))[0]).toMatch(/unbalanced/);
   });
 
   it('a wrongly typed password is reported without its value', () => {

@@ -52,7 +52,7 @@ async function exists(conn: Connection, check: (ch: Channel) => Promise<unknown>
 }
 
 export async function testRabbit(options: unknown, role: 'source' | 'sink', report: TestReporter, signal: AbortSignal): Promise<void> {
-  const o = role === 'source' ? parsed<RabbitSourceOptions>(sourceOptions, options) : parsed<RabbitSinkOptions>(sinkOptions, options);
+  const o = role === 'source' ? parsed<RabbitSourceOptions>(sourceOptions(), options) : parsed<RabbitSinkOptions>(sinkOptions(), options);
   let conn: Connection | undefined;
   try {
     const c = await connectOnce(o, signal);
@@ -135,8 +135,8 @@ export async function testRabbit(options: unknown, role: 'source' | 'sink', repo
  * reachable, other credentials) there are no suggestions.
  */
 export async function autocomplete(options: unknown, signal: AbortSignal): Promise<Record<string, string[]>> {
-  const r = parseOptions(sinkOptions, { ...((options as object) ?? {}) });
-  const o = r.ok ? r.value : parsed<RabbitSinkOptions>(sinkOptions, {});
+  const r = parseOptions(sinkOptions(), { ...((options as object) ?? {}) });
+  const o = r.ok ? r.value : parsed<RabbitSinkOptions>(sinkOptions(), {});
   const e = endpointOf(o);
   const base = (o.management_url ?? `http://${e.hostname.includes(':') ? `[${e.hostname}]` : e.hostname}:15672`).replace(/\/+$/, '');
   const auth = 'Basic ' + Buffer.from(`${e.username}:${e.password}`).toString('base64');

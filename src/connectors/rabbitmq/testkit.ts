@@ -165,9 +165,9 @@ export async function openRabbitTest(dirPrefix: string): Promise<RabbitTest> {
 /** Runtime env with the registered connectors and `rec` (recording sinks that can be made to fail). */
 export const env = (sinks: Record<string, RecordingSink>, state: StateStore, dataDir: string): RuntimeEnv => recordingEnv(sinks, { state, dataDir });
 
-export const parsedSource = (o: Record<string, unknown>) => parsedOptions(sourceOptions, { url: URL_, ...o }) as Record<string, unknown>;
+export const parsedSource = (o: Record<string, unknown>) => parsedOptions(sourceOptions(), { url: URL_, ...o }) as Record<string, unknown>;
 
-export const parsedSink = (o: Record<string, unknown>) => parsedOptions(sinkOptions, { url: URL_, ...o }) as Record<string, unknown>;
+export const parsedSink = (o: Record<string, unknown>) => parsedOptions(sinkOptions(), { url: URL_, ...o }) as Record<string, unknown>;
 
 export function rabbitPipeline(
   name: string,

@@ -38,7 +38,7 @@ afterAll(async () => {
 const env = (sinks: Record<string, RecordingSink>, state: StateStore) => recordingEnv(sinks, { state, dataDir });
 
 function pipeline(name: string, source: Record<string, unknown>, sink: EndpointDef, o: { bad?: BadDataPolicy; dlq?: EndpointDef; attempts?: number } = {}): PipelineDef {
-  const src = endpointDef('redis', parsed(sourceOptions, { block: '200ms', ...source }) as Record<string, unknown>, { bad_data: o.bad ?? 'fail' });
+  const src = endpointDef('redis', parsed(sourceOptions(), { block: '200ms', ...source }) as Record<string, unknown>, { bad_data: o.bad ?? 'fail' });
   return pipelineDef(name, src, sink, { dlq: o.dlq, retry: { max_attempts: o.attempts ?? DEFAULT_RETRY.max_attempts } });
 }
 
@@ -117,11 +117,11 @@ describe('redis stream source in a pipeline', () => {
     const sinks = { out: newRecordingSink() };
     const state = memoryStateStore();
     // Redis -> Redis: the source reads `stream`, the sink XADDs to `out`.
-    const redisSink = endpointDef('redis', parsed(sinkOptions, { mode: 'stream', key: out }) as Record<string, unknown>);
+    const redisSink = endpointDef('redis', parsed(sinkOptions(), { mode: 'stream', key: out }) as Record<string, unknown>);
     const h = startPipeline(pipeline('redis-restart', { streams: stream, group: 'g', start_id: '0' }, redisSink), env(sinks, state));
     await waitFor(async () => (await admin.xLen(out)) === 50, '50 entries in the output stream');
     // A sink of its own, to see what a write does while the server is down.
-    const probe = new RedisSink(parsed(sinkOptions, { mode: 'list', key: `${P}probe` }));
+    const probe = new RedisSink(parsed(sinkOptions(), { mode: 'list', key: `${P}probe` }));
     await probe.open(sinkContext(createFormat({ name: 'json', options: {} }).encoder()));
     let restart: (() => Promise<void>) | undefined;
     try {

@@ -28,7 +28,7 @@ async function scanKeys(c: Client, pattern: string, type: string | undefined, si
 
 /** Keys by pattern, stream keys, list keys and active pub/sub channels, each bounded. */
 export async function autocomplete(options: unknown, signal: AbortSignal): Promise<Record<string, string[]>> {
-  const r = parseOptions(browseOptions, options);
+  const r = parseOptions(browseOptions(), options);
   if (!r.ok) throw new ConfigError(r.issues);
   const o = r.value;
   const c = await openClient({ ...o, connect_retries: 0 }, { name: 'sluice-autocomplete' });
@@ -46,7 +46,7 @@ export async function autocomplete(options: unknown, signal: AbortSignal): Promi
 }
 
 export async function testRedis(options: unknown, role: 'source' | 'sink', report: TestReporter, signal: AbortSignal): Promise<void> {
-  const r = role === 'source' ? parseOptions(sourceOptions, options) : parseOptions(sinkOptions, options);
+  const r = role === 'source' ? parseOptions(sourceOptions(), options) : parseOptions(sinkOptions(), options);
   if (!r.ok) throw new ConfigError(r.issues);
   const o = r.value as RedisSourceOptions | RedisSinkOptions;
   const ep = endpointOf(o);

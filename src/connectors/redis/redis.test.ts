@@ -33,35 +33,35 @@ const values = (rs: SluiceRecord[]) => rs.map((r) => JSON.parse(String(r.value))
 
 describe('options', () => {
   it('accepts the seeds\' spellings as aliases and infers the mode', () => {
-    const s = parseOptions(sinkOptions, { addr: '127.0.0.1:6379', dataType: 'string', field: 'id', expiration: '10s', db: '2' });
+    const s = parseOptions(sinkOptions(), { addr: '127.0.0.1:6379', dataType: 'string', field: 'id', expiration: '10s', db: '2' });
     expect(s.ok).toBe(true);
     if (s.ok) expect(s.value).toMatchObject({ url: '127.0.0.1:6379', mode: 'set', key_field: 'id', ttl: 10_000, db: 2 });
-    const l = parseOptions(sinkOptions, { address: 'redis://h:1', type: 'list', list_prefix: 'q:', key_column: 'user', operation: 'prepend', max_length: 5 });
+    const l = parseOptions(sinkOptions(), { address: 'redis://h:1', type: 'list', list_prefix: 'q:', key_column: 'user', operation: 'prepend', max_length: 5 });
     expect(l.ok && l.value).toMatchObject({ mode: 'list', key_prefix: 'q:', key_field: 'user', push: 'left', max_len: 5 });
-    const src = parseOptions(sourceOptions, { stream: 'orders', consumer_group: 'g', batch_size: 10 });
+    const src = parseOptions(sourceOptions(), { stream: 'orders', consumer_group: 'g', batch_size: 10 });
     expect(src.ok && src.value).toMatchObject({ mode: 'stream', streams: ['orders'], group: 'g', count: 10, payload_field: 'payload' });
-    const whole = parseOptions(sourceOptions, { streams: 'a,b', payload_field: '*' });
+    const whole = parseOptions(sourceOptions(), { streams: 'a,b', payload_field: '*' });
     expect(whole.ok && whole.value).toMatchObject({ streams: ['a', 'b'], payload_field: null });
-    expect(parseOptions(sourceOptions, { channels: 'x', patterns: ['y.*'] }).ok && true).toBe(true);
-    const lk = parseOptions(lookupOptions, { addr: '127.0.0.1:6379', datatype: 'HASH', cacheTtl: '5s' });
+    expect(parseOptions(sourceOptions(), { channels: 'x', patterns: ['y.*'] }).ok && true).toBe(true);
+    const lk = parseOptions(lookupOptions(), { addr: '127.0.0.1:6379', datatype: 'HASH', cacheTtl: '5s' });
     expect(lk.ok && lk.value).toMatchObject({ value_type: 'hash', cache_ttl: 5000 });
   });
 
   it('reports unknown options with a suggestion and mode problems by option name', () => {
-    const typo = parseOptions(sourceOptions, { streams: 'a', consumr: 'x' });
+    const typo = parseOptions(sourceOptions(), { streams: 'a', consumr: 'x' });
     expect(typo.ok).toBe(false);
     if (!typo.ok) expect(typo.issues[0]!.message).toBe("unknown option 'consumr'; did you mean 'consumer'?");
-    const none = parseOptions(sourceOptions, {});
+    const none = parseOptions(sourceOptions(), {});
     expect(!none.ok && none.issues[0]!.message).toMatch(/nothing to read: set `streams`/);
-    const both = parseOptions(sourceOptions, { streams: 'a', channels: 'b' });
+    const both = parseOptions(sourceOptions(), { streams: 'a', channels: 'b' });
     expect(!both.ok && both.issues[0]!.message).toMatch(/choose one with `mode`/);
-    const needs = parseOptions(sinkOptions, { mode: 'stream' });
+    const needs = parseOptions(sinkOptions(), { mode: 'stream' });
     expect(!needs.ok && needs.issues.map((i) => `${i.path.join('.')}: ${i.message}`)).toEqual(["key: mode 'stream' needs `key` (the stream to write to)"]);
-    const tpl = parseOptions(sinkOptions, { key: 'user:{{ id' });
+    const tpl = parseOptions(sinkOptions(), { key: 'user:{{ id' });
     expect(!tpl.ok && tpl.issues[0]!.message).toMatch(/missing '}}'/);
-    const bad = parseOptions(sourceOptions, { streams: 'a', start_id: 'latest' });
+    const bad = parseOptions(sourceOptions(), { streams: 'a', start_id: 'latest' });
     expect(!bad.ok && bad.issues[0]!.message).toMatch(/must be '\$'/);
-    const pw = parseOptions(sourceOptions, { streams: 'a', password: 123 });
+    const pw = parseOptions(sourceOptions(), { streams: 'a', password: 123 });
     expect(!pw.ok && pw.issues[0]!.message).toBe('expected string, got number');
   });
 });
@@ -70,7 +70,7 @@ describe('source', () => {
   it('stream: reads with a consumer group, exposes _stream/_id, and XACKs only what was committed', async () => {
     const stream = `${P}s1`;
     await addEntries(admin, stream, 0, 50);
-    const o = parsed(sourceOptions, { streams: stream, group: 'g1', consumer: 'c1', start_id: '0', count: 20, block: '100ms' });
+    const o = parsed(sourceOptions(), { streams: stream, group: 'g1', consumer: 'c1', start_id: '0', count: 20, block: '100ms' });
     const got = await collectSource(new RedisSource(o), { limit: 50, timeoutMs: 10_000 });
     expect(values(got.records).map((v) => v.i)).toEqual([...Array(50).keys()]);
     expect(got.records[0]!.meta).toMatchObject({ _stream: stream });
@@ -91,10 +91,10 @@ describe('source', () => {
   it('stream: payload_field * makes the whole entry the row; a missing payload field is bad data', async () => {
     const stream = `${P}s2`;
     await admin.xAdd(stream, '*', { device: 'd1', temp: '21.5' });
-    const whole = await collectSource(new RedisSource(parsed(sourceOptions, { streams: stream, group: 'g', start_id: '0', payload_field: '*', block: '100ms' })), { limit: 1, timeoutMs: 10_000 });
+    const whole = await collectSource(new RedisSource(parsed(sourceOptions(), { streams: stream, group: 'g', start_id: '0', payload_field: '*', block: '100ms' })), { limit: 1, timeoutMs: 10_000 });
     expect(whole.batches[0]!.decoded).toBe(true);
     expect(whole.records[0]!.value).toEqual({ device: 'd1', temp: '21.5' });
-    const missing = await collectSource(new RedisSource(parsed(sourceOptions, { streams: stream, group: 'g2', start_id: '0', block: '100ms' })), { timeoutMs: 1500 });
+    const missing = await collectSource(new RedisSource(parsed(sourceOptions(), { streams: stream, group: 'g2', start_id: '0', block: '100ms' })), { timeoutMs: 1500 });
     expect(missing.records).toHaveLength(0);
     expect(missing.bad).toHaveLength(1);
     expect(missing.bad[0]!.error.message).toMatch(/has no field 'payload' \(fields: device, temp\)/);
@@ -107,10 +107,10 @@ describe('source', () => {
     const stream = `${P}s3`;
     await addEntries(admin, stream, 0, 5);
     const base = { streams: stream, group: 'g', start_id: '0', block: '100ms' };
-    const crashed = await collectSource(new RedisSource(parsed(sourceOptions, { ...base, consumer: 'dead' })), { limit: 5, timeoutMs: 10_000, autoCommit: false });
+    const crashed = await collectSource(new RedisSource(parsed(sourceOptions(), { ...base, consumer: 'dead' })), { limit: 5, timeoutMs: 10_000, autoCommit: false });
     expect(crashed.records).toHaveLength(5);
     await new Promise((r) => setTimeout(r, 30)); // idle time is the point of this test
-    const taker = await collectSource(new RedisSource(parsed(sourceOptions, { ...base, consumer: 'alive', claim_idle: '20ms' })), { limit: 5, timeoutMs: 10_000 });
+    const taker = await collectSource(new RedisSource(parsed(sourceOptions(), { ...base, consumer: 'alive', claim_idle: '20ms' })), { limit: 5, timeoutMs: 10_000 });
     expect(values(taker.records).map((v) => v.i)).toEqual([0, 1, 2, 3, 4]);
     expect(await pendingCount(admin, stream, 'g')).toBe(0);
   });
@@ -118,7 +118,7 @@ describe('source', () => {
   it('list: pops in batches (at-most-once), and reliable mode keeps elements until committed', async () => {
     const key = `${P}l1`;
     await admin.rPush(key, Array.from({ length: 30 }, (_, i) => JSON.stringify({ i })));
-    const plain = await collectSource(new RedisSource(parsed(sourceOptions, { key, count: 10, block: '100ms' })), { limit: 30, timeoutMs: 10_000 });
+    const plain = await collectSource(new RedisSource(parsed(sourceOptions(), { key, count: 10, block: '100ms' })), { limit: 30, timeoutMs: 10_000 });
     expect(values(plain.records).map((v) => v.i)).toEqual([...Array(30).keys()]);
     expect(plain.records[0]!.key).toBe(key);
     expect(plain.batches.length).toBeLessThanOrEqual(4);
@@ -126,7 +126,7 @@ describe('source', () => {
 
     const rkey = `${P}l2`;
     await admin.rPush(rkey, ['{"i":1}', '{"i":2}', '{"i":3}']);
-    const ro = parsed(sourceOptions, { key: rkey, reliable: true, consumer: 'w1', block: '100ms' });
+    const ro = parsed(sourceOptions(), { key: rkey, reliable: true, consumer: 'w1', block: '100ms' });
     const first = await collectSource(new RedisSource(ro), { limit: 3, timeoutMs: 10_000, autoCommit: false });
     expect(first.records).toHaveLength(3);
     expect(await admin.lRange(`${rkey}:processing:w1`, 0, -1)).toEqual(['{"i":1}', '{"i":2}', '{"i":3}']);
@@ -137,7 +137,7 @@ describe('source', () => {
 
   it('pubsub: channels and patterns with _channel/_pattern metadata', async () => {
     const ch = `${P}ch`;
-    const src = new RedisSource(parsed(sourceOptions, { channels: ch, patterns: `${P}pat.*` }));
+    const src = new RedisSource(parsed(sourceOptions(), { channels: ch, patterns: `${P}pat.*` }));
     const run = collectSource(src, { limit: 3, timeoutMs: 10_000 });
     await waitFor(async () => Number((await admin.pubSubNumSub(ch))[ch]) === 1 && (await admin.pubSubNumPat()) > 0, 'the subscription');
     await admin.publish(ch, '{"a":1}');
@@ -152,7 +152,7 @@ describe('source', () => {
   });
 
   it('fails with the server named when Redis is unreachable', async () => {
-    const src = new RedisSource(parsed(sourceOptions, { url: 'redis://127.0.0.1:1', streams: 'x', connect_retries: 0 }));
+    const src = new RedisSource(parsed(sourceOptions(), { url: 'redis://127.0.0.1:1', streams: 'x', connect_retries: 0 }));
     await expect(collectSource(src, { timeoutMs: 5000 })).rejects.toThrow(/redis redis:\/\/127\.0\.0\.1:1\/0: cannot connect: .*ECONNREFUSED/);
   });
 });
@@ -163,7 +163,7 @@ describe('sink', () => {
     { id: 2, name: 'b', tags: [] },
   ];
   const recs = (): SluiceRecord[] => rows.map((value) => ({ value: { ...value } }));
-  const write = (o: Record<string, unknown>, batches: SluiceRecord[][]) => writeAll(new RedisSink(parsed(sinkOptions, o)), sinkContext(json().encoder()), batches);
+  const write = (o: Record<string, unknown>, batches: SluiceRecord[][]) => writeAll(new RedisSink(parsed(sinkOptions(), o)), sinkContext(json().encoder()), batches);
 
   it('set with a key template and TTL; hash with the row fields', async () => {
     await write({ key: `${P}user:{{ id }}`, ttl: '60s' }, [recs()]);
@@ -179,7 +179,7 @@ describe('sink', () => {
     await write({ key: `${P}tpl:{{ upper name }}`, dataTemplate: '{"who":"{{ name }}","n":{{ len tags }}}' }, [recs()]);
     expect(await admin.get(`${P}tpl:A`)).toBe('{"who":"a","n":1}');
     expect(await admin.get(`${P}tpl:B`)).toBe('{"who":"b","n":0}');
-    const bad = parseOptions(sinkOptions, { key: 'k', template: '{{#if a}}x' });
+    const bad = parseOptions(sinkOptions(), { key: 'k', template: '{{#if a}}x' });
     expect(!bad.ok && bad.issues.map((i) => `${i.path.join('.')}: ${i.message}`)).toEqual(["template: template 1:3: '{{#if}}' is never closed with '{{/if}}'"]);
   });
 
@@ -226,7 +226,7 @@ describe('lookup', () => {
   it('get/getMany over JSON strings and hashes, with an LRU cache and TTL', async () => {
     await admin.set(`${P}lk:1`, '{"name":"alice","tier":2}');
     await admin.set(`${P}lk:2`, '"plain"');
-    const t = new RedisLookup(parsed(lookupOptions, { key_prefix: `${P}lk:`, cache_size: 3, cache_ttl: '200ms' }));
+    const t = new RedisLookup(parsed(lookupOptions(), { key_prefix: `${P}lk:`, cache_size: 3, cache_ttl: '200ms' }));
     try {
       expect(await t.get('1')).toEqual({ name: 'alice', tier: 2 });
       expect(await t.getMany(['2', 'missing', '1'])).toEqual([{ value: 'plain' }, undefined, { name: 'alice', tier: 2 }]);
@@ -242,7 +242,7 @@ describe('lookup', () => {
       await t.close();
     }
     await admin.hSet(`${P}lh:7`, { name: 'carol', city: 'Oslo' });
-    const h = new RedisLookup(parsed(lookupOptions, { key_prefix: `${P}lh:`, value_type: 'hash' }));
+    const h = new RedisLookup(parsed(lookupOptions(), { key_prefix: `${P}lh:`, value_type: 'hash' }));
     try {
       expect(await h.getMany(['7', '8'])).toEqual([{ name: 'carol', city: 'Oslo' }, undefined]);
       expect(h.cache.hits).toBe(0);

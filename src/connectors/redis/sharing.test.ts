@@ -49,8 +49,8 @@ async function clientNames(): Promise<string[]> {
 const count = (names: string[], name: string) => names.filter((n) => n === name).length;
 
 const source = (o: Record<string, unknown>, profile?: string): EndpointDef =>
-  endpointDef('redis', parsed(sourceOptions, { block: '200ms', start_id: '0', ...o }) as Record<string, unknown>, profile ? { profile } : {});
-const sink = (o: Record<string, unknown>, profile?: string): EndpointDef => endpointDef('redis', parsed(sinkOptions, o) as Record<string, unknown>, profile ? { profile } : {});
+  endpointDef('redis', parsed(sourceOptions(), { block: '200ms', start_id: '0', ...o }) as Record<string, unknown>, profile ? { profile } : {});
+const sink = (o: Record<string, unknown>, profile?: string): EndpointDef => endpointDef('redis', parsed(sinkOptions(), o) as Record<string, unknown>, profile ? { profile } : {});
 const pipe = (name: string, src: EndpointDef, snk: EndpointDef): PipelineDef => pipelineDef(name, src, snk);
 const ids = (rs: SluiceRecord[]) => rs.map((r) => (r.value as { i: number }).i);
 const range = (from: number, n: number) => Array.from({ length: n }, (_, k) => from + k);

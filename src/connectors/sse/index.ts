@@ -28,7 +28,7 @@ export const spec = defineConnector({
   },
   test: async (options, _role, report, signal) => {
     const { parseOrThrow } = await import('../http_pull/probe.js');
-    return (await import('./probe.js')).testSse(parseOrThrow(sseOptions, options), report, signal);
+    return (await import('./probe.js')).testSse(parseOrThrow(sseOptions(), options), report, signal);
   },
 });
 

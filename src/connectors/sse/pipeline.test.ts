@@ -26,7 +26,7 @@ describe('sse in a pipeline', () => {
     const state = memoryStateStore();
     const sinks = { out: newRecordingSink() };
     const env = pipelineEnv({ state, dataDir: '/tmp/sluice-sse-test', extra: [spec, recordingSinkSpec(sinks)] });
-    const def = pipelineDef('sse-p', endpointDef('sse', parsedOptions(sseOptions, { url: server.url })), recordingEndpoint('out'), { retry: { max_attempts: 4 } });
+    const def = pipelineDef('sse-p', endpointDef('sse', parsedOptions(sseOptions(), { url: server.url })), recordingEndpoint('out'), { retry: { max_attempts: 4 } });
     const scope = state.scope('sse-p', 'source');
 
     sinks.out.down = true;

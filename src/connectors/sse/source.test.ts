@@ -19,17 +19,17 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-const source = (o: Record<string, unknown>) => new SseSource(parsedOptions(sseOptions, { reconnect: { initial: '20ms', max: '100ms' }, ...o }));
+const source = (o: Record<string, unknown>) => new SseSource(parsedOptions(sseOptions(), { reconnect: { initial: '20ms', max: '100ms' }, ...o }));
 const open = (res: ServerResponse) => res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
 const values = (r: { records: { value: unknown }[] }) => r.records.map((x) => x.value);
 
 describe('sse options', () => {
   it('accepts aliases and comma lists, and suggests names for typos', () => {
-    const ok = parseOptions(sseOptions, { endpoint: 'http://127.0.0.1/s', event_types: 'trade, quote', auth: { token: 't' } });
+    const ok = parseOptions(sseOptions(), { endpoint: 'http://127.0.0.1/s', event_types: 'trade, quote', auth: { token: 't' } });
     expect(ok.ok && ok.value).toMatchObject({ url: 'http://127.0.0.1/s', events: ['trade', 'quote'], auth: { bearer: 't' }, buffer: 'memory' });
-    const bad = parseOptions(sseOptions, { url: 'http://h/', evnets: ['a'] });
+    const bad = parseOptions(sseOptions(), { url: 'http://h/', evnets: ['a'] });
     expect(!bad.ok && bad.issues.map(formatIssue).join()).toContain("did you mean 'events'?");
-    expect(parseOptions(sseOptions, { url: 'ws://h/' }).ok).toBe(false);
+    expect(parseOptions(sseOptions(), { url: 'ws://h/' }).ok).toBe(false);
   });
 });
 

@@ -1,10 +1,12 @@
-import { defineConnector, bool, z } from '../../core/spec.js';
+import { defineConnector, bool, lazyOptions, z } from '../../core/spec.js';
 import type { SinkContext } from '../../core/types.js';
 
-const options = z.strictObject({
+const options = lazyOptions('stdout', () =>
+  z.strictObject({
   stream: z.enum(['stdout', 'stderr']).default('stdout').meta({ description: 'Which stream to write to.' }),
   flush: bool({ default: true, description: 'Wait until the stream accepted each batch before acknowledging it.' }),
-});
+  }),
+);
 
 export const spec = defineConnector({
   name: 'stdout',
@@ -14,7 +16,7 @@ export const spec = defineConnector({
   sink: {
     options,
     defaultFormat: 'json',
-    create(o: z.output<typeof options>) {
+    create(o: z.output<ReturnType<typeof options>>) {
       let ctx: SinkContext;
       let first = true;
       const out = o.stream === 'stdout' ? process.stdout : process.stderr;

@@ -17,7 +17,7 @@ function parsed<T>(schema: { safeParse: unknown } & Parameters<typeof parseOptio
 
 export async function testWebhook(options: unknown, role: 'source' | 'sink', report: TestReporter, signal: AbortSignal): Promise<void> {
   if (role === 'source') {
-    const parsedOpts = parsed(sourceOptions, options);
+    const parsedOpts = parsed(sourceOptions(), options);
     const { mountHost } = await import('./mount.js');
     const host = mountHost();
     if (parsedOpts.mount === true || (parsedOpts.mount === 'auto' && host && parsedOpts.host === undefined && parsedOpts.port === undefined)) {
@@ -45,7 +45,7 @@ export async function testWebhook(options: unknown, role: 'source' | 'sink', rep
     report({ message: auth ? `requests must carry ${auth}` : 'requests are not authenticated (set bearer_token or signature)', done: true });
     return;
   }
-  const o = parsed(sinkOptions, options);
+  const o = parsed(sinkOptions(), options);
   if (o.url.includes('{{')) {
     report({ message: `the url ${o.url} depends on the record; nothing to connect to yet`, done: true });
     return;

@@ -42,7 +42,7 @@ function scripted(s: Script): ConnectorSpec {
 
 function run(rows: Array<Record<string, unknown>>, sinkOpts: Record<string, unknown>, o: { attempts?: number; format?: string } = {}) {
   const s: Script = { rows, committed: [] };
-  const sink = endpointDef('webhook', parsedOptions(sinkOptions, sinkOpts) as unknown as Record<string, unknown>, o.format ? { format: { name: o.format, options: {} } } : {});
+  const sink = endpointDef('webhook', parsedOptions(sinkOptions(), sinkOpts) as unknown as Record<string, unknown>, o.format ? { format: { name: o.format, options: {} } } : {});
   const def = pipelineDef('whs', endpointDef('scripted', {}), sink, { retry: { max_attempts: o.attempts ?? 3 }, batch: { linger_ms: 0 } });
   const h = start(c, def, {}, { extra: [scripted(s)] });
   return { h, s };
@@ -133,7 +133,7 @@ describe('webhook sink', () => {
     const t = await target(c, (r) => (JSON.parse(r.body).id === 2 ? { status: 422, body: 'name too short' } : { status: 201 }));
     const s: Script = { rows, committed: [] };
     const dead = newRecordingSink();
-    const sink = endpointDef('webhook', parsedOptions(sinkOptions, { url: `${t.url}/x`, concurrency: 2 }) as unknown as Record<string, unknown>);
+    const sink = endpointDef('webhook', parsedOptions(sinkOptions(), { url: `${t.url}/x`, concurrency: 2 }) as unknown as Record<string, unknown>);
     const def = pipelineDef('whs-dlq', endpointDef('scripted', {}, { bad_data: 'dlq' }), sink, { dlq: recordingEndpoint('dead'), batch: { linger_ms: 0 } });
     const h = start(c, def, { dead }, { extra: [scripted(s)] });
     const r = await h.done;
@@ -169,15 +169,15 @@ describe('webhook sink', () => {
   });
 
   it('validates options with aliases and did-you-mean', () => {
-    const ok = parseOptions(sinkOptions, { endpoint: 'http://h/x', dataTemplate: '{{ a }}', sendSingle: true, request_timeout: '2s' });
+    const ok = parseOptions(sinkOptions(), { endpoint: 'http://h/x', dataTemplate: '{{ a }}', sendSingle: true, request_timeout: '2s' });
     expect(ok.ok && ok.value).toMatchObject({ url: 'http://h/x', body_template: '{{ a }}', batch_mode: 'single', timeout: 2000, method: 'POST' });
-    const bad = parseOptions(sinkOptions, { url: 'ftp://x', body_templte: '{{ a }}' });
+    const bad = parseOptions(sinkOptions(), { url: 'ftp://x', body_templte: '{{ a }}' });
     const msgs = bad.ok ? [] : bad.issues.map(formatIssue);
     expect(msgs).toContain("body_templte: unknown option 'body_templte'; did you mean 'body_template'?");
     expect(msgs).toContain('url: must be an http:// or https:// URL');
-    const tpl = parseOptions(sinkOptions, { url: 'http://h/', body_template: '{\n  "a": {{ uper a }}\n}' });
+    const tpl = parseOptions(sinkOptions(), { url: 'http://h/', body_template: '{\n  "a": {{ uper a }}\n}' });
     expect(tpl.ok ? [] : tpl.issues.map(formatIssue)).toEqual(["body_template: template 2:11: unknown helper 'uper'; did you mean 'upper'?"]);
-    const auth = parseOptions(sinkOptions, { url: 'http://h/', auth: { bearer: 'a', api_key: 'b' } });
+    const auth = parseOptions(sinkOptions(), { url: 'http://h/', auth: { bearer: 'a', api_key: 'b' } });
     expect(auth.ok ? [] : auth.issues.map(formatIssue)).toEqual(['auth: use one of bearer, username/password or api_key']);
   });
 });

@@ -18,7 +18,7 @@ afterEach(() => c.run());
 
 async function setup(opts: Record<string, unknown> = {}, p: { bad?: BadDataPolicy; dlq?: boolean; buffer?: { max_records: number; max_bytes: number }; attempts?: number } = {}) {
   const port = await freePort();
-  const o = parsedOptions(sourceOptions, { port, path: '/hook', ...opts }) as unknown as Record<string, unknown>;
+  const o = parsedOptions(sourceOptions(), { port, path: '/hook', ...opts }) as unknown as Record<string, unknown>;
   const def = pipelineDef('wh', endpointDef('webhook', o, { bad_data: p.bad ?? 'fail' }), recordingEndpoint('main'), {
     dlq: p.dlq ? recordingEndpoint('dlq') : undefined,
     buffer: p.buffer,
@@ -219,15 +219,15 @@ describe('webhook source', () => {
   });
 
   it('validates options with aliases and did-you-mean', () => {
-    const ok = parseOptions(sourceOptions, { httpServerPort: 9000, datasource: '/in', token: 't', acknowledge: 'immediate' });
+    const ok = parseOptions(sourceOptions(), { httpServerPort: 9000, datasource: '/in', token: 't', acknowledge: 'immediate' });
     expect(ok.ok && ok.value).toMatchObject({ port: 9000, path: '/in', bearer_token: 't', ack: 'immediate', mount: 'auto' });
-    const bad = parseOptions(sourceOptions, { prot: 1, path: 'no-slash', backpressure_status: 500 });
+    const bad = parseOptions(sourceOptions(), { prot: 1, path: 'no-slash', backpressure_status: 500 });
     expect(bad.ok).toBe(false);
     const msgs = bad.ok ? [] : bad.issues.map(formatIssue);
     expect(msgs).toContain("prot: unknown option 'prot'; did you mean 'port'?");
     expect(msgs).toContain("path: must start with '/'");
     expect(msgs).toContain('backpressure_status: must be 429 or 503');
-    const both = parseOptions(sourceOptions, { bearer_token: 'a', signature: { secret: 'b' } });
+    const both = parseOptions(sourceOptions(), { bearer_token: 'a', signature: { secret: 'b' } });
     expect(both.ok ? [] : both.issues.map(formatIssue)).toEqual(['signature: use either `bearer_token` or `signature`, not both']);
   });
 });
@@ -257,7 +257,7 @@ describe('webhook source mounted on a host server (sluice serve)', () => {
   }
 
   const mountedDef = (opts: Record<string, unknown>) =>
-    pipelineDef('wh', endpointDef('webhook', parsedOptions(sourceOptions, { path: '/hook', ...opts }) as unknown as Record<string, unknown>, { bad_data: 'fail' }), recordingEndpoint('main'));
+    pipelineDef('wh', endpointDef('webhook', parsedOptions(sourceOptions(), { path: '/hook', ...opts }) as unknown as Record<string, unknown>, { bad_data: 'fail' }), recordingEndpoint('main'));
 
   it('without host and port, serves under the host at /v1/webhooks/<pipeline><path>, answering after the sink', async () => {
     const base = await host();

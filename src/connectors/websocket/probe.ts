@@ -18,11 +18,11 @@ const SAMPLE_SIZE = 20;
 
 export async function testWebSocket(options: unknown, role: 'source' | 'sink', report: TestReporter, signal: AbortSignal): Promise<void> {
   if (role === 'sink') {
-    const p = parseOptions(sinkOptions, options);
+    const p = parseOptions(sinkOptions(), options);
     if (!p.ok) throw new ConfigError(p.issues);
     return testWebSocketSink(p.value, report, signal);
   }
-  const r = parseOptions(sourceOptions, options);
+  const r = parseOptions(sourceOptions(), options);
   if (!r.ok) throw new ConfigError(r.issues);
   // One attempt, no retries, no buffer: a test reports what is wrong instead of hiding it behind reconnects.
   const o: WebSocketSourceOptions = { ...r.value, buffer: 'memory', reconnect: { ...r.value.reconnect, enabled: false } };

@@ -29,7 +29,7 @@ afterEach(async () => {
 });
 
 function options(input: Record<string, unknown>): WebSocketSinkOptions {
-  const r = parseOptions(sinkOptions, input);
+  const r = parseOptions(sinkOptions(), input);
   if (!r.ok) throw new Error(r.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
   return r.value;
 }
@@ -195,7 +195,7 @@ describe('websocket sink options', () => {
     expect(options({ url: 'ws://h/x' }).url).toBe('ws://h/x');
     expect(options({ port: 9000 }).port).toBe(9000);
     const issues = (i: Record<string, unknown>) => {
-      const r = parseOptions(sinkOptions, i);
+      const r = parseOptions(sinkOptions(), i);
       return r.ok ? [] : r.issues.map((x) => `${x.path.join('.')}: ${x.message}`);
     };
     expect(issues({})).toEqual([expect.stringMatching(/^url: set `url` to send .* or `port` to serve/)]);
@@ -233,7 +233,7 @@ describe('websocket sink options', () => {
         if (d.children) walk(d.children, `${prefix}${d.name}.`);
       }
     };
-    walk(describeOptions(sinkOptions));
+    walk(describeOptions(sinkOptions()));
   });
 });
 
@@ -740,7 +740,7 @@ retry: { max_attempts: 20, initial_backoff: 20ms, max_backoff: 200ms }
     );
     const def = doc.pipelines[0]!;
     def.sink = { ...def.sink!, connector: 'websocket', format: { name: 'json', options: {} }, options: options({ url: srv.url, ack: 'pong', ping_interval: 0, reconnect: { initial: '20ms' } }) };
-    const websocket = defineConnector({ name: 'websocket', title: 'WebSocket', description: 'test', sink: { options: sinkOptions, create: createWebSocketSink, defaultFormat: 'json' } });
+    const websocket = defineConnector({ name: 'websocket', title: 'WebSocket', description: 'test', sink: { options: sinkOptions(), create: createWebSocketSink, defaultFormat: 'json' } });
     const env = { log: silentLog, state: memoryStateStore(), dataDir: '/tmp/sluice-ws-sink-test', connector: (n: string) => (n === 'websocket' ? websocket : findConnector(n)!) };
     const result = await within(startPipeline(def, env).done, 20_000, 'the pipeline');
     expect(result.status).toBe('completed');

@@ -51,17 +51,17 @@ describe('options', () => {
   });
 
   it('rejects bad templates with the column and other mistakes', () => {
-    const r = parseOptions(sourceOptions, { url: 'ws://h/', subscription_messages: ['{{ nowms }}'], handshake: [{ expect: { timeout: '1s' } }] });
+    const r = parseOptions(sourceOptions(), { url: 'ws://h/', subscription_messages: ['{{ nowms }}'], handshake: [{ expect: { timeout: '1s' } }] });
     expect(r.ok).toBe(false);
     const msgs = !r.ok ? r.issues.map((i) => `${i.path.join('.')}: ${i.message}`) : [];
     expect(msgs.join('\n')).toContain("subscription_messages.0: template column 4: unknown function 'nowms'");
     expect(msgs.join('\n')).toMatch(/expect needs `json` or `regex`/);
-    expect(parseOptions(sourceOptions, { url: 'http://h/' }).ok).toBe(false);
-    expect(parseOptions(sourceOptions, { url: 'ws://h/', subscriptions: ['a'] }).ok).toBe(false);
+    expect(parseOptions(sourceOptions(), { url: 'http://h/' }).ok).toBe(false);
+    expect(parseOptions(sourceOptions(), { url: 'ws://h/', subscriptions: ['a'] }).ok).toBe(false);
   });
 
   it('documents every option', () => {
-    const names = describeOptions(sourceOptions).map((d) => d.name);
+    const names = describeOptions(sourceOptions()).map((d) => d.name);
     expect(names).toEqual(expect.arrayContaining(['url', 'subscription_messages', 'handshake', 'headers', 'auth', 'reconnect', 'ping_interval', 'idle_timeout', 'queue_size', 'overflow', 'buffer', 'tls', 'proxy_url']));
   });
 });

@@ -76,6 +76,12 @@ function textMatcher(spec: string): (text: string) => boolean {
   return (t) => t === spec;
 }
 
+/**
+ * With the durable buffer, reading pauses after this many frames in one event-loop turn and resumes once they are
+ * appended (the size of one replay batch): each turn then costs a few ms, and the sink side gets its turns in between.
+ */
+export const DURABLE_TURN_FRAMES = 1000;
+
 export class WebSocketSource implements Source {
   readonly options: WebSocketSourceOptions;
   private ctx!: SourceContext;
@@ -97,6 +103,10 @@ export class WebSocketSource implements Source {
   paused = false;
   /** Largest queue depth seen (tests and the status of the slow-sink case). */
   maxDepth = 0;
+  /** Frames accepted since the last flush (counted only with the durable buffer, see DURABLE_TURN_FRAMES). */
+  private turnFrames = 0;
+  /** The sockets are paused because this turn's frame budget is spent, not because the pipeline pushed back. */
+  private yielded = false;
   readonly selfDecode: boolean;
   private readonly seqPath?: string[];
   private readonly binaryFormat: boolean;
@@ -282,6 +292,13 @@ export class WebSocketSource implements Source {
     this.pending.push(r);
     const d = this.pending.length - this.head;
     if (d > this.maxDepth) this.maxDepth = d;
+    // The durable buffer accepts as fast as the socket delivers, so nothing else would end a read turn: libuv reads up
+    // to 2 MB per poll, and parsing plus appending that many frames in one go delays the sink's timers and I/O by
+    // tens of ms. Pausing here ends the turn; flush() resumes reading after the append.
+    if (this.buffer && ++this.turnFrames >= DURABLE_TURN_FRAMES && !this.paused && !this.waiting) {
+      this.yielded = true;
+      this.pauseAll();
+    }
     if (!this.scheduled && !this.waiting) {
       this.scheduled = true;
       setImmediate(this.flush);
@@ -290,7 +307,12 @@ export class WebSocketSource implements Source {
 
   private readonly flush = () => {
     this.scheduled = false;
+    this.turnFrames = 0;
     this.flushNow(false);
+    if (this.yielded) {
+      this.yielded = false;
+      if (!this.waiting) this.resumeAll();
+    }
   };
 
   /** Hand what is queued to the pipeline. `final`: while stopping, the returned promise is not waited for. */
@@ -319,6 +341,7 @@ export class WebSocketSource implements Source {
 
   private readonly onSpace = () => {
     this.waiting = false;
+    this.yielded = false;
     if (this.pending.length - this.head > 0) this.flushNow(false);
     if (!this.waiting) this.resumeAll();
   };

@@ -66,7 +66,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
   return s;
 }
 
-export const options = (input: Record<string, unknown>): WebSocketSourceOptions => parsedOptions(sourceOptions, input);
+export const options = (input: Record<string, unknown>): WebSocketSourceOptions => parsedOptions(sourceOptions(), input);
 
 export interface Driven {
   source: WebSocketSource;
