@@ -4,28 +4,31 @@ import { Command, CommanderError, Option } from 'commander';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, SluiceError, errorMessage } from '../core/errors.js';
-import { loadConfigFile } from '../config/load.js';
+import { parseConfigText, readConfigFile } from '../config/yaml.js';
 import type { CompiledDocument } from '../config/compile.js';
 import { CONNECTORS, findConnector } from '../connectors/index.js';
 import { describeOptions, toJsonSchema, type OptionDoc } from '../core/spec.js';
-import { startPipeline, type PipelineHandle, type RuntimeEnv } from '../core/runtime.js';
+import { startPipeline, type PipelineHandle, type RunOptions, type RuntimeEnv } from '../core/runtime.js';
 import { sqliteStateStore, type StateStore } from '../core/state.js';
 import type { StateScope, SluiceRecord } from '../core/types.js';
+import type { PipelineDef } from '../core/model.js';
 import { createLogger, scrubUrlCredentials, type LogFormat } from './logging.js';
 import { StatusLine } from './status.js';
 import { createFormat } from '../formats/index.js';
 import { inferSchema, describeSchema } from '../core/schema.js';
 import { parseDuration } from '../core/units.js';
-import { compileSqlText, checkTransform, transformFactory } from '../sql/index.js';
 import { registerServeCommand } from '../server/command.js';
-import { replayDlq } from './dlq.js';
 import { tuneHeap } from './heap.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
 class UsageError extends Error {}
 
-function loadSqlFile(file: string): CompiledDocument {
+// The SQL compiler and runtime load only for SQL files and pipelines with a `transform:` (~15 ms and a few MB that a
+// plain `sluice run` does not need); the other sub-commands' implementations load inside their actions.
+const sqlModule = () => import('../sql/index.js');
+
+async function loadSqlFile(file: string): Promise<CompiledDocument> {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -33,15 +36,28 @@ function loadSqlFile(file: string): CompiledDocument {
     const code = (e as NodeJS.ErrnoException).code;
     throw new ConfigError([{ path: [], message: code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? String(e)})`, loc: { file, line: 1, col: 1 } }]);
   }
-  return compileSqlText(text, file);
+  return (await sqlModule()).compileSqlText(text, file);
 }
 
-function loadAll(files: string[]): Array<{ file: string; doc: CompiledDocument }> {
+async function loadYamlFile(file: string): Promise<CompiledDocument> {
+  const parsed = parseConfigText(readConfigFile(file), file);
+  if (parsed.hasTransforms) parsed.checkTransforms((await sqlModule()).checkTransform);
+  return parsed.doc;
+}
+
+/** The transform factory of each pipeline, from the SQL runtime loaded only when a pipeline has a transform. */
+async function transformFactories(doc: CompiledDocument): Promise<(def: PipelineDef) => RunOptions['makeTransform']> {
+  if (!doc.pipelines.some((p) => p.transform)) return () => undefined;
+  const { transformFactory } = await sqlModule();
+  return (def) => transformFactory(def, { tables: doc.tables, profiles: doc.profiles });
+}
+
+async function loadAll(files: string[]): Promise<Array<{ file: string; doc: CompiledDocument }>> {
   const out: Array<{ file: string; doc: CompiledDocument }> = [];
   const issues: ConfigError['issues'] = [];
   for (const f of files) {
     try {
-      out.push({ file: f, doc: f.toLowerCase().endsWith('.sql') ? loadSqlFile(f) : loadConfigFile(f) });
+      out.push({ file: f, doc: f.toLowerCase().endsWith('.sql') ? await loadSqlFile(f) : await loadYamlFile(f) });
     } catch (e) {
       if (e instanceof ConfigError) issues.push(...e.issues);
       else throw e;
@@ -67,7 +83,7 @@ interface GlobalOpts {
 }
 
 async function cmdRun(files: string[], o: { dataDir: string; drainTimeout: string; status: boolean; statsInterval: string; metricsPort?: string; statsFile?: string }, g: GlobalOpts): Promise<number> {
-  const docs = loadAll(files);
+  const docs = await loadAll(files);
   const defs = docs.flatMap((d) => d.doc.pipelines);
   if (!defs.length) throw new UsageError('no pipeline to run in the given files');
   const drainTimeoutMs = parseDuration(o.drainTimeout);
@@ -92,10 +108,8 @@ async function cmdRun(files: string[], o: { dataDir: string; drainTimeout: strin
   process.on('SIGINT', onSigint);
   process.on('SIGTERM', onSigterm);
   for (const { doc } of docs) {
-    for (const def of doc.pipelines) {
-      const makeTransform = transformFactory(def, { tables: doc.tables, profiles: doc.profiles });
-      handles.push(startPipeline(def, env, { drainTimeoutMs, makeTransform }));
-    }
+    const transformOf = await transformFactories(doc);
+    for (const def of doc.pipelines) handles.push(startPipeline(def, env, { drainTimeoutMs, makeTransform: transformOf(def) }));
   }
   // prom-client loads only when metrics are asked for.
   const metrics = o.metricsPort !== undefined ? await (await import('../server/metrics.js')).startMetricsServer(Number(o.metricsPort), () => handles) : undefined;
@@ -134,10 +148,13 @@ async function cmdRun(files: string[], o: { dataDir: string; drainTimeout: strin
   return code;
 }
 
-function cmdCheck(files: string[]): number {
-  const docs = loadAll(files);
-  const issues = docs.flatMap(({ file, doc }) => doc.pipelines.flatMap((p) => checkTransform(p, { tables: doc.tables, profiles: doc.profiles, file })));
-  if (issues.length) throw new ConfigError(issues);
+async function cmdCheck(files: string[]): Promise<number> {
+  const docs = await loadAll(files);
+  if (docs.some(({ doc }) => doc.pipelines.some((p) => p.transform))) {
+    const { checkTransform } = await sqlModule();
+    const issues = docs.flatMap(({ file, doc }) => doc.pipelines.flatMap((p) => checkTransform(p, { tables: doc.tables, profiles: doc.profiles, file })));
+    if (issues.length) throw new ConfigError(issues);
+  }
   for (const { file, doc } of docs) {
     for (const p of doc.pipelines) {
       const outs = [...(p.routes ?? []).map((r) => `${r.name}: ${r.sink.connector} (${r.sink.format.name})`), ...(p.sink ? [`${p.sink.connector} (${p.sink.format.name})`] : [])];
@@ -224,12 +241,14 @@ function readOnlyState(store: StateStore): StateStore {
 }
 
 async function cmdDlqReplay(file: string, o: { from: string; pipeline?: string; remainder?: string; dryRun?: boolean }, g: GlobalOpts): Promise<number> {
-  const [{ doc }] = loadAll([file]) as [{ file: string; doc: CompiledDocument }];
+  const [{ doc }] = (await loadAll([file])) as [{ file: string; doc: CompiledDocument }];
   const def = o.pipeline ? doc.pipelines.find((p) => p.name === o.pipeline) : doc.pipelines[0];
   if (!def) throw new UsageError(o.pipeline ? `no pipeline named '${o.pipeline}' in ${file} (it has: ${doc.pipelines.map((p) => p.name).join(', ')})` : `no pipeline in ${file}`);
   // dead.jsonl -> dead.remainder.jsonl
   const remainder = o.remainder ?? o.from.replace(/(\.[^./\\]*)?$/, (ext) => `.remainder${ext}`);
   const { log, flush } = createLogger({ format: g.logFormat, level: g.logLevel === 'info' ? 'warn' : g.logLevel });
+  const { replayDlq } = await import('./dlq.js');
+  const makeTransform = (await transformFactories(doc))(def);
   try {
     return await replayDlq(def, {
       from: o.from,
@@ -237,7 +256,7 @@ async function cmdDlqReplay(file: string, o: { from: string; pipeline?: string; 
       dryRun: !!o.dryRun,
       log,
       connector: lookupConnector,
-      makeTransform: transformFactory(def, { tables: doc.tables, profiles: doc.profiles }),
+      makeTransform,
       write: (line) => void process.stdout.write(line),
     });
   } catch (e) {
@@ -253,7 +272,7 @@ async function cmdPreview(file: string, o: { limit: string; pipeline?: string; d
   if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit: expected a positive whole number, got '${o.limit}'`);
   const timeoutMs = parseDuration(o.timeout);
   if (timeoutMs === undefined) throw new UsageError(`--timeout: '${o.timeout}' is not a duration`);
-  const [{ doc }] = loadAll([file]) as [{ file: string; doc: CompiledDocument }];
+  const [{ doc }] = (await loadAll([file])) as [{ file: string; doc: CompiledDocument }];
   const def = o.pipeline ? doc.pipelines.find((p) => p.name === o.pipeline) : doc.pipelines[0];
   if (!def) throw new UsageError(o.pipeline ? `no pipeline named '${o.pipeline}' in ${file} (it has: ${doc.pipelines.map((p) => p.name).join(', ')})` : `no pipeline in ${file}`);
   const { log, flush } = createLogger({ format: g.logFormat, level: g.logLevel === 'info' ? 'warn' : g.logLevel });
@@ -321,8 +340,8 @@ export async function main(argv: string[]): Promise<number> {
     .command('check')
     .description('validate pipeline files; prints each problem as file:line:col: message and exits 2 on any')
     .argument('<files...>', 'pipeline files (YAML)')
-    .action((files: string[]) => {
-      exitCode = cmdCheck(files);
+    .action(async (files: string[]) => {
+      exitCode = await cmdCheck(files);
     });
   program
     .command('connectors')

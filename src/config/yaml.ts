@@ -1,4 +1,6 @@
 // YAML pipeline files: parse with positions, substitute ${ENV}, compile, and report every issue as file:line:col.
+// The SQL of `transform:` keys is checked by a function the caller passes in, so that this module does not load the
+// SQL compiler: `sluice run` of a pipeline without a transform never needs it (load.ts is the synchronous entry).
 
 import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
@@ -6,14 +8,27 @@ import { LineCounter, parseDocument, isMap, isSeq, isScalar, isPair, visit, type
 import { ConfigError, errorMessage, type ConfigIssue, type SourceLocation } from '../core/errors.js';
 import { compileDocument, type CompiledDocument } from './compile.js';
 import { substituteEnv } from './env.js';
-import { checkTransform } from '../sql/runtime.js';
+import type { PipelineDef } from '../core/model.js';
+import type { TransformOptions } from '../sql/runtime.js';
 
 export interface LoadOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-/** Load and compile one YAML file; throws ConfigError listing every problem. */
-export function loadConfigFile(file: string, o: LoadOptions = {}): CompiledDocument {
+/** Checks one pipeline's transform (sql/runtime's checkTransform). */
+export type TransformCheck = (def: PipelineDef, o: TransformOptions) => ConfigIssue[];
+
+/** A compiled file whose transforms are not checked yet. */
+export interface ParsedConfig {
+  doc: CompiledDocument;
+  /** Whether any pipeline has a `transform:`, i.e. whether `checkTransforms` needs the SQL compiler. */
+  hasTransforms: boolean;
+  /** Throws a ConfigError locating every transform problem in the file. */
+  checkTransforms(check: TransformCheck): void;
+}
+
+/** Read one YAML file as text; a missing or unreadable file is a ConfigError at its first line. */
+export function readConfigFile(file: string): string {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -21,10 +36,11 @@ export function loadConfigFile(file: string, o: LoadOptions = {}): CompiledDocum
     const code = (e as NodeJS.ErrnoException).code;
     throw new ConfigError([{ path: [], message: code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? String(e)})`, loc: { file, line: 1, col: 1 } }]);
   }
-  return loadConfigText(text, file, o);
+  return text;
 }
 
-export function loadConfigText(text: string, file: string, o: LoadOptions = {}): CompiledDocument {
+/** Parse and compile one YAML text; throws ConfigError listing every problem outside the transforms. */
+export function parseConfigText(text: string, file: string, o: LoadOptions = {}): ParsedConfig {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const issues: ConfigIssue[] = [];
@@ -56,9 +72,15 @@ export function loadConfigText(text: string, file: string, o: LoadOptions = {}):
   if (r.issues.length || !r.value) {
     throw new ConfigError(r.issues.map((i) => ({ ...i, loc: i.loc ?? at(locate(doc, i.path)) })));
   }
-  const tIssues = transformIssues(doc, r.value, text, file, defaultName, at);
-  if (tIssues.length) throw new ConfigError(tIssues);
-  return r.value;
+  const compiled = r.value;
+  return {
+    doc: compiled,
+    hasTransforms: compiled.pipelines.some((p) => p.transform),
+    checkTransforms(check) {
+      const tIssues = transformIssues(doc, compiled, text, file, defaultName, at, check);
+      if (tIssues.length) throw new ConfigError(tIssues);
+    },
+  };
 }
 
 /**
@@ -66,7 +88,15 @@ export function loadConfigText(text: string, file: string, o: LoadOptions = {}):
  * error's line and column inside the transform text are mapped through the scalar's source (its quotes, escapes,
  * folded lines and block indentation).
  */
-function transformIssues(doc: Document, compiled: CompiledDocument, text: string, file: string, defaultName: string, at: (offset: number) => SourceLocation): ConfigIssue[] {
+function transformIssues(
+  doc: Document,
+  compiled: CompiledDocument,
+  text: string,
+  file: string,
+  defaultName: string,
+  at: (offset: number) => SourceLocation,
+  checkTransform: TransformCheck,
+): ConfigIssue[] {
   const nodes: Array<{ name?: string; node: Scalar; path: (string | number)[] }> = [];
   const pick = (m: unknown, path: (string | number)[], fallbackName?: string) => {
     if (!isMap(m)) return;

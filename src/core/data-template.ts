@@ -620,7 +620,7 @@ export function fieldTemplateString(meta: Parameters<typeof opt>[1]) {
  * The `template` and `template_escape` options every text-sending sink shares (eKuiper's `dataTemplate`): the payload
  * of each record is the rendered template instead of the format's encoding.
  */
-export const payloadTemplateShape = lazyOptions('payload template', () => ({
+export const payloadTemplateShape = lazyOptions('core:payload template', () => ({
   template: opt(
     z
       .string()

@@ -1,6 +1,6 @@
 import { defineConnector, duration, lazyOptions, z } from '../../core/spec.js';
 
-const options = lazyOptions('blackhole', () =>
+const options = lazyOptions('blackhole:sink', () =>
   z.strictObject({
   delay_per_batch: duration({ default: 0, description: 'Wait this long before acknowledging each batch: simulates a slow sink (backpressure tests).' }),
   delay_per_record: duration({ default: 0, description: 'Wait this long per record of each batch: simulates a sink slower than the source.' }),

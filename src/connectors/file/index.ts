@@ -32,7 +32,7 @@ export function formatForPath(path: string, fallback = 'text'): string {
   }
 }
 
-const sourceOptions = lazyOptions('file source', () => z.strictObject({
+const sourceOptions = lazyOptions('file:source', () => z.strictObject({
   path: opt(z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]), {
     description:
       'File to read: a path, a directory (its files), a glob such as `logs/*.jsonl`, or a list of them. Relative paths are resolved against the working directory.',
@@ -68,7 +68,7 @@ const sourceOptions = lazyOptions('file source', () => z.strictObject({
   }),
 }));
 
-const sinkOptions = lazyOptions('file sink', () => z.strictObject({
+const sinkOptions = lazyOptions('file:sink', () => z.strictObject({
   path: opt(
     z
       .string()

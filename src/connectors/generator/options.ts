@@ -5,7 +5,7 @@ import { z, opt, duration, num, list, lazyOptions } from '../../core/spec.js';
 import { NEXMARK_EVENT_TYPES, TEMPLATES, type NexmarkConfig, type Template } from './templates.js';
 import type { GeneratorConfig } from './source.js';
 
-const nexmarkOptions = lazyOptions('generator nexmark', () =>
+const nexmarkOptions = lazyOptions('generator:nexmark', () =>
   z.strictObject({
     event_types: opt(list(z.enum(NEXMARK_EVENT_TYPES)).optional(), {
       description:
@@ -132,7 +132,7 @@ function resolve(o: Input): GeneratorConfig {
   };
 }
 
-export const generatorOptions = lazyOptions('generator', () => z.strictObject(optionShape()).superRefine(check).transform(resolve));
+export const generatorOptions = lazyOptions('generator:source', () => z.strictObject(optionShape()).superRefine(check).transform(resolve));
 
 /** The options as written in YAML / SQL / JSON (before validation). */
 export type GeneratorOptionsInput = z.input<ReturnType<typeof generatorOptions>>;

@@ -1,7 +1,7 @@
 import { defineConnector, bool, lazyOptions, z } from '../../core/spec.js';
 import { bus, topicMatcher } from './bus.js';
 
-const sourceOptions = lazyOptions('memory source', () =>
+const sourceOptions = lazyOptions('memory:source', () =>
   z.strictObject({
   topic: z.string().min(1).meta({
     description: 'Topic to subscribe to; `+` matches one `/`-separated level and `#` all remaining levels.',
@@ -14,7 +14,7 @@ const sourceOptions = lazyOptions('memory source', () =>
   }),
 );
 
-const sinkOptions = lazyOptions('memory sink', () =>
+const sinkOptions = lazyOptions('memory:sink', () =>
   z.strictObject({
     topic: z.string().min(1).meta({ description: 'Topic to publish to (no wildcards).', aliases: ['datasource'] }),
   }),

@@ -1,7 +1,7 @@
 import { defineConnector, bool, lazyOptions, z } from '../../core/spec.js';
 import type { SinkContext } from '../../core/types.js';
 
-const options = lazyOptions('stdout', () =>
+const options = lazyOptions('stdout:sink', () =>
   z.strictObject({
   stream: z.enum(['stdout', 'stderr']).default('stdout').meta({ description: 'Which stream to write to.' }),
   flush: bool({ default: true, description: 'Wait until the stream accepted each batch before acknowledging it.' }),
