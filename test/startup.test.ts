@@ -60,7 +60,8 @@ function packagesOf(urls: string[]): Set<string> {
 }
 
 // For `sluice run`: the same load hook, registered with --import, appends each module URL to a file (the hook runs
-// on the loader thread, so it writes itself); at exit the require() cache is appended too.
+// on the loader thread, so it writes itself); at exit the require() cache is appended too, and the labels of the
+// connector option schemas that were built (spec.js is the module instance the CLI uses: same URL, same process).
 const RUN_HOOK = `
 import { appendFileSync } from 'node:fs';
 let log;
@@ -72,11 +73,15 @@ import { createRequire, register } from 'node:module';
 import { appendFileSync } from 'node:fs';
 const log = process.env.SLUICE_TEST_MODULE_LOG;
 if (register) register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(RUN_HOOK)}), { data: { log } });
-process.on('exit', () => appendFileSync(log, Object.keys(createRequire(process.cwd() + '/').cache).map((p) => 'file://' + p).join('\\n') + '\\n'));
+const spec = await import(process.env.SLUICE_TEST_SPEC_MODULE);
+process.on('exit', () => {
+  appendFileSync(log, Object.keys(createRequire(process.cwd() + '/').cache).map((p) => 'file://' + p).join('\\n') + '\\n');
+  appendFileSync(log, 'schemas:' + JSON.stringify(spec.builtOptionSchemas()) + '\\n');
+});
 `;
 
 describe.skipIf(!existsSync(join(DIST, 'connectors', 'index.js')))('start-up', () => {
-  it('`sluice run` of a generator -> file pipeline loads no client library, no HTTP client and no pretty-printer', async () => {
+  it('`sluice run` of a generator -> file pipeline loads no client library, no HTTP client, no pretty-printer, no SQL or server module, and builds no other connector\'s options', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sluice-startup-'));
     try {
       const out = join(dir, 'out.jsonl');
@@ -89,13 +94,24 @@ describe.skipIf(!existsSync(join(DIST, 'connectors', 'index.js')))('start-up', (
       await promisify(execFile)(
         process.execPath,
         ['--no-warnings', '--import', 'data:text/javascript,' + encodeURIComponent(RUN_REGISTER), join(ROOT, 'bin', 'sluice.js'), '--log-format', 'json', 'run', '--data-dir', join(dir, 'data'), join(dir, 'p.yaml')],
-        { cwd: ROOT, timeout: 60_000, env: { ...process.env, SLUICE_TEST_MODULE_LOG: modules } },
+        { cwd: ROOT, timeout: 60_000, env: { ...process.env, SLUICE_TEST_MODULE_LOG: modules, SLUICE_TEST_SPEC_MODULE: pathToFileURL(join(DIST, 'core', 'spec.js')).href } },
       );
       // The pipeline really ran, so what it loaded is what a user's run loads.
       expect(readFileSync(out, 'utf8').trim().split('\n')).toHaveLength(3);
-      const packages = packagesOf(readFileSync(modules, 'utf8').split('\n').filter(Boolean));
+      const lines = readFileSync(modules, 'utf8').split('\n').filter(Boolean);
+      const urls = lines.filter((l) => !l.startsWith('schemas:'));
+      const packages = packagesOf(urls);
       expect(packages.has('pino')).toBe(true);
       expect([...CLIENT_LIBRARIES, 'undici', 'pino-pretty'].filter((p) => packages.has(p))).toEqual([]);
+      // The SQL compiler loads only for a transform or a .sql file, dead-letter replay and the server only for their
+      // commands (server/command.js is the `serve` command's definition, which registers it with commander).
+      const own = urls.filter((u) => u.startsWith(pathToFileURL(DIST).href + '/')).map((u) => u.slice(pathToFileURL(DIST).href.length + 1));
+      expect(own).toContain('cli/main.js');
+      expect(own.filter((m) => m.startsWith('sql/') || (m.startsWith('server/') && m !== 'server/command.js') || m === 'cli/dlq.js')).toEqual([]);
+      // Option schemas are built for the connectors the pipeline uses only (labels are `connector:part`).
+      const built = JSON.parse(lines.find((l) => l.startsWith('schemas:'))!.slice('schemas:'.length)) as string[];
+      expect(built).toEqual(expect.arrayContaining(['generator:source', 'file:sink']));
+      expect(built.filter((label) => !['generator', 'file', 'core'].includes(label.split(':')[0]!))).toEqual([]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
