@@ -44,6 +44,42 @@ describe('push queue', () => {
     expect(t.q.maxDepth).toBe(3);
   });
 
+  it('under a steady flow into a pipeline that keeps asking to wait, holds memory for the queued records only', async () => {
+    const emitted: number[] = [];
+    let release: (() => void) | undefined;
+    const q = new PushQueue({
+      capacity: 50,
+      overflow: 'drop_newest',
+      maxBatch: 10,
+      // Every batch makes the pipeline wait, so the queue never runs empty while messages keep arriving.
+      emit: (records: SluiceRecord[]) => {
+        for (const r of records) emitted.push(r.value as number);
+        return new Promise<void>((r) => (release = r));
+      },
+      log: silentLog,
+      dropped: { inc: () => undefined },
+      depth: { set: () => undefined },
+      dropContext: {},
+      dropMessage: 'full',
+    });
+    let most = 0;
+    for (let v = 0; v < 5000; v++) {
+      q.push({ value: v });
+      // Ten arrive per read; from the third read on, the pipeline takes one batch (ten) per read, so the queue never empties.
+      if (v % 10 === 9) await tick();
+      if (v % 10 === 9 && v >= 29) {
+        release?.();
+        await tick();
+      }
+      most = Math.max(most, q.slots);
+    }
+    expect(emitted).toEqual(Array.from({ length: emitted.length }, (_, i) => i));
+    expect(emitted.length).toBe(4990);
+    expect(q.depth).toBe(10);
+    // Emitted records must not stay reachable from the queue: its array follows the depth (at most 50), not the 5000.
+    expect(most).toBeLessThanOrEqual(2 * 50);
+  });
+
   it('drops the oldest instead when told to, and a final flush ignores the wait', async () => {
     const t = queue('drop_oldest');
     t.q.push({ value: 0 });

@@ -49,6 +49,7 @@ export class PushQueue {
       this.drop();
       if (this.o.overflow === 'drop_newest') return;
       this.pending[this.head++] = undefined as never;
+      this.compact();
     }
     this.pending.push(rec);
     const d = this.pending.length - this.head;
@@ -67,7 +68,10 @@ export class PushQueue {
       if (end === this.pending.length) {
         this.pending = [];
         this.head = 0;
-      } else this.head = end;
+      } else {
+        this.head = end;
+        this.compact();
+      }
       this.o.emitted?.inc(records.length);
       const p = this.o.emit(records);
       if (p && !final) {
@@ -80,6 +84,22 @@ export class PushQueue {
       this.head = 0;
     }
     this.o.depth.set(this.pending.length - this.head);
+  }
+
+  /**
+   * Drops the slots before `head` once they are half the array. Under a steady flow into a waiting pipeline the queue
+   * never runs empty, so without this every record ever emitted (or dropped) would stay reachable from `pending`:
+   * memory would grow with the flow, not with `capacity`. Copying only at half keeps it amortised O(1) per record.
+   */
+  private compact(): void {
+    if (this.head * 2 < this.pending.length) return;
+    this.pending = this.pending.slice(this.head);
+    this.head = 0;
+  }
+
+  /** Array slots held, emitted ones included (tests: memory must follow the depth, not the flow). */
+  get slots(): number {
+    return this.pending.length;
   }
 
   private drop(): void {
