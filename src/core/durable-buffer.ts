@@ -27,7 +27,7 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
-import { open as openFile } from 'node:fs/promises';
+import { open as openFile, unlink as unlinkFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import type { Counter, Gauge, SluiceRecord, SourceBatch, SourceContext } from './types.js';
 import { SluiceError, errorMessage } from './errors.js';
@@ -54,6 +54,11 @@ export interface DurableBufferOptions {
   onFull: 'block' | 'drop_oldest' | 'drop_newest';
   /** Bound on the in-memory tail cache that spares the replay loop from reading recent entries back (default 8 MiB). */
   cacheBytes?: number;
+  /**
+   * Records handed to the pipeline and not yet written by the sink, at first (default 2000, two batches); it doubles
+   * whenever the sink drained all of them while the replay waited, or no write was reported for a while.
+   */
+  readAheadRecords?: number;
 }
 
 export interface DurableBuffer {
@@ -96,6 +101,17 @@ const READ_CHUNK = 1 << 20;
 const DEFAULT_SEGMENT = 16 * 1024 * 1024;
 const MIN_SEGMENT = 4096;
 const DEFAULT_CACHE = 8 * 1024 * 1024;
+/** The tail cache starts only when the reader is at most this many entries behind the append. */
+const CACHE_START_GAP = 2 * MAX_BATCH_RECORDS;
+/**
+ * The log is the backlog, so the pipeline's own buffer need not fill up with decoded records: ahead of a slow sink they
+ * live long enough to be promoted to V8's old space, which grew the heap by tens of MB while the source appended.
+ */
+const DEFAULT_READ_AHEAD = 2 * MAX_BATCH_RECORDS;
+/** Past this the pipeline's buffer bound alone applies. */
+const MAX_READ_AHEAD = 1 << 20;
+/** Blocked on the read-ahead bound this long without a write reported: the sink's batches are slow or large; grow. */
+const READ_AHEAD_PATIENCE_MS = 250;
 /** The scratch buffer for encoding is kept between emits only up to this size. */
 const SCRATCH_KEEP = 4 * 1024 * 1024;
 
@@ -135,6 +151,13 @@ export function crc32(buf: Uint8Array, start = 0, end = buf.length): number {
 class Scratch {
   buf = Buffer.allocUnsafe(64 * 1024);
   pos = 0;
+  /**
+   * The meta object encoded last in this emit and its JSON. Push sources share one meta object between the records
+   * of a read (the WebSocket source per connection and millisecond), so most records skip the stringify. Reset per
+   * emit: a source may reuse and change the object between emits.
+   */
+  metaOf: object | undefined = undefined;
+  metaJson = '';
 
   ensure(n: number): void {
     if (this.pos + n <= this.buf.length) return;
@@ -233,9 +256,14 @@ function encodeRecord(s: Scratch, r: SluiceRecord, decoded: boolean): void {
     s.buf.writeDoubleLE(r.timestamp, s.pos);
     s.pos += 8;
   }
-  if (r.meta) {
+  const meta = r.meta;
+  if (meta) {
     flags |= F_META;
-    s.str(stringifyJson(r.meta));
+    if (meta !== s.metaOf) {
+      s.metaJson = stringifyJson(meta);
+      s.metaOf = meta;
+    }
+    s.str(s.metaJson);
   }
   const raw = r.raw;
   if (raw !== undefined) {
@@ -275,8 +303,17 @@ function checkEntry(buf: Buffer, at: number, len: number, seq: number): string |
   return undefined;
 }
 
+/**
+ * The meta text decoded last and its object. Records with the same meta text in one batch share the object, as they
+ * shared it when the source emitted them; JSON.parse per record was the largest cost of reading back.
+ */
+interface MetaMemo {
+  text: string;
+  obj: Record<string, unknown> | undefined;
+}
+
 /** Decodes the entry at `at`. Byte fields are copied, so the record never pins a cache chunk or the read buffer. */
-function decodeRecord(buf: Buffer, at: number): SluiceRecord {
+function decodeRecord(buf: Buffer, at: number, memo: MetaMemo): SluiceRecord {
   const end = at + ENTRY_HEADER + buf.readUInt32LE(at);
   const flags = buf.readUInt16LE(at + ENTRY_HEADER + 8);
   let p = at + ENTRY_HEADER + 10;
@@ -309,7 +346,14 @@ function decodeRecord(buf: Buffer, at: number): SluiceRecord {
     rec.timestamp = buf.readDoubleLE(p);
     p += 8;
   }
-  if (flags & F_META) rec.meta = JSON.parse(field(false) as string) as Record<string, unknown>;
+  if (flags & F_META) {
+    const text = field(false) as string;
+    if (memo.obj === undefined || text !== memo.text) {
+      memo.obj = JSON.parse(text) as Record<string, unknown>;
+      memo.text = text;
+    }
+    rec.meta = memo.obj;
+  }
   if (flags & F_RAW) rec.raw = field((flags & F_RAW_BYTES) !== 0);
   return rec;
 }
@@ -509,6 +553,14 @@ class DurableLog implements DurableBuffer {
   private inflightLast: number[] = [];
   private inflightCount: number[] = [];
   private inflightHead = 0;
+  /** Index into inflightLast of the first batch not yet reported written (commit() runs before its doCommit). */
+  private writtenHead = 0;
+  /** Records handed over and not reported written: decoded records the pipeline holds in memory. */
+  private ahead = 0;
+  /** Bound on `ahead`; grows when it is what keeps the sink waiting (see loop()). */
+  private readAhead: number;
+  private aheadBlocked = false;
+  private aheadTimer?: NodeJS.Timeout;
 
   private appended = 0;
   private acknowledged = 0;
@@ -534,6 +586,8 @@ class DurableLog implements DurableBuffer {
   private blocker?: { promise: Promise<void>; resolve: () => void };
   private loopDone!: Promise<void>;
   private commitChain: Promise<void> = Promise.resolve();
+  /** Unlinks of acknowledged segments in flight; close() waits for them so a reopen never lists a file being deleted. */
+  private readonly deleting = new Set<Promise<unknown>>();
   private warnedClosed = false;
 
   private syncing?: Promise<void>;
@@ -575,6 +629,7 @@ class DurableLog implements DurableBuffer {
     this.maxBytes = opts.maxBytes;
     this.segmentBytes = init.segmentBytes;
     this.cacheMax = opts.cacheBytes ?? DEFAULT_CACHE;
+    this.readAhead = opts.readAheadRecords ?? DEFAULT_READ_AHEAD;
     this.stateKey = init.stateKey;
     this.acked = init.acked;
     this.segs = init.segs;
@@ -666,6 +721,7 @@ class DurableLog implements DurableBuffer {
     const s = this.scratch;
     if (s.buf.length > SCRATCH_KEEP) s.buf = Buffer.allocUnsafe(64 * 1024);
     s.pos = 0;
+    s.metaOf = undefined;
     const starts = this.starts;
     starts.length = 0;
     const decoded = batch.decoded === true;
@@ -744,14 +800,16 @@ class DurableLog implements DurableBuffer {
     this.mAppended.inc(count);
 
     const tail = this.cacheHead < this.cache.length ? this.cache[this.cache.length - 1] : undefined;
-    // Only a run of chunks that continues up to the newest entry is useful: the reader switches from disk to the
-    // cache once and never back, so a chunk after a gap would be read from disk anyway.
-    if (this.cachedBytes + len <= this.cacheMax && (!tail || tail.last + 1 === first)) {
+    // The cache is for a reader that keeps up: it starts only when the reader is at most a couple of batches behind
+    // (with fsync: always, appends wait for their sync), and continues while the chunks stay contiguous. A reader more
+    // than cacheMax behind reads from disk (the page cache) anyway, so a cache it would reach only much later is
+    // dropped instead of held in memory meanwhile.
+    if (tail ? tail.last + 1 === first && this.cachedBytes + len <= this.cacheMax : first - this.nextSeq <= CACHE_START_GAP && len <= this.cacheMax) {
       const copy = Buffer.allocUnsafe(len);
       buf.copy(copy, 0, from, from + len);
       this.cache.push({ seg, off, buf: copy, last: seg.last, pos: 0, next: first });
       this.cachedBytes += len;
-    }
+    } else if (tail) this.dropCache();
     if (this.opts.fsync === 'always') this.requestSync();
     else {
       this.visible = this.nextAppend - 1;
@@ -806,17 +864,24 @@ class DurableLog implements DurableBuffer {
     }
   }
 
-  /** Deletes a segment file. `dropping`: its unacknowledged entries are discarded (drop_oldest), not acknowledged. */
-  private removeSegment(seg: Segment, dropping: boolean): void {
+  /**
+   * Deletes a segment file. `dropping`: its unacknowledged entries are discarded (drop_oldest), not acknowledged.
+   * `later`: the path is pushed there for the caller to unlink off the event loop instead (freeing a file's page cache
+   * takes milliseconds, which would delay the sink); the segment is forgotten at once either way.
+   */
+  private removeSegment(seg: Segment, dropping: boolean, later?: string[]): void {
     const i = this.segs.indexOf(seg);
     if (i >= 0) this.segs.splice(i, 1);
     this.diskBytes -= seg.size;
     this.closeSegFd(seg);
     if (this.active === seg) this.active = undefined;
-    try {
-      unlinkSync(seg.path);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    if (later) later.push(seg.path);
+    else {
+      try {
+        unlinkSync(seg.path);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
     }
     while (this.cacheHead < this.cache.length && this.cache[this.cacheHead]!.seg === seg) {
       this.cachedBytes -= this.cache[this.cacheHead]!.buf.length;
@@ -836,6 +901,12 @@ class DurableLog implements DurableBuffer {
   private drop(n: number): void {
     this.dropped += n;
     this.mDropped.inc(n);
+  }
+
+  private dropCache(): void {
+    this.cache = [];
+    this.cacheHead = 0;
+    this.cachedBytes = 0;
   }
 
   private compactCache(): void {
@@ -915,12 +986,22 @@ class DurableLog implements DurableBuffer {
           await new Promise<void>((r) => (this.wake = r));
           continue;
         }
+        if (this.ahead >= this.readAhead) {
+          this.aheadBlocked = true;
+          if (!this.aheadTimer) {
+            this.aheadTimer = setTimeout(this.aheadTimeout, READ_AHEAD_PATIENCE_MS);
+            this.aheadTimer.unref();
+          }
+          await new Promise<void>((r) => (this.wake = r));
+          continue;
+        }
         const batch = this.readBatch();
         if (!batch) continue;
         const n = batch.records.length;
         const last = (batch.ack as Ack).seq;
         this.inflightLast.push(last);
         this.inflightCount.push(n);
+        this.ahead += n;
         if (this.batchFirst <= this.handedBefore) {
           const again = Math.min(n, this.handedBefore - this.batchFirst + 1);
           this.redelivered += again;
@@ -967,6 +1048,8 @@ class DurableLog implements DurableBuffer {
   /** Up to MAX_BATCH_RECORDS visible entries with the same `decoded` flag, from the cache or from disk. */
   private readBatch(): SourceBatch | undefined {
     const records: SluiceRecord[] = [];
+    // Per batch, so no meta object is shared with records that may already be in the sink.
+    const memo: MetaMemo = { text: '', obj: undefined };
     let decoded: boolean | undefined;
     let bytes = 0;
     let last = 0;
@@ -984,7 +1067,7 @@ class DurableLog implements DurableBuffer {
           if (decoded !== undefined && d !== decoded) break;
           decoded = d;
           if (!records.length) this.batchFirst = seq;
-          records.push(decodeRecord(src, at));
+          records.push(decodeRecord(src, at, memo));
           bytes += len;
           last = seq;
           this.nextSeq++;
@@ -1009,7 +1092,7 @@ class DurableLog implements DurableBuffer {
         if (decoded !== undefined && d !== decoded) break;
         decoded = d;
         if (!records.length) this.batchFirst = seq;
-        records.push(decodeRecord(src, at));
+        records.push(decodeRecord(src, at, memo));
         bytes += len;
         last = seq;
         this.nextSeq++;
@@ -1142,10 +1225,46 @@ class DurableLog implements DurableBuffer {
       const seq = (a as Ack | null)?.seq;
       if (typeof seq === 'number' && seq > max) max = seq;
     }
+    this.noteWritten(max);
     if (max <= this.acked) return this.commitChain;
     const p = this.commitChain.then(() => this.doCommit(max));
     this.commitChain = p.catch(() => {});
     return p;
+  }
+
+  /** The sink wrote everything up to `seq`: those records left the pipeline's memory, so more may be read ahead. */
+  private noteWritten(seq: number): void {
+    const before = this.ahead;
+    while (this.writtenHead < this.inflightLast.length && this.inflightLast[this.writtenHead]! <= seq) {
+      this.ahead -= this.inflightCount[this.writtenHead]!;
+      this.writtenHead++;
+    }
+    if (this.ahead === before || !this.aheadBlocked) return;
+    // The sink took all we had read ahead while the replay waited on the bound: its batches are at least that large
+    // (or it is that fast), so the bound was what kept it waiting.
+    if (this.ahead === 0) this.growReadAhead();
+    this.aheadBlocked = false;
+    this.clearAheadTimer();
+    this.poke();
+  }
+
+  private readonly aheadTimeout = () => {
+    this.aheadTimer = undefined;
+    if (!this.aheadBlocked || this.stopped) return;
+    // No write reported for a while: a sink with slow or lingering batches, or a pipeline that does not commit
+    // (preview). Reading ahead further costs memory only, so never let the bound be what stalls the pipeline.
+    this.growReadAhead();
+    this.aheadBlocked = false;
+    this.poke();
+  };
+
+  private growReadAhead(): void {
+    this.readAhead = Math.min(this.readAhead * 2, MAX_READ_AHEAD);
+  }
+
+  private clearAheadTimer(): void {
+    if (this.aheadTimer) clearTimeout(this.aheadTimer);
+    this.aheadTimer = undefined;
   }
 
   private async doCommit(seq: number): Promise<void> {
@@ -1160,20 +1279,35 @@ class DurableLog implements DurableBuffer {
     if (this.inflightHead > 1024 && this.inflightHead * 2 > this.inflightLast.length) {
       this.inflightLast.splice(0, this.inflightHead);
       this.inflightCount.splice(0, this.inflightHead);
+      this.writtenHead -= this.inflightHead;
       this.inflightHead = 0;
     }
     if (this.filesClosed) return;
+    const doomed: string[] = [];
     try {
-      while (this.segs.length && this.segs[0] !== this.active && this.segs[0]!.last <= seq) this.removeSegment(this.segs[0]!, false);
+      while (this.segs.length && this.segs[0] !== this.active && this.segs[0]!.last <= seq) this.removeSegment(this.segs[0]!, false, doomed);
       const a = this.active;
       // The active segment goes too once it is due for rolling anyway, or when a blocked source waits for space.
       if (a && this.segs[0] === a && a.last <= seq && a.size > SEG_HEADER && (a.size >= this.segmentBytes || this.diskBytes >= this.maxBytes)) {
-        this.removeSegment(a, false);
+        this.removeSegment(a, false, doomed);
       }
     } catch (e) {
-      this.real.log.warn({ dir: this.dir, err: errorMessage(e) }, 'durable buffer: deleting an acknowledged segment failed; retried on the next commit');
+      this.real.log.warn({ dir: this.dir, err: errorMessage(e) }, 'durable buffer: deleting an acknowledged segment failed');
     }
     this.updateGauges();
+    if (doomed.length) {
+      // Awaited, so a commit resolves with the files gone. A file left behind (an error here, or a crash first) holds
+      // only acknowledged entries, which the next open deletes.
+      const deleting = Promise.allSettled(doomed.map((path) => unlinkFile(path)));
+      this.deleting.add(deleting);
+      const results = await deleting;
+      this.deleting.delete(deleting);
+      for (const r of results) {
+        if (r.status === 'rejected' && (r.reason as NodeJS.ErrnoException).code !== 'ENOENT') {
+          this.real.log.warn({ dir: this.dir, err: errorMessage(r.reason) }, 'durable buffer: deleting an acknowledged segment failed; the next start deletes it');
+        }
+      }
+    }
     if (this.blocker && this.diskBytes < this.maxBytes) this.unblock();
   }
 
@@ -1188,6 +1322,7 @@ class DurableLog implements DurableBuffer {
   private stop(): void {
     if (this.stopped) return;
     this.stopped = true;
+    this.clearAheadTimer();
     this.stopResolve();
     const w = this.wake;
     this.wake = undefined;
@@ -1211,6 +1346,7 @@ class DurableLog implements DurableBuffer {
       if (this.timer) clearInterval(this.timer);
       await this.syncing;
       if (this.opts.fsync !== 'never' && !this.fatal && this.dirty()) await this.runSync();
+      await Promise.all(this.deleting);
       this.filesClosed = true;
       for (const s of this.segs) this.closeSegFd(s);
       for (const fd of this.closeAfterRound.splice(0)) closeSync(fd);
@@ -1238,6 +1374,7 @@ function checkOptions(o: DurableBufferOptions): void {
   if (o.fsyncIntervalMs !== undefined && !(Number.isFinite(o.fsyncIntervalMs) && o.fsyncIntervalMs > 0)) bad('fsyncIntervalMs must be positive');
   if (!['block', 'drop_oldest', 'drop_newest'].includes(o.onFull)) bad(`onFull must be block, drop_oldest or drop_newest, got '${String(o.onFull)}'`);
   if (o.cacheBytes !== undefined && !(Number.isFinite(o.cacheBytes) && o.cacheBytes >= 0)) bad('cacheBytes must be a non-negative number');
+  if (o.readAheadRecords !== undefined && !(Number.isSafeInteger(o.readAheadRecords) && o.readAheadRecords > 0)) bad('readAheadRecords must be a positive integer');
 }
 
 /** The sequence number in an exactly-once sink's stored position when it is this log's; other positions are ignored. */
