@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { bool, describeOptions, duration, list, num, opt, parseOptions, size, toJsonSchema } from './spec.js';
+import { bool, builtOptionSchemas, defineConnector, describeOptions, duration, lazyOptions, list, num, opt, parseOptions, size, toJsonSchema } from './spec.js';
 import { formatIssue } from './errors.js';
 
 const options = z.strictObject({
@@ -84,5 +84,34 @@ describe('nested spellings of dotted aliases', () => {
     const o = z.strictObject({ registry_url: opt(z.string(), { description: 'Registry.', aliases: ['schemaRegistryEnum.endpoint'] }) });
     const r = parseOptions(o, { schemaRegistryEnum: { endpoint: 'http://r:8081' } });
     expect(r.ok && r.value).toEqual({ registry_url: 'http://r:8081' });
+  });
+});
+
+describe('option schemas built on first use', () => {
+  it('builds a connector role\'s options when they are first read, once, and keeps a schema given directly', () => {
+    let builds = 0;
+    const sinkOptions = lazyOptions('spec-test:sink', () => {
+      builds++;
+      return z.strictObject({ topic: opt(z.string(), { description: 'Topic.' }) });
+    });
+    const direct = z.strictObject({ path: opt(z.string(), { description: 'Path.' }) });
+    const spec = defineConnector({
+      name: 'spec-test',
+      title: 'Spec test',
+      description: 'test',
+      source: { options: direct, create: () => ({ run: async () => undefined }) },
+      sink: { options: sinkOptions, create: () => ({ open: async () => undefined, write: async () => undefined }) },
+    });
+    expect(builds).toBe(0);
+    expect(builtOptionSchemas()).not.toContain('spec-test:sink');
+    expect(spec.source!.options).toBe(direct);
+    const first = spec.sink!.options;
+    expect(builds).toBe(1);
+    expect(spec.sink!.options).toBe(first);
+    expect(sinkOptions()).toBe(first);
+    expect(builds).toBe(1);
+    expect(builtOptionSchemas().filter((l) => l === 'spec-test:sink')).toHaveLength(1);
+    expect(parseOptions(spec.sink!.options, { topc: 'a' })).toMatchObject({ ok: false });
+    expect(Object.keys(spec.sink!)).toContain('options');
   });
 });
