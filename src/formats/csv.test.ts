@@ -121,7 +121,7 @@ describe('csv decode', () => {
   });
 });
 
-describe('csv decode: quote-free lines split without csv-parse, everything else through it', () => {
+describe('csv decode: plain and RFC 4180 quoted text read in JS, the rest through csv-parse', () => {
   // The file source hands the decoder one record per payload, quoted newlines included.
   const lines = (text: string) => text.split(/(?<=^(?:[^"]*"[^"]*")*[^"]*)\n/);
 
@@ -159,6 +159,24 @@ describe('csv decode: quote-free lines split without csv-parse, everything else 
     ]);
     expect(run(csv().decoder(), 'a,b\r1,2').rows).toEqual([{ a: '1', b: '2' }]);
     expect(run(csv().decoder(), '\ufeffa,b', '1,2').rows).toEqual([{ a: '1', b: '2' }]);
+    // Only the stream's start carries a byte order mark; later it is text like any other.
+    expect(run(csv().decoder(), 'a,b', '\ufeff1,2', '\ufeff"3",4').rows).toEqual([{ a: '\ufeff1', b: '2' }]);
+  });
+
+  it('reads quoted fields, quoted header names and quoted empty lines, and reports broken quoting like csv-parse', () => {
+    const r = run(csv().decoder(), '"id","a,b"\n"1",""\n""\n\n"2","x\n""y"""', '3,"tail"');
+    expect(r.rows).toEqual([
+      { id: '1', 'a,b': '' },
+      { id: '2', 'a,b': 'x\n"y"' },
+      { id: '3', 'a,b': 'tail' },
+    ]);
+    expect(r.errors).toEqual([{ message: 'row has 1 field, header has 2', raw: '""' }]);
+    for (const bad of ['"4"x,5', '6,a"b', '7,"open']) {
+      const b = run(csv().decoder(), 'id,v', bad, '8,9');
+      expect(b.rows).toEqual([{ id: '8', v: '9' }]);
+      expect(b.errors.length).toBeGreaterThan(0);
+      for (const e of b.errors) expect(e.message).toMatch(/^invalid CSV: /);
+    }
   });
 
   it('keeps empty fields, names empty header cells by position, and honours a multi-character delimiter', () => {

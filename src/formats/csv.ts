@@ -62,7 +62,7 @@ const noop = () => {};
 class CsvDecoder implements Decoder {
   private readonly parseOpts: ParseOptions;
   private readonly nullValue: string | undefined;
-  /** Set when payloads without quotes can be split in JS (see `decodePlain`). */
+  /** Set when csv-parse's reading can be matched in JS (see `decodePlain`). */
   private readonly plain: PlainSplit | undefined;
   private api: CsvApi | undefined;
   private readonly recs: string[][] = [];
@@ -76,6 +76,10 @@ class CsvDecoder implements Decoder {
   private build: ((rec: string[]) => Record<string, unknown>) | undefined;
   /** `columns` compiled into a one-pass line splitter, for `decodePlain`. */
   private splitLine: LineParser | undefined;
+  /** A payload has been decoded: a BOM is no longer stripped. */
+  private started = false;
+  /** Scratch for `readRecord`: rows copy the values out, so one array serves every record. */
+  private readonly fields: string[] = [];
 
   constructor(o: CsvOptions, schema?: SchemaSpec) {
     this.parseOpts = {
@@ -87,7 +91,9 @@ class CsvDecoder implements Decoder {
       // A known set of line endings: auto-detection costs a Buffer allocation per character until the first one.
       record_delimiter: ['\r\n', '\n', '\r'],
       relax_column_count: true,
-      bom: true,
+      // The decoder strips the BOM itself: csv-parse would strip one at the start of whichever payload it sees first,
+      // which need not be the stream's first once quote-free payloads bypass it.
+      bom: false,
     };
     this.nullValue = o.null_value;
     this.plain = plainSplit(o);
@@ -115,6 +121,14 @@ class CsvDecoder implements Decoder {
         return;
       }
       text = buf.toString('utf8');
+    }
+    if (!this.started) {
+      // A BOM is a marker only at the start of the stream; later on it is text.
+      this.started = true;
+      if (text.charCodeAt(0) === BOM) {
+        text = text.slice(1);
+        buf = undefined;
+      }
     }
     if (this.plain !== undefined && this.decodePlain(text, this.plain, out)) return;
     buf ??= Buffer.from(text, 'utf8');
@@ -149,23 +163,26 @@ class CsvDecoder implements Decoder {
   }
 
   /**
-   * Decode a payload that has no quote character, no CR and no BOM by splitting it in JS: such text has no quoting
-   * or escaping, so its records are its lines and its fields are the text between delimiters, exactly as csv-parse
-   * reads them. This skips the string -> Buffer -> csv-parse -> string round trip and its per-field buffers.
-   * False (with nothing appended and no state changed) hands the payload to csv-parse: quotes, CRs, a BOM, or a row
-   * whose field count is wrong (the slow path reports that with its raw line).
+   * Decode a payload in JS when its text is one csv-parse reads without surprises: no CR. Quote-free text
+   * has no quoting or escaping, so its records are its lines and its fields the text between delimiters, exactly as
+   * csv-parse reads them; text with quotes goes through `readRecord` (RFC 4180 quoting, `""` for a quote). This
+   * skips the string -> Buffer -> csv-parse -> string round trip and its per-field buffers.
+   * False (with nothing appended and no state changed) hands the payload to csv-parse: CRs, quoting that is
+   * not plain RFC 4180, or a row whose field count is wrong (the slow path reports those with their raw line).
    */
   private decodePlain(text: string, plain: PlainSplit, out: unknown[]): boolean {
-    if (text.indexOf(plain.quote) !== -1 || text.indexOf('\r') !== -1 || text.charCodeAt(0) === BOM) return false;
+    if (text.indexOf('\r') !== -1) return false;
+    const quoted = text.indexOf(plain.quote) !== -1;
+    if (quoted && !plain.quoting) return false;
     // The file source hands over one line at a time: the common case, with no line loop and nothing to undo.
-    if (this.columns !== undefined && !this.pendingHeader && text.indexOf('\n') === -1) {
+    if (!quoted && this.columns !== undefined && !this.pendingHeader && text.indexOf('\n') === -1) {
       // csv-parse ends an empty input with no record, even with skip_empty_lines off.
       return text.length === 0 || this.plainRow(text, out);
     }
-    return this.plainRows(text, plain, out);
+    return this.plainRows(text, plain, quoted, out);
   }
 
-  /** One line whose columns are known: one pass over it, one object out. */
+  /** One quote-free line whose columns are known: one pass over it, one object out. */
   private plainRow(line: string, out: unknown[]): boolean {
     if (this.splitLine !== undefined) {
       const row = this.splitLine(line);
@@ -179,35 +196,51 @@ class CsvDecoder implements Decoder {
     return true;
   }
 
-  /** Several lines, or a line that may be the header: all or nothing, so a bad row leaves no trace for the slow path. */
-  private plainRows(text: string, plain: PlainSplit, out: unknown[]): boolean {
+  /** Several records, or one that may be the header: all or nothing, so a bad row leaves no trace for the slow path. */
+  private plainRows(text: string, plain: PlainSplit, quoted: boolean, out: unknown[]): boolean {
     const mark = out.length;
     const pendingHeader = this.pendingHeader;
     const columns = this.columns;
     const columnsFrom = this.columnsFrom;
-    for (let start = 0; start < text.length; ) {
-      let end = text.indexOf('\n', start);
-      if (end === -1) end = text.length;
-      const line = text.slice(start, end);
-      start = end + 1;
-      if (line.length === 0 && plain.skipEmpty) continue;
-      let ok: boolean;
-      if (this.pendingHeader) {
-        this.takeHeader(line.split(plain.delimiter));
-        ok = true;
+    const fields = this.fields;
+    for (let p = 0; p < text.length; ) {
+      // Quoted text is read into `fields`; a quote-free line stays a string for the compiled line parser.
+      let line: string | undefined;
+      if (text.charCodeAt(p) === NL) {
+        p++;
+        if (plain.skipEmpty) continue;
+        fields.length = 0;
+        fields.push('');
+      } else if (quoted) {
+        p = readRecord(text, p, plain, fields);
+        if (p < 0) return this.undo(out, mark, pendingHeader, columns, columnsFrom);
       } else {
-        if (this.columns === undefined) {
-          this.setColumns(positionalNames(line.split(plain.delimiter).length), 'the first row');
-        }
-        ok = this.plainRow(line, out);
+        let end = text.indexOf('\n', p);
+        if (end === -1) end = text.length;
+        line = text.slice(p, end);
+        p = end + 1;
       }
-      if (!ok) {
-        out.length = mark;
-        this.restore(pendingHeader, columns, columnsFrom);
-        return false;
+      if (this.pendingHeader) {
+        this.takeHeader(line === undefined ? fields : line.split(plain.delimiter));
+        continue;
+      }
+      if (this.columns === undefined) {
+        this.setColumns(positionalNames(line === undefined ? fields.length : line.split(plain.delimiter).length), 'the first row');
+      }
+      if (line !== undefined) {
+        if (!this.plainRow(line, out)) return this.undo(out, mark, pendingHeader, columns, columnsFrom);
+      } else {
+        if (fields.length !== this.columns!.length) return this.undo(out, mark, pendingHeader, columns, columnsFrom);
+        out.push(this.build!(fields));
       }
     }
     return true;
+  }
+
+  private undo(out: unknown[], mark: number, pendingHeader: boolean, columns: string[] | undefined, columnsFrom: string): false {
+    out.length = mark;
+    this.restore(pendingHeader, columns, columnsFrom);
+    return false;
   }
 
   /** Back to the state before a payload. Columns are only ever set once, so the undo is from "none yet". */
@@ -284,11 +317,15 @@ class CsvDecoder implements Decoder {
 }
 
 const BOM = 0xfeff;
+const NL = 10;
 
 /** What `decodePlain` needs; absent when the options make plain splitting differ from csv-parse. */
 interface PlainSplit {
   delimiter: string;
   quote: string;
+  quoteCode: number;
+  /** Quoted fields can be read by `readRecord`: the escape is the quote itself (`""`), as in RFC 4180. */
+  quoting: boolean;
   skipEmpty: boolean;
 }
 
@@ -296,7 +333,65 @@ function plainSplit(o: CsvOptions): PlainSplit | undefined {
   // trim strips spaces around fields (csv-parse's rules): rare, so it keeps csv-parse. A delimiter containing the
   // quote or a line break would make "no quote, no CR" a wrong test for "no quoting".
   if (o.trim || o.delimiter.includes(o.quote) || /[\r\n]/.test(o.delimiter)) return undefined;
-  return { delimiter: o.delimiter, quote: o.quote, skipEmpty: o.skip_empty_lines };
+  return {
+    delimiter: o.delimiter,
+    quote: o.quote,
+    quoteCode: o.quote.charCodeAt(0),
+    quoting: o.escape === o.quote,
+    skipEmpty: o.skip_empty_lines,
+  };
+}
+
+/**
+ * Read the record starting at `p` (not at a line end) into `fields`: the position after its newline (or the end of
+ * the text), or -1 where csv-parse would report an error or reads differently (an unclosed quote, a quote inside an
+ * unquoted field, text between a closing quote and the next delimiter). The caller has ruled out CRs.
+ */
+function readRecord(text: string, p: number, plain: PlainSplit, fields: string[]): number {
+  const { delimiter, quote, quoteCode } = plain;
+  const len = text.length;
+  fields.length = 0;
+  // Next newline and next quote at or after p, found once and moved on only when p passes them.
+  let nl = -1;
+  let nq = -1;
+  for (;;) {
+    if (text.charCodeAt(p) === quoteCode) {
+      let value = '';
+      let from = p + 1;
+      for (;;) {
+        const k = text.indexOf(quote, from);
+        if (k === -1) return -1;
+        if (text.charCodeAt(k + 1) === quoteCode) {
+          value += text.slice(from, k + 1);
+          from = k + 2;
+          continue;
+        }
+        value += text.slice(from, k);
+        p = k + 1;
+        break;
+      }
+      fields.push(value);
+      if (p === len) return len;
+      if (text.charCodeAt(p) === NL) return p + 1;
+      if (!text.startsWith(delimiter, p)) return -1;
+      p += delimiter.length;
+      continue;
+    }
+    if (nl < p) {
+      nl = text.indexOf('\n', p);
+      if (nl === -1) nl = len;
+    }
+    if (nq < p) {
+      nq = text.indexOf(quote, p);
+      if (nq === -1) nq = len;
+    }
+    const d = text.indexOf(delimiter, p);
+    const stop = d !== -1 && d < nl ? d : nl;
+    if (nq < stop) return -1;
+    fields.push(text.slice(p, stop));
+    if (stop === nl) return nl === len ? len : nl + 1;
+    p = stop + delimiter.length;
+  }
 }
 
 /** Above this many columns the generated line parser gets too big to optimise well; split() is used instead. */
