@@ -744,20 +744,22 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
         const payload = r.value as string | Uint8Array;
         bytes += payload.length;
         current = r;
-        rows.length = 0;
+        // `rows` is empty here: emptied by pop() in the common one-row case (setting `length` is a runtime call).
         try {
           if (dec.decodeWithKey) dec.decodeWithKey(payload, r.key, rows, onDecodeError);
           else dec.decode(payload, rows, onDecodeError);
         } catch (e) {
+          rows.length = 0;
           badBuf.push({ raw: payload, error: e as Error, meta: r.meta });
           continue;
         }
         if (rows.length === 1) {
           r.raw = payload;
-          r.value = rows[0];
+          r.value = rows.pop();
           out.push(r);
-        } else {
+        } else if (rows.length > 1) {
           for (const row of rows) out.push({ value: row, key: r.key, headers: r.headers, timestamp: r.timestamp, meta: r.meta });
+          rows.length = 0;
         }
       }
       current = undefined;

@@ -286,6 +286,12 @@ describe('compileSchema coercion', () => {
     expect(failure({ type: 'float64' }, '1.2.3')).toBe("field 'f': expected float64, got string '1.2.3'");
     expect(failure({ type: 'float64' }, '0x10')).toBe("field 'f': expected float64, got string '0x10'");
     expect(failure({ type: 'float32' }, 1e39)).toMatch(/out of range/);
+    // Plain decimals take a fast path; the edge cases around it must agree with the full check.
+    expect(one({ type: 'float64' }, '0.01234000')).toBe(0.01234);
+    expect(one({ type: 'float64' }, '7.')).toBe(7);
+    expect(one({ type: 'float64' }, ' -1.5 ')).toBe(-1.5);
+    expect(failure({ type: 'float64' }, '.')).toBe("field 'f': expected float64, got string '.'");
+    expect(failure({ type: 'float64' }, '1..2')).toBe("field 'f': expected float64, got string '1..2'");
   });
 
   it('decimal: normalised to the scale as a string, rounded half away from zero', () => {

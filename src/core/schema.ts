@@ -640,7 +640,17 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 const F32_MAX = 3.4028234663852886e38;
 
 function numberFrom(s: string): number | undefined {
-  return NUM_RE.test(s) ? Number(s) : undefined;
+  // Prices and quantities arrive as plain decimals ("0.01234"): a character scan accepts those without the regular
+  // expression (a strict subset of NUM_RE, so the result is the same); anything else takes the full check.
+  let digits = 0;
+  let dot = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 48 && c <= 57) digits++;
+    else if (c === 46 && !dot) dot = true;
+    else return NUM_RE.test(s) ? Number(s) : undefined;
+  }
+  return digits > 0 ? Number(s) : undefined;
 }
 
 const coerceString: Coerce = (v) => {

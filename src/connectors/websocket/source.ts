@@ -250,7 +250,8 @@ export class WebSocketSource implements Source {
       conn.checkSequence(at(row, this.seqPath!));
       this.push({ value: row, raw: value, timestamp: now, meta });
     } else {
-      this.push({ value, timestamp: now, meta });
+      // `raw` is set by the decoding step; declaring it here keeps one object shape (no property store added per record).
+      this.push({ value, raw: undefined, timestamp: now, meta });
     }
   }
 
