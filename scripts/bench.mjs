@@ -16,6 +16,8 @@ import { IMPLS, MODULE_OF, SCENARIOS } from '../bench/scenarios.mjs';
 const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
 const workerPath = join(root, 'bench', 'worker.mjs');
 const resultsDir = join(root, 'bench-results');
+/** Issue 9: peak RSS of a Sluice worker under this in every scenario. */
+const PEAK_RSS_TARGET_MB = 150;
 
 const USAGE = `usage: node scripts/bench.mjs [options]
   --runs N        runs per implementation (default 3; the median is reported)
@@ -194,6 +196,7 @@ try {
       records: n,
       fsync: args.fsync,
       target: scenario.target ?? null,
+      paced: !!scenario.paced,
       load_avg_1m_before: Math.round(os.loadavg()[0] * 100) / 100,
       impls: {},
     };
@@ -238,8 +241,11 @@ try {
         console.log(`  note: first output lines differ:\n${IMPLS.map((i, k) => `    ${i}: ${firsts[k]}`).join('\n')}`);
       }
       // A paced scenario runs at the offered rate on both sides: the ratio of rates says nothing, latency does.
+      // Issue 9: peak RSS under 150 MB in every scenario. `rival: false` marks a bare program that is a reference, not
+      // a rival (an empty loop, or one that keeps no log), so no throughput ratio target is claimed against it.
       entry.meets = {
-        ...(scenario.paced ? {} : { baseline: entry.ratio >= 1 }),
+        ...(scenario.paced || scenario.rival === false ? {} : { baseline: entry.ratio >= 1 }),
+        peak_rss_mb: entry.impls[IMPLS[0]].peak_rss_mb < PEAK_RSS_TARGET_MB,
         ...(scenario.target?.records_per_sec ? { records_per_sec: a >= scenario.target.records_per_sec } : {}),
         ...(scenario.target?.latency_p99_ms ? { latency_p99_ms: entry.impls[IMPLS[0]].median_latency_p99_ms < scenario.target.latency_p99_ms } : {}),
       };
@@ -271,8 +277,9 @@ for (const e of report) {
       if (e.target?.records_per_sec) targets.push(`>=${(e.target.records_per_sec / 1e6).toFixed(0)}M/s ${e.meets.records_per_sec ? 'met' : 'MISSED'}`);
       if (e.target?.latency_p99_ms) targets.push(`p99<${e.target.latency_p99_ms}ms ${e.meets.latency_p99_ms ? 'met' : 'MISSED'}`);
       if (e.meets.baseline !== undefined) targets.push(`>=bare ${e.meets.baseline ? 'met' : 'MISSED'}`);
+      if (e.meets.peak_rss_mb !== undefined) targets.push(`RSS<${PEAK_RSS_TARGET_MB}MB ${e.meets.peak_rss_mb ? 'met' : 'MISSED'}`);
     }
-    const ratio = k === 0 && e.meets.baseline !== undefined ? `${e.ratio.toFixed(2)}x` : '';
+    const ratio = k === 0 && !e.paced ? `${e.ratio.toFixed(2)}x` : '';
     const ms = (x) => (x === undefined ? '-' : x.toFixed(2));
     rows.push([k === 0 ? e.name : '', impl, fmtInt(s.median_records_per_sec), fmt1(s.median_mb_per_sec), fmt1(s.peak_rss_mb), s.median_cpu_s.toFixed(2), ms(s.median_latency_p50_ms), ms(s.median_latency_p99_ms), ratio, targets.join(', ')]);
   });

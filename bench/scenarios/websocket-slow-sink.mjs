@@ -27,6 +27,8 @@ function note(impl, r, extra = '') {
 export function slowSinkScenario({ name, durable }) {
   return {
     name,
+    // With the durable buffer the bare client (no log) is the memory reference, not a rival.
+    rival: !durable,
     summary: `websocket source (json) into a blackhole sink with delay_per_record ${DELAY_PER_RECORD} (~${Math.round(SINK_RATE / 1000)}k records/s, ~10x slower than the feed), ${durable ? '`buffer: durable` (the backlog goes to the on-disk log)' : 'default memory buffer (the source pauses the socket)'}; runs 10 s, RSS sampled every 100 ms`,
     baseline: `\`ws\` client, JSON.parse per message into an in-memory queue that pauses the socket at ${QUEUE_BOUND} messages; a consumer takes batches of ${BATCH} and waits ${DELAY_PER_RECORD} per record`,
     records: 1_000_000,
