@@ -29,13 +29,7 @@ class UsageError extends Error {}
 const sqlModule = () => import('../sql/index.js');
 
 async function loadSqlFile(file: string): Promise<CompiledDocument> {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new ConfigError([{ path: [], message: code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? String(e)})`, loc: { file, line: 1, col: 1 } }]);
-  }
+  const text = readConfigFile(file);
   return (await sqlModule()).compileSqlText(text, file);
 }
 
