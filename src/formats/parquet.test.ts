@@ -131,6 +131,20 @@ describe('parquet format', () => {
     expect(() => enc.encodeStream([{ n: 1, p: '1.25' }], true)).toThrow("column 'p'");
   });
 
+  it('converts declared string and int64 columns from other value types, and names a null in a non-nullable one', () => {
+    const schema = { fields: [{ name: 's', type: 'string' as const }, { name: 'n', type: 'int64' as const, nullable: false }] };
+    const enc = fmt({}, schema).encoder();
+    const big = 2n ** 60n;
+    const bytes = enc.encodeStream([{ s: 5, n: '42' }, { s: null, n: big }, { n: 2 ** 60 }], true) as Uint8Array;
+    expect(decode(bytes).rows).toEqual([
+      { s: '5', n: 42 },
+      { s: null, n: big },
+      { s: null, n: big },
+    ]);
+    expect(() => enc.encodeStream([{ s: 'a', n: 1 }, { s: 'b', n: 2 }, { s: 'c', n: null }], true)).toThrow("Parquet column 'n', row 3 of the batch: null in a non-nullable field");
+    expect(() => enc.encodeStream([{ s: 'a', n: 'x1' }], true)).toThrow("Parquet column 'n', row 1 of the batch");
+  });
+
   it('reads a file written by DuckDB through the file source (whole-file framing by default)', async () => {
     const f = join(dir, 'duck.parquet');
     await duck.run(`COPY (
