@@ -43,6 +43,31 @@ describe('rabbitmq source in pipelines', () => {
     expect(row.hdrs).toEqual({ region: 'eu', n: '7' });
   }, 30_000);
 
+  it('gives each message its own properties when they change from one message to the next', async () => {
+    const queue = await admin.queue(uniqueName('props'));
+    // Plain persistent, then with a content type, then transient, then with a message id, then plain again: each
+    // change must show in `_properties` even though repeated properties are shared between records.
+    await admin.publish(queue, jsonBodies(0, 10));
+    await admin.publish(queue, jsonBodies(10, 10), { contentType: 'application/json' });
+    await admin.publish(queue, jsonBodies(20, 10), { durable: false });
+    await admin.publish(queue, jsonBodies(30, 10), { messageId: 'm-2' });
+    await admin.publish(queue, jsonBodies(40, 10));
+    const sinks: Record<string, RecordingSink> = { main: newRecordingSink() };
+    const def = rabbitPipeline('props', { queue, passive: true }, recordingEndpoint('main'), { metadata: { props: '_properties' } });
+    const h = startPipeline(def, env(sinks, memoryStateStore(), dataDir));
+    await waitFor(() => sinks.main!.written.length >= 50, '50 records');
+    await stopped(h);
+    const props = sinks.main!.written.map((r) => (r.value as Record<string, unknown>).props);
+    expect(ids(sinks.main!.written)).toEqual(range(50));
+    for (let i = 0; i < 50; i++) {
+      const want = i < 10 || i >= 40 ? { delivery_mode: 2 } : i < 20 ? { content_type: 'application/json', delivery_mode: 2 } : i < 30 ? { delivery_mode: 1 } : { delivery_mode: 2, message_id: 'm-2' };
+      // The publishing client stamps every message with the time (seconds).
+      const { timestamp, ...rest } = props[i] as Record<string, unknown>;
+      expect(typeof timestamp, `record ${i}`).toBe('number');
+      expect(rest, `record ${i}`).toEqual(want);
+    }
+  }, 30_000);
+
   it('a failing sink acknowledges nothing: the messages stay in the queue and come back redelivered', async () => {
     const queue = await admin.queue(uniqueName('fail'));
     await admin.publish(queue, jsonBodies(0, 50));

@@ -100,6 +100,11 @@ export class RabbitSource implements Source {
   private stopping = false;
   private fatal?: SluiceError;
   private wakeUp?: () => void;
+  /** The `_properties` of the last message with only a content type, delivery mode and timestamp; shared while they repeat. */
+  private props?: Record<string, unknown>;
+  private propsCt?: string;
+  private propsDm?: number;
+  private propsTs?: number;
   private staleAcks?: Counter;
   private reconnects?: Counter;
   private redelivered?: Counter;
@@ -236,49 +241,105 @@ export class RabbitSource implements Source {
 
   private receive(m: AsyncMessage, gen: number): void {
     if (gen !== this.gen || this.stopping) return;
-    const props: Record<string, unknown> = {};
-    const ct = (m as { sluiceContentType?: string }).sluiceContentType ?? m.contentType;
-    if (ct) props.content_type = ct;
-    // Spelled out rather than looped over a name table: this runs once per message.
-    if (m.contentEncoding) props.content_encoding = m.contentEncoding;
-    const dm = (m as { deliveryMode?: number }).deliveryMode;
-    if (dm) props.delivery_mode = dm;
-    if (m.priority !== undefined) props.priority = m.priority;
-    if (m.correlationId) props.correlation_id = m.correlationId;
-    if (m.replyTo) props.reply_to = m.replyTo;
-    if (m.expiration) props.expiration = m.expiration;
-    if (m.messageId) props.message_id = m.messageId;
-    if (m.type) props.type = m.type;
-    if (m.userId) props.user_id = m.userId;
-    if (m.appId) props.app_id = m.appId;
-    if (m.clusterId) props.cluster_id = m.clusterId;
-    if (m.timestamp) props.timestamp = m.timestamp * 1000;
+    // One for-in pass instead of named reads: rabbitmq-client builds every message by object spread, which gives each
+    // message a hidden class of its own, so each `m.x` misses V8's inline caches (~0.1 us, and most of the ~20
+    // properties read here are absent). Walking the own keys once costs about as much as two such reads.
+    let tag = 0;
+    let redelivered = false;
+    let exchange: string | undefined;
+    let routingKey: string | undefined;
+    let b: unknown;
+    let rawHeaders: Record<string, unknown> | undefined;
+    let ct: string | undefined;
+    let sluiceCt: string | undefined;
+    let dm: number | undefined;
+    // Properties other than content type, delivery mode and timestamp (seconds: equal for bursts): rarer, and often
+    // different on every message.
+    let rare = false;
+    let enc: string | undefined, priority: number | undefined, correlationId: string | undefined, replyTo: string | undefined;
+    let expiration: string | undefined, messageId: string | undefined, type: string | undefined, userId: string | undefined;
+    let appId: string | undefined, clusterId: string | undefined, ts: number | undefined;
+    const fields = m as unknown as Record<string, unknown>;
+    for (const k in fields) {
+      const v = fields[k];
+      switch (k) {
+        case 'deliveryTag': tag = v as number; break;
+        case 'redelivered': redelivered = v === true; break;
+        case 'exchange': exchange = v as string; break;
+        case 'routingKey': routingKey = v as string; break;
+        case 'body': b = v; break;
+        case 'headers': rawHeaders = v as Record<string, unknown> | undefined; break;
+        case 'contentType': ct = v as string | undefined; break;
+        case 'sluiceContentType': sluiceCt = v as string | undefined; break;
+        case 'deliveryMode': dm = v as number | undefined; break;
+        case 'contentEncoding': enc = v as string | undefined; rare = true; break;
+        case 'priority': priority = v as number | undefined; rare = true; break;
+        case 'correlationId': correlationId = v as string | undefined; rare = true; break;
+        case 'replyTo': replyTo = v as string | undefined; rare = true; break;
+        case 'expiration': expiration = v as string | undefined; rare = true; break;
+        case 'messageId': messageId = v as string | undefined; rare = true; break;
+        case 'type': type = v as string | undefined; rare = true; break;
+        case 'userId': userId = v as string | undefined; rare = true; break;
+        case 'appId': appId = v as string | undefined; rare = true; break;
+        case 'clusterId': clusterId = v as string | undefined; rare = true; break;
+        case 'timestamp': ts = v as number | undefined; break;
+      }
+    }
+    const contentType = sluiceCt ?? ct;
+    let props: Record<string, unknown>;
+    if (!rare && this.props !== undefined && this.propsCt === contentType && this.propsDm === dm && this.propsTs === ts) {
+      // A producer usually sends the same properties on every message: those records share one `_properties` object
+      // (as the durable buffer shares equal metadata), so a delivery allocates no property table of its own.
+      props = this.props;
+    } else {
+      props = {};
+      if (contentType) props.content_type = contentType;
+      if (enc) props.content_encoding = enc;
+      if (dm) props.delivery_mode = dm;
+      if (priority !== undefined) props.priority = priority;
+      if (correlationId) props.correlation_id = correlationId;
+      if (replyTo) props.reply_to = replyTo;
+      if (expiration) props.expiration = expiration;
+      if (messageId) props.message_id = messageId;
+      if (type) props.type = type;
+      if (userId) props.user_id = userId;
+      if (appId) props.app_id = appId;
+      if (clusterId) props.cluster_id = clusterId;
+      if (ts) props.timestamp = ts * 1000;
+      if (!rare) {
+        this.props = props;
+        this.propsCt = contentType;
+        this.propsDm = dm;
+        this.propsTs = ts;
+      }
+    }
     let headers: Record<string, string | Uint8Array> | undefined;
-    if (m.headers) {
+    if (rawHeaders) {
       headers = {};
-      for (const k in m.headers) {
-        const v = m.headers[k];
+      for (const k in rawHeaders) {
+        const v = rawHeaders[k];
         if (v !== undefined && v !== null) headers[k] = headerText(v);
       }
     }
     let body: string | Uint8Array;
-    const b: unknown = m.body;
     if (typeof b === 'string' || b instanceof Uint8Array) body = b;
     else body = JSON.stringify(b) ?? ''; // the client decoded it (no raw-body hook): re-encode for the format
     this.held.push({
       value: body,
+      // `raw` is set by the decoding step; declaring it here keeps one object shape (no property store added per record).
+      raw: undefined,
       headers,
-      timestamp: m.timestamp ? m.timestamp * 1000 : Date.now(),
+      timestamp: ts ? ts * 1000 : Date.now(),
       meta: {
-        _exchange: m.exchange,
-        _routing_key: m.routingKey,
-        _delivery_tag: m.deliveryTag,
-        _redelivered: m.redelivered,
+        _exchange: exchange,
+        _routing_key: routingKey,
+        _delivery_tag: tag,
+        _redelivered: redelivered,
         _properties: props,
       },
     });
-    if (m.redelivered) this.redelivered?.inc();
-    this.heldTag = m.deliveryTag;
+    if (redelivered) this.redelivered?.inc();
+    this.heldTag = tag;
     if (this.held.length >= this.options.max_batch) this.flush();
     else if (!this.flushQueued) {
       this.flushQueued = true;
