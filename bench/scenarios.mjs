@@ -12,6 +12,7 @@ const MODULES = [
   'file-jsonl.mjs',
   'file-csv.mjs',
   'websocket-file-jsonl.mjs',
+  'websocket-file-jsonl-schema.mjs',
   'websocket-blackhole-schema.mjs',
   'websocket-slow-sink.mjs',
   'websocket-slow-sink-durable.mjs',

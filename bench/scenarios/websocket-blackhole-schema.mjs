@@ -7,7 +7,7 @@ import WebSocket from 'ws';
 import { framesFixture, startFrameServer, SUBSCRIBE } from '../lib/ws-server.mjs';
 import { sampleRss, rssSummary, prepareSluice, until } from '../lib/ws-bench.mjs';
 
-const SCHEMA = {
+export const SCHEMA = {
   fields: [
     { name: 'e', type: 'string', nullable: false },
     { name: 'E', type: 'int64', nullable: false },
