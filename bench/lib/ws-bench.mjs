@@ -162,3 +162,17 @@ export function dirBytes(dir) {
   }
   return total;
 }
+
+/**
+ * Starts a prepared pipeline and runs it until its sink wrote `n` records, then stops it gracefully. The clock and
+ * the RSS sampling cover exactly that: start, run, drain, commit, close.
+ */
+export async function runUntilWritten(prepared, n) {
+  const rss = sampleRss();
+  const t0 = performance.now();
+  const run = prepared.start();
+  await until(() => run.handle.stats.records_out >= n, run.handle.done);
+  const { stats } = await run.end();
+  const seconds = (performance.now() - t0) / 1000;
+  return { stats, seconds, mem: rssSummary(rss.stop()) };
+}

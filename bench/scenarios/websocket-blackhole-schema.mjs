@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { framesFixture, startFrameServer, SUBSCRIBE } from '../lib/ws-server.mjs';
-import { sampleRss, rssSummary, prepareSluice, until } from '../lib/ws-bench.mjs';
+import { sampleRss, rssSummary, prepareSluice, runUntilWritten } from '../lib/ws-bench.mjs';
 
 export const SCHEMA = {
   fields: [
@@ -113,13 +113,7 @@ export default {
           },
           { dataDir: join(workDir, 'data') },
         );
-        const rss = sampleRss();
-        const t0 = performance.now();
-        const run = prepared.start();
-        await until(() => run.handle.stats.records_out >= n, run.handle.done);
-        const { stats } = await run.end();
-        const seconds = (performance.now() - t0) / 1000;
-        const mem = rssSummary(rss.stop());
+        const { stats, seconds, mem } = await runUntilWritten(prepared, n);
         const srv = await server.close();
         if (stats.records_out !== n || stats.errors) throw new Error(`blackhole got ${stats.records_out} records (${stats.errors} errors), expected ${n}`);
         return { records: stats.records_out, seconds, bytes, ...mem, server_cpu_s: srv.cpu_s };

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { checkOutput, openBatchWriter } from '../lib/data.mjs';
 import { stampedFramesFixture, startFrameServer, SUBSCRIBE, wallMs } from '../lib/ws-server.mjs';
-import { latencySummary, prepareSluice, rssSummary, sampleRss, until } from '../lib/ws-bench.mjs';
+import { latencySummary, prepareSluice, rssSummary, runUntilWritten, sampleRss } from '../lib/ws-bench.mjs';
 
 const RATE = 20_000;
 const BATCH = 1000;
@@ -47,13 +47,7 @@ export default {
             },
           },
         );
-        const rss = sampleRss();
-        const t0 = performance.now();
-        const run = prepared.start();
-        await until(() => run.handle.stats.records_out >= n, run.handle.done);
-        const { stats } = await run.end();
-        const seconds = (performance.now() - t0) / 1000;
-        const mem = rssSummary(rss.stop());
+        const { stats, seconds, mem } = await runUntilWritten(prepared, n);
         const srv = await server.close();
         return { records: stats.records_out, seconds, bytes, ...latencySummary(lat, k, WARMUP), ...mem, server_cpu_s: srv.cpu_s, ...(await checkOutput(outDir, n)) };
       } finally {
