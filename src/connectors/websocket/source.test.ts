@@ -359,6 +359,8 @@ describe('websocket source', () => {
       d.block = new Promise<void>((r) => (release = r));
       await waitFor(() => d.metric('messages_received') === 500, `${overflow}: all received`);
       expect(d.source.paused).toBe(false);
+      // 490 drops while the pipeline waited must not leave 490 empty slots behind.
+      expect(d.source.queueSlots).toBeLessThanOrEqual(2 * 10);
       d.block = undefined;
       release();
       // Every received message is either delivered or counted as dropped; nothing vanishes.

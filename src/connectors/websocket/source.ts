@@ -279,6 +279,12 @@ export class WebSocketSource implements Source {
         case 'drop_oldest':
           this.pending[this.head++] = undefined as never;
           this.m.dropped.inc();
+          // While the pipeline waits nothing else empties `pending`: without this its array would grow by a slot per
+          // dropped message for as long as the outage lasts (the same bound as PushQueue's).
+          if (this.head * 2 >= this.pending.length) {
+            this.pending = this.pending.slice(this.head);
+            this.head = 0;
+          }
           break;
         case 'backpressure':
           // Frames ws had already read before the pause still arrive; they are kept (a chunk's worth at most).
@@ -391,6 +397,11 @@ export class WebSocketSource implements Source {
   /** Messages waiting for the pipeline. */
   get queueDepth(): number {
     return this.pending.length - this.head;
+  }
+
+  /** Array slots the queue holds, dropped ones included (tests: memory follows `queue_size`, not the drops). */
+  get queueSlots(): number {
+    return this.pending.length;
   }
 }
 
