@@ -410,14 +410,23 @@ function compileLineParser(cols: string[], delimiter: string, nullValue: string 
     body += `e = s.indexOf(d, p); if (e === -1) return undefined; var v${i} = s.slice(p, e); p = e + dl;\n`;
   }
   body += `if (s.indexOf(d, p) !== -1) return undefined; var v${last} = p === 0 ? s : s.slice(p);\n`;
-  body += `return { ${cols.map((c, i) => `${propKey(c)}: ${nullValue === undefined ? `v${i}` : `(v${i} === nv ? null : v${i})`}`).join(', ')} };`;
+  body += `return ${rowLiteral(cols, nullValue, (i) => `v${i}`)};`;
   return new Function('d', 'dl', 'nv', `"use strict"; return function csvLine(s) { ${body} };`)(delimiter, delimiter.length, nullValue);
 }
 
-/** An object-literal key for `c`. JSON string literals are valid JS string literals. */
-function propKey(c: string): string {
-  // A literal `"__proto__": x` sets the prototype; the computed form defines an own property.
-  return c === '__proto__' ? `[${JSON.stringify(c)}]` : JSON.stringify(c);
+/**
+ * The source of an object literal with the keys `cols`, the i-th value being the expression `value(i)` (with
+ * `null_value` read as null, compared against the generated function's `nv`). Keys are emitted as JSON string literals,
+ * which are valid JS string literals; one literal gives every row one hidden class and no per-field keyed stores.
+ */
+function rowLiteral(cols: string[], nullValue: string | undefined, value: (i: number) => string): string {
+  const props = cols.map((c, i) => {
+    // A literal `"__proto__": x` sets the prototype; the computed form defines an own property.
+    const key = c === '__proto__' ? `[${JSON.stringify(c)}]` : JSON.stringify(c);
+    const v = value(i);
+    return `${key}: ${nullValue === undefined ? v : `(${v} === nv ? null : ${v})`}`;
+  });
+  return `{ ${props.join(', ')} }`;
 }
 
 function newApi(opts: ParseOptions): CsvApi | undefined {
@@ -437,13 +446,9 @@ function trimLineEnd(s: string): string {
   return e === s.length ? s : s.slice(0, e);
 }
 
-/**
- * A function turning a record into an object literal with these keys: one hidden class for every row and no
- * per-field keyed stores. Keys are emitted as JSON string literals, which are valid JS string literals.
- */
+/** A function turning a record's fields into a row object (see rowLiteral). */
 function compileRowBuilder(cols: string[], nullValue: string | undefined): (rec: string[]) => Record<string, unknown> {
-  const props = cols.map((c, i) => `${propKey(c)}: ${nullValue === undefined ? `r[${i}]` : `(r[${i}] === nv ? null : r[${i}])`}`);
-  return new Function('nv', `"use strict"; return function csvRow(r) { return { ${props.join(', ')} }; };`)(nullValue);
+  return new Function('nv', `"use strict"; return function csvRow(r) { return ${rowLiteral(cols, nullValue, (i) => `r[${i}]`)}; };`)(nullValue);
 }
 
 // ---- encoding ------------------------------------------------------------------------------------------------
