@@ -15,14 +15,19 @@ const COUNT = 500;
 
 const streamFile = (fixtureDir) => join(fixtureDir, 'redis-stream.json');
 
+/** The stream key `prepare` recorded in the fixture directory, or undefined when there is none. */
+function preparedKey(fixtureDir) {
+  try {
+    return JSON.parse(readFileSync(streamFile(fixtureDir), 'utf8')).key;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The prepared stream, read by a fresh group `group`; afterwards checks nothing is pending and destroys the group. */
 async function withGroup(fixtureDir, n, prefix, fn) {
-  let key;
-  try {
-    ({ key } = JSON.parse(readFileSync(streamFile(fixtureDir), 'utf8')));
-  } catch {
-    throw new Error(`no prepared stream recorded in ${fixtureDir}: run this scenario through scripts/bench.mjs (its prepare step fills one)`);
-  }
+  const key = preparedKey(fixtureDir);
+  if (key === undefined) throw new Error(`no prepared stream recorded in ${fixtureDir}: run this scenario through scripts/bench.mjs (its prepare step fills one)`);
   const group = uniqueName(prefix);
   const redis = createClient({ url: URL });
   redis.on('error', () => undefined);
@@ -56,12 +61,8 @@ export default {
     return { bytes: payloadBytes(fixtureDir, n) };
   },
   async teardown({ fixtureDir }) {
-    let key;
-    try {
-      ({ key } = JSON.parse(readFileSync(streamFile(fixtureDir), 'utf8')));
-    } catch {
-      return;
-    }
+    const key = preparedKey(fixtureDir);
+    if (key === undefined) return;
     const redis = createClient({ url: URL });
     redis.on('error', () => undefined);
     await redis.connect();
