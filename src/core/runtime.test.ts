@@ -387,6 +387,14 @@ describe('runtime', () => {
     const own = (rowsAreRaw: boolean) => ({ records: [{ value: { n: 1 }, raw: '{"n": 1}' }], decoded: true, rowsAreRaw });
     expect(await encoded({}, own(false))).toBe('{"n":1}\n');
     expect(await encoded({}, own(true))).toBe('{"n": 1}\n');
+    // Re-encoded rows keep bytes as base64 and int64 past 2^53 exact, whether or not the schema can hold bytes.
+    const one = (p: string) => ({ records: [{ value: p }] });
+    const typed = { fields: [{ name: 'b', type: 'bytes' as const }, { name: 'n', type: 'int64' as const }] };
+    expect(await encoded({ source: ep('scripted', { schema: typed }) }, one('{"b":"aGk=","n":"9007199254740993"}'))).toBe('{"b":"aGk=","n":9007199254740993}\n');
+    const noBytes = { fields: [{ name: 'n', type: 'int64' as const }] };
+    expect(await encoded({ source: ep('scripted', { schema: noBytes }) }, one('{"n":"9007199254740993","s":"x"}'))).toBe('{"n":9007199254740993,"s":"x"}\n');
+    // Rows a source decoded itself may hold bytes even with no schema.
+    expect(await encoded({}, { records: [{ value: { b: Buffer.from('hi') } }], decoded: true })).toBe('{"b":"aGk="}\n');
   });
 
   it('routes split one stream into named outputs, each unwrapping its payload and applying its own schema', async () => {

@@ -7,13 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ConnectorSpec } from './spec.js';
-import type { BadRecord, Decoder, SluiceRecord, Sink, SinkContext, Source, SourceBatch, SourceContext, SourcePosition } from './types.js';
+import type { BadRecord, Decoder, FieldSpec, SluiceRecord, Sink, SinkContext, Source, SourceBatch, SourceContext, SourcePosition } from './types.js';
 import { exhaustedPolicy, type EndpointDef, type ExhaustedPolicy, type PipelineDef, type RetryPolicy, type RouteCondition } from './model.js';
 import type { StateStore } from './state.js';
 import { MetricSet, countingEncoder, meterOutput, newStats, type PipelineStats } from './metrics.js';
 import { RecordError, RejectedRecordsError, SluiceError, errorMessage, type RejectedRecord } from './errors.js';
 import { createFormat, findFormat, stringifyJson } from '../formats/index.js';
-import { jsonPassThrough } from '../formats/json.js';
+import { jsonPassThrough, jsonPlainRows } from '../formats/json.js';
 import { compileSchema } from './schema.js';
 
 export interface RuntimeEnv {
@@ -123,6 +123,18 @@ interface WriteFailure {
 
 /** `pause` retries no faster than this, whatever max_backoff says: a paused pipeline must not spin. */
 const PAUSE_FLOOR_MS = 100;
+
+/** Formats whose decoded rows hold strings, numbers, booleans, null, arrays and objects only: never bytes. */
+const PLAIN_ROW_FORMATS = new Set(['json', 'csv', 'text']);
+
+function schemaHasBytes(fields: readonly FieldSpec[]): boolean {
+  for (const f of fields) if (typeHasBytes(f)) return true;
+  return false;
+}
+
+function typeHasBytes(f: Omit<FieldSpec, 'name'>): boolean {
+  return f.type === 'bytes' || (f.items !== undefined && typeHasBytes(f.items)) || (f.fields !== undefined && schemaHasBytes(f.fields));
+}
 
 /** A queue plus the loop that writes it to one sink in order, with batching and retries. */
 class Writer {
@@ -478,6 +490,15 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
     !opts.transform &&
     !opts.makeTransform &&
     !def.routes?.length;
+  // Rows of JSON-native values only (jsonPlainRows): no bytes can be in them. Off for good once a source hands over
+  // rows it decoded itself.
+  let rowsPlain =
+    PLAIN_ROW_FORMATS.has(findFormat(def.source.format.name)?.name ?? '') &&
+    !(def.source.schema && schemaHasBytes(def.source.schema.fields)) &&
+    !metaFields.length &&
+    !opts.transform &&
+    !opts.makeTransform &&
+    !def.routes?.length;
   const isJson = (e: EndpointDef) => findFormat(e.format.name)?.name === 'json' && !e.schema;
 
   const makeSink = (e: EndpointDef): Sink => {
@@ -496,8 +517,10 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
   });
   const sinkCtx = (e: EndpointDef, role: 'sink' | 'dlq', m: MetricSet, scope: string): SinkContext => {
     const enc = createFormat(e.format, e.schema).encoder();
-    const passThrough = role === 'sink' && rowsAsDecoded && isJson(e);
-    return { ...baseCtx(role, e.connector, m, scope), encoder: countingEncoder(passThrough ? jsonPassThrough(enc, () => rowsAsDecoded) : enc, m) };
+    const json = role === 'sink' && isJson(e);
+    const plain = json && rowsPlain ? jsonPlainRows(enc, () => rowsPlain) : enc;
+    const passThrough = json && rowsAsDecoded;
+    return { ...baseCtx(role, e.connector, m, scope), encoder: countingEncoder(passThrough ? jsonPassThrough(plain, () => rowsAsDecoded) : plain, m) };
   };
 
   // ---- acknowledgement ----
@@ -765,7 +788,7 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
       current = undefined;
       records = out;
     } else {
-      if (!batch.rowsAreRaw) rowsAsDecoded = false;
+      if (!batch.rowsAreRaw) rowsAsDecoded = rowsPlain = false;
       for (let i = 0; i < records.length; i++) {
         const raw = records[i]!.raw;
         if (raw !== undefined) bytes += raw.length;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createFormat } from './index.js';
 import { RecordError } from '../core/errors.js';
-import { jsonPassThrough, scanJsonError } from './json.js';
+import { jsonPassThrough, jsonPlainRows, scanJsonError } from './json.js';
 import type { SluiceRecord } from '../core/types.js';
 
 function decode(payload: string | Uint8Array, options: Record<string, unknown> = {}) {
@@ -185,6 +185,21 @@ describe('json byte pass-through', () => {
     expect(e.encode({ a: 1 })).toBe('{"a":1}');
     expect(e.encodeStream([{ a: 1 }], true)).toBe('{"a":1}\n');
     expect(e.extension).toBe('jsonl');
+  });
+});
+
+describe('json plain rows', () => {
+  it('encodes rows with JSON.stringify, and a row with a BigInt with the full encoder', () => {
+    const e = jsonPlainRows(enc(), () => true);
+    expect(e.encodeStream([{ a: 1, d: new Date(0) }, { n: 2n ** 64n, s: 'x' }, { u: undefined }], true)).toBe(
+      '{"a":1,"d":"1970-01-01T00:00:00.000Z"}\n{"n":18446744073709551616,"s":"x"}\n{}\n',
+    );
+  });
+
+  it('uses the full encoder while the runtime says rows may hold bytes', () => {
+    const e = jsonPlainRows(enc(), () => false);
+    expect(e.encodeStream([{ b: Buffer.from('hi') }], true)).toBe('{"b":"aGk="}\n');
+    expect(e.encode({ b: new Uint8Array([104, 105]) })).toBe('{"b":"aGk="}');
   });
 });
 

@@ -190,6 +190,36 @@ export function jsonPassThrough(enc: Encoder, exact: () => boolean): Encoder {
   };
 }
 
+/**
+ * NDJSON for rows that hold only what JSON.parse makes, plus BigInt and Date (the runtime decides: rows it decoded
+ * itself from json, csv or text, with no schema field of type bytes, no metadata fields and no transform). Such rows
+ * skip `stringifyJson`'s walk looking for bytes; a BigInt (int64 past 2^53) makes JSON.stringify throw, and that row
+ * alone takes the full encoder. `plain()` is read per batch, as the runtime may turn it off mid-run.
+ */
+export function jsonPlainRows(enc: Encoder, plain: () => boolean): Encoder {
+  return {
+    encode: (value) => enc.encode(value),
+    encodeStream(values, first) {
+      if (!plain()) return enc.encodeStream(values, first);
+      let s = '';
+      for (let i = 0; i < values.length; i++) {
+        s += stringifyPlain(values[i]);
+        s += '\n';
+      }
+      return s;
+    },
+    extension: enc.extension,
+  };
+}
+
+function stringifyPlain(v: unknown): string {
+  try {
+    return JSON.stringify(v) ?? 'null';
+  } catch {
+    return stringifyJson(v);
+  }
+}
+
 /** `{...}` with no line break anywhere (a JSON line as it stands; leading blanks or a BOM do not qualify). */
 function isOneLineObject(t: string): boolean {
   return t.charCodeAt(0) === 123 && t.charCodeAt(t.length - 1) === 125 && t.indexOf('\n') === -1 && t.indexOf('\r') === -1;
