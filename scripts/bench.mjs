@@ -1,11 +1,13 @@
 // `npm run bench`: every scenario in bench/scenarios.mjs, Sluice beside a bare Node baseline, each run in its own
-// worker process. Prints a table and writes bench-results/latest.json. See docs/benchmarks.md.
+// worker process. Prints a table and writes bench-results/latest.json. See docs/benchmarks.md. Before them, the
+// start-up measurement `startup` (issue 9: `sluice run` to its first record under 300 ms).
 //
 //   node scripts/bench.mjs [--runs N] [--quick] [--only NAME]... [--records N] [--fsync] [--profile] [--timeout S]
-//                          [--pipeline-json JSON]
+//                          [--pipeline-json JSON] [--startup-runs N]
 
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as nodeModule from 'node:module';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +20,10 @@ const workerPath = join(root, 'bench', 'worker.mjs');
 const resultsDir = join(root, 'bench-results');
 /** Issue 9: peak RSS of a Sluice worker under this in every scenario. */
 const PEAK_RSS_TARGET_MB = 150;
+/** Issue 9: `sluice run` from spawn to its first record on stdout under this. */
+const STARTUP_TARGET_MS = 300;
+/** The name `--only` selects the start-up measurement by; it is not a scenario of bench/scenarios.mjs. */
+const STARTUP = 'startup';
 
 const USAGE = `usage: node scripts/bench.mjs [options]
   --runs N        runs per implementation (default 3; the median is reported)
@@ -29,7 +35,9 @@ const USAGE = `usage: node scripts/bench.mjs [options]
   --timeout S     give up on a run after S seconds (default 600)
   --pipeline-json JSON
                   merged into every Sluice pipeline, e.g. '{"buffer":{"max_records":2000}}' (for tuning experiments)
-scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}`;
+  --startup-runs N
+                  spawns per start-up measurement (default 11; 5 with --quick)
+scenarios: ${STARTUP} (start-up time), ${SCENARIOS.map((s) => s.name).join(', ')}`;
 
 let args;
 try {
@@ -43,6 +51,7 @@ try {
       profile: { type: 'boolean', default: false },
       timeout: { type: 'string', default: '600' },
       'pipeline-json': { type: 'string' },
+      'startup-runs': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   }).values;
@@ -66,10 +75,11 @@ const positiveInt = (flag, text) => {
 const runs = args.runs !== undefined ? positiveInt('--runs', args.runs) : args.quick ? 1 : 3;
 const recordsOverride = args.records !== undefined ? positiveInt('--records', args.records) : args.quick ? 100_000 : undefined;
 const timeoutMs = positiveInt('--timeout', args.timeout) * 1000;
+const startupRuns = args['startup-runs'] !== undefined ? positiveInt('--startup-runs', args['startup-runs']) : args.quick ? 5 : 11;
 
 const wanted = (args.only ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
 for (const w of wanted) {
-  if (!SCENARIOS.some((s) => s.name === w)) {
+  if (w !== STARTUP && !SCENARIOS.some((s) => s.name === w)) {
     console.error(`--only: no scenario named '${w}'\n${USAGE}`);
     process.exit(2);
   }
@@ -83,6 +93,7 @@ if (args['pipeline-json'] !== undefined) {
   }
 }
 const selected = wanted.length ? SCENARIOS.filter((s) => wanted.includes(s.name)) : SCENARIOS;
+const measureStartup = !wanted.length || wanted.includes(STARTUP);
 
 function machineInfo() {
   const cpus = os.cpus();
@@ -166,6 +177,129 @@ function table(rows) {
   return [line(rows[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n');
 }
 
+// ---- Start-up (issue 9): `sluice run` from spawn to its first record line on stdout, beside the floor of any Node
+// program (`node -e` printing one line) timed the same way, and `sluice --version` (the CLI's module loading alone).
+
+/** A start-up spawn that has not written its line within this is killed and the measurement fails. */
+const STARTUP_SPAWN_TIMEOUT_MS = 30_000;
+/** Start-up children still running, so an interrupted bench does not leave them behind. */
+const startupChildren = new Set();
+
+let clockTicks;
+/** User+system CPU milliseconds `pid` has used so far, from /proc (Linux); undefined elsewhere. */
+function cpuMsOf(pid) {
+  try {
+    // Fields after the command name, which is in parentheses and may itself contain spaces: utime, stime are 14, 15.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    clockTicks ??= 100; // USER_HZ: 100 on every Linux architecture Node supports
+    return ((Number(f[11]) + Number(f[12])) * 1000) / clockTicks;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Spawns `node argv`, and kills it by PID as soon as its first stdout line arrives: milliseconds from spawn to it. */
+function timeToFirstLine(argv) {
+  return new Promise((resolvePromise) => {
+    const t0 = performance.now();
+    const child = spawn(process.execPath, argv, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    startupChildren.add(child);
+    let ms;
+    let cpuMs;
+    let stdout = '';
+    let stderr = '';
+    const kill = () => {
+      try {
+        process.kill(child.pid, 'SIGKILL');
+      } catch {} // already gone
+    };
+    const timer = setTimeout(() => {
+      stderr += `\n(killed after ${STARTUP_SPAWN_TIMEOUT_MS / 1000} s without a line on stdout)`;
+      kill();
+    }, STARTUP_SPAWN_TIMEOUT_MS);
+    child.stdout.on('data', (d) => {
+      if (ms !== undefined) return;
+      stdout += d;
+      if (!stdout.includes('\n')) return;
+      ms = performance.now() - t0;
+      // Read before the kill: afterwards /proc no longer has the process.
+      cpuMs = cpuMsOf(child.pid);
+      kill();
+    });
+    child.stderr.on('data', (d) => {
+      if (stderr.length < 8192) stderr += d;
+    });
+    child.on('error', (e) => (stderr += `\n${e.message}`));
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      startupChildren.delete(child);
+      if (ms !== undefined) resolvePromise({ ok: true, ms, cpu_ms: cpuMs, line: stdout.slice(0, stdout.indexOf('\n')) });
+      else resolvePromise({ ok: false, error: `exited ${signal ?? code} before its first line: ${stderr.trim() || 'no output'}` });
+    });
+  });
+}
+
+async function measureStartupTimes(dir) {
+  const yaml = join(dir, 'startup.yaml');
+  writeFileSync(yaml, 'name: startup\nsource:\n  connector: generator\n  config: { template: iot, count: 1, seed: 1 }\nsink:\n  connector: stdout\n');
+  const bin = join(root, 'bin', 'sluice.js');
+  let spawnNo = 0;
+  const cases = [
+    // Each run its own data directory: a first run, with no checkpoint that could make the generator resume.
+    { key: 'run', label: 'sluice run (generator -> stdout)', argv: () => [bin, 'run', '--data-dir', join(dir, `data-${spawnNo++}`), yaml] },
+    { key: 'version', label: 'sluice --version', argv: () => [bin, '--version'] },
+    { key: 'floor', label: "node -e 'console.log(1)' (floor)", argv: () => ['-e', 'console.log(1)'] },
+  ];
+  const samples = Object.fromEntries(cases.map((c) => [c.key, []]));
+  const entry = {
+    name: STARTUP,
+    target_ms: STARTUP_TARGET_MS,
+    spawns: startupRuns,
+    // Node 22.1+: bin/sluice.js turns on the V8 compile cache, which the warm-up spawn fills.
+    compile_cache: typeof nodeModule.enableCompileCache === 'function' && !process.env.NODE_DISABLE_COMPILE_CACHE,
+    load_avg_1m_before: Math.round(os.loadavg()[0] * 100) / 100,
+    cases: {},
+  };
+  console.log(`${STARTUP} (${startupRuns} spawns each after one warm-up, alternating; ms from spawn to the first stdout line)`);
+  try {
+    // Round 0 warms the page cache (and the compile cache) and is not counted; alternating the cases spreads noise.
+    for (let round = 0; round <= startupRuns; round++) {
+      for (const c of cases) {
+        const r = await timeToFirstLine(c.argv());
+        if (!r.ok) throw new Error(`${c.label}: ${r.error}`);
+        if (round > 0) samples[c.key].push(r);
+        if (round === 1 && c.key === 'run' && !r.line.startsWith('{')) throw new Error(`${c.label}: the first stdout line is not a record: ${r.line}`);
+      }
+    }
+    for (const c of cases) {
+      const xs = samples[c.key];
+      const ms = xs.map((x) => x.ms);
+      const cpu = xs.every((x) => x.cpu_ms !== undefined) ? median(xs.map((x) => x.cpu_ms)) : undefined;
+      entry.cases[c.key] = { label: c.label, median_ms: median(ms), min_ms: Math.min(...ms), max_ms: Math.max(...ms), median_cpu_ms: cpu, samples_ms: ms.map((x) => Math.round(x * 10) / 10) };
+    }
+    entry.over_floor_ms = entry.cases.run.median_ms - entry.cases.floor.median_ms;
+    entry.meets = { startup_ms: entry.cases.run.median_ms < STARTUP_TARGET_MS };
+    entry.status = 'ok';
+  } catch (e) {
+    entry.status = 'failed';
+    entry.error = e.message;
+    console.log(`  FAILED: ${e.message}`);
+  }
+  entry.load_avg_1m_after = Math.round(os.loadavg()[0] * 100) / 100;
+  return entry;
+}
+
+function startupRows(e) {
+  const rows = [['start-up', 'median ms', 'min ms', 'max ms', 'cpu ms', 'target']];
+  if (e.status !== 'ok') return [...rows, [e.name, 'FAILED', '-', '-', '-', '-']];
+  for (const [key, c] of Object.entries(e.cases)) {
+    const target = key === 'run' ? `<${e.target_ms}ms ${e.meets.startup_ms ? 'met' : 'MISSED'}` : '';
+    rows.push([c.label, c.median_ms.toFixed(0), c.min_ms.toFixed(0), c.max_ms.toFixed(0), c.median_cpu_ms === undefined ? '-' : c.median_cpu_ms.toFixed(0), target]);
+  }
+  return rows;
+}
+
 const machine = machineInfo();
 console.log(`sluice bench: ${machine.cpu_model}, ${machine.cores} cores, ${machine.memory_gb} GB, node ${machine.node}, load average ${machine.load_avg_1m}`);
 // Other processes competing for the cores skew every number here; say so rather than let it pass unnoticed.
@@ -180,13 +314,27 @@ const fixtureDir = mkdtempSync(join(os.tmpdir(), 'sluice-bench-'));
 const cleanup = () => rmSync(fixtureDir, { recursive: true, force: true });
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => {
+    for (const child of startupChildren) {
+      try {
+        process.kill(child.pid, 'SIGKILL');
+      } catch {}
+    }
     cleanup();
     process.exit(130);
   });
 }
 
 const report = [];
+let startup;
 try {
+  if (measureStartup) {
+    startup = await measureStartupTimes(fixtureDir);
+    if (startup.status === 'ok') {
+      const { run, floor } = startup.cases;
+      console.log(`  sluice run ${run.median_ms.toFixed(0)} ms (cpu ${run.median_cpu_ms?.toFixed(0) ?? '-'} ms), node -e floor ${floor.median_ms.toFixed(0)} ms (cpu ${floor.median_cpu_ms?.toFixed(0) ?? '-'} ms): start-up < ${STARTUP_TARGET_MS} ms ${startup.meets.startup_ms ? 'met' : 'MISSED'}`);
+    }
+    console.log('');
+  }
   for (const scenario of selected) {
     const n = recordsOverride ?? scenario.records;
     const entry = {
@@ -264,6 +412,10 @@ try {
   cleanup();
 }
 
+if (startup) {
+  console.log(table(startupRows(startup)));
+  console.log(`median of ${startup.spawns} spawn(s) each; ms from spawn to the first line on stdout (the process is then killed); cpu ms: user+system CPU of the process up to that line (10 ms resolution)${startup.compile_cache ? '; V8 compile cache on' : ''}\n`);
+}
 const rows = [['scenario', 'impl', 'records/s', 'MB/s', 'peak RSS MB', 'cpu s', 'p50 ms', 'p99 ms', 'sluice/bare', 'target']];
 for (const e of report) {
   if (e.status !== 'ok') {
@@ -284,16 +436,19 @@ for (const e of report) {
     rows.push([k === 0 ? e.name : '', impl, fmtInt(s.median_records_per_sec), fmt1(s.median_mb_per_sec), fmt1(s.peak_rss_mb), s.median_cpu_s.toFixed(2), ms(s.median_latency_p50_ms), ms(s.median_latency_p99_ms), ratio, targets.join(', ')]);
   });
 }
-console.log(table(rows));
-console.log(`\nmedian of ${runs} run(s) each; peak RSS is the highest of the runs; cpu s: median user+system CPU seconds of a whole worker process; p50/p99: end-to-end latency of paced scenarios`);
+if (report.length) console.log(table(rows));
+if (report.length) console.log(`\nmedian of ${runs} run(s) each; peak RSS is the highest of the runs; cpu s: median user+system CPU seconds of a whole worker process; p50/p99: end-to-end latency of paced scenarios`);
 
 mkdirSync(resultsDir, { recursive: true });
 const out = join(resultsDir, 'latest.json');
-writeFileSync(out, JSON.stringify({ machine, options: { runs, records: recordsOverride ?? null, fsync: args.fsync, quick: args.quick, only: wanted, pipeline_json: args['pipeline-json'] ?? null }, scenarios: report }, null, 2) + '\n');
+writeFileSync(out, JSON.stringify({ machine, options: { runs, records: recordsOverride ?? null, fsync: args.fsync, quick: args.quick, only: wanted, pipeline_json: args['pipeline-json'] ?? null, startup_runs: startupRuns }, startup: startup ?? null, scenarios: report }, null, 2) + '\n');
 // The same table as Markdown, ready for docs/benchmarks.md.
 const md = [rows[0], rows[0].map((_, i) => (i >= 2 && i < rows[0].length - 1 ? '---:' : '---')), ...rows.slice(1)].map((r) => `| ${r.join(' | ')} |`).join('\n');
-const loads = report.flatMap((e) => [e.load_avg_1m_before, e.load_avg_1m_after ?? e.load_avg_1m_before]);
+const loads = [...(startup ? [startup] : []), ...report].flatMap((e) => [e.load_avg_1m_before, e.load_avg_1m_after ?? e.load_avg_1m_before]);
 const about = `${machine.date.slice(0, 10)}: ${machine.cpu_model}, ${machine.cores} cores, ${machine.memory_gb} GB RAM, ${machine.platform}, Node.js ${machine.node}; load average ${Math.min(...loads)} to ${Math.max(...loads)} (1 min, before and after each scenario); ${runs} run(s), median${recordsOverride ? `, ${recordsOverride} records` : ''}${args.fsync ? ', fsync after every batch' : ''}${args['pipeline-json'] ? `, pipeline overrides \`${args['pipeline-json']}\`` : ''}`;
-writeFileSync(join(resultsDir, 'latest.md'), `${about}\n\n${md}\n`);
+const startupMd = startup
+  ? `${startupRows(startup).flatMap((r, k) => (k === 0 ? [r, r.map((_, i) => (i >= 1 && i < r.length - 1 ? '---:' : '---'))] : [r])).map((r) => `| ${r.join(' | ')} |`).join('\n')}\n\n`
+  : '';
+writeFileSync(join(resultsDir, 'latest.md'), `${about}\n\n${startupMd}${report.length ? `${md}\n` : ''}`);
 console.log(`results: ${out} (table: bench-results/latest.md)`);
-process.exitCode = report.some((e) => e.status === 'failed') ? 1 : 0;
+process.exitCode = report.some((e) => e.status === 'failed') || startup?.status === 'failed' ? 1 : 0;
