@@ -281,7 +281,8 @@ describe('durable buffer', () => {
   });
 
   it('reads ahead of the sink only up to a bound, which doubles when the sink drains all of it', async () => {
-    const { buf, fake } = await open({ readAheadRecords: 1000 });
+    // No patience timeout here: only the sink's reports may grow the bound, however slow the machine.
+    const { buf, fake } = await open({ readAheadRecords: 1000, readAheadPatienceMs: 600_000 });
     emitValues(buf, 1, 6000, 50);
     await until(() => fake.records().length === 1000);
     await turn();
@@ -306,7 +307,7 @@ describe('durable buffer', () => {
   });
 
   it('does not let the read-ahead bound stall a pipeline that reports no writes (preview)', async () => {
-    const { buf, fake } = await open({ readAheadRecords: 200 });
+    const { buf, fake } = await open({ readAheadRecords: 200, readAheadPatienceMs: 20 });
     emitValues(buf, 1, 1500, 100);
     await until(() => fake.records().length === 1500);
     expect(fake.values()).toEqual(range(1, 1500));

@@ -59,6 +59,8 @@ export interface DurableBufferOptions {
    * whenever the sink drained all of them while the replay waited, or no write was reported for a while.
    */
   readAheadRecords?: number;
+  /** How long the replay waits on the read-ahead bound with no write reported before it grows the bound (250 ms). */
+  readAheadPatienceMs?: number;
 }
 
 export interface DurableBuffer {
@@ -559,6 +561,7 @@ class DurableLog implements DurableBuffer {
   private ahead = 0;
   /** Bound on `ahead`; grows when it is what keeps the sink waiting (see loop()). */
   private readAhead: number;
+  private readonly patienceMs: number;
   private aheadBlocked = false;
   private aheadTimer?: NodeJS.Timeout;
 
@@ -630,6 +633,7 @@ class DurableLog implements DurableBuffer {
     this.segmentBytes = init.segmentBytes;
     this.cacheMax = opts.cacheBytes ?? DEFAULT_CACHE;
     this.readAhead = opts.readAheadRecords ?? DEFAULT_READ_AHEAD;
+    this.patienceMs = opts.readAheadPatienceMs ?? READ_AHEAD_PATIENCE_MS;
     this.stateKey = init.stateKey;
     this.acked = init.acked;
     this.segs = init.segs;
@@ -989,7 +993,7 @@ class DurableLog implements DurableBuffer {
         if (this.ahead >= this.readAhead) {
           this.aheadBlocked = true;
           if (!this.aheadTimer) {
-            this.aheadTimer = setTimeout(this.aheadTimeout, READ_AHEAD_PATIENCE_MS);
+            this.aheadTimer = setTimeout(this.aheadTimeout, this.patienceMs);
             this.aheadTimer.unref();
           }
           await new Promise<void>((r) => (this.wake = r));
@@ -1375,6 +1379,7 @@ function checkOptions(o: DurableBufferOptions): void {
   if (!['block', 'drop_oldest', 'drop_newest'].includes(o.onFull)) bad(`onFull must be block, drop_oldest or drop_newest, got '${String(o.onFull)}'`);
   if (o.cacheBytes !== undefined && !(Number.isFinite(o.cacheBytes) && o.cacheBytes >= 0)) bad('cacheBytes must be a non-negative number');
   if (o.readAheadRecords !== undefined && !(Number.isSafeInteger(o.readAheadRecords) && o.readAheadRecords > 0)) bad('readAheadRecords must be a positive integer');
+  if (o.readAheadPatienceMs !== undefined && !(Number.isFinite(o.readAheadPatienceMs) && o.readAheadPatienceMs > 0)) bad('readAheadPatienceMs must be a positive number');
 }
 
 /** The sequence number in an exactly-once sink's stored position when it is this log's; other positions are ignored. */
