@@ -14,6 +14,8 @@ const ROOT = resolve(import.meta.dirname ?? new URL('.', import.meta.url).pathna
 const DIST = join(ROOT, 'dist');
 
 const CLIENT_LIBRARIES = ['kafkajs', 'mqtt', 'redis', '@redis/client', 'rabbitmq-client', '@nats-io/transport-node', '@nats-io/jetstream', 'ws', 'avsc', 'protobufjs'];
+// Libraries loaded on first use by what needs them: the CSV format's decoder/encoder, and a file source's glob.
+const ON_FIRST_USE = ['csv-parse', 'csv-stringify', 'tinyglobby', 'fdir', 'picomatch'];
 
 // Every module the loader loads (ESM, and CommonJS imported from ESM) is reported by a load hook through a message
 // port; modules loaded with require() show up in require.cache. A last sentinel import flushes the hook's messages,
@@ -80,36 +82,43 @@ process.on('exit', () => {
 });
 `;
 
+/** Runs `sluice run` on `yaml` (written into `dir`) under RUN_REGISTER: the module URLs it loaded, and the schemas built. */
+async function runLoading(dir: string, yaml: string): Promise<{ urls: string[]; built: string[] }> {
+  const modules = join(dir, 'modules.txt');
+  writeFileSync(modules, '');
+  writeFileSync(join(dir, 'p.yaml'), yaml);
+  await promisify(execFile)(
+    process.execPath,
+    ['--no-warnings', '--import', 'data:text/javascript,' + encodeURIComponent(RUN_REGISTER), join(ROOT, 'bin', 'sluice.js'), '--log-format', 'json', 'run', '--data-dir', join(dir, 'data'), join(dir, 'p.yaml')],
+    { cwd: ROOT, timeout: 60_000, env: { ...process.env, SLUICE_TEST_MODULE_LOG: modules, SLUICE_TEST_SPEC_MODULE: pathToFileURL(join(DIST, 'core', 'spec.js')).href } },
+  );
+  const lines = readFileSync(modules, 'utf8').split('\n').filter(Boolean);
+  return {
+    urls: lines.filter((l) => !l.startsWith('schemas:')),
+    built: JSON.parse(lines.find((l) => l.startsWith('schemas:'))!.slice('schemas:'.length)) as string[],
+  };
+}
+
 describe.skipIf(!existsSync(join(DIST, 'connectors', 'index.js')))('start-up', () => {
-  it('`sluice run` of a generator -> file pipeline loads no client library, no HTTP client, no pretty-printer, no SQL or server module, and builds no other connector\'s options', async () => {
+  it('`sluice run` of a generator -> file pipeline loads no client library, no CSV or glob library, no HTTP client, no pretty-printer, no SQL or server module, and builds no other connector\'s options', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sluice-startup-'));
     try {
       const out = join(dir, 'out.jsonl');
-      const modules = join(dir, 'modules.txt');
-      writeFileSync(modules, '');
-      writeFileSync(
-        join(dir, 'p.yaml'),
+      const { urls, built } = await runLoading(
+        dir,
         `name: startup\nsource:\n  connector: generator\n  config: { template: iot, count: 3, seed: 1 }\nsink:\n  connector: file\n  config: { path: ${JSON.stringify(out)} }\n`,
-      );
-      await promisify(execFile)(
-        process.execPath,
-        ['--no-warnings', '--import', 'data:text/javascript,' + encodeURIComponent(RUN_REGISTER), join(ROOT, 'bin', 'sluice.js'), '--log-format', 'json', 'run', '--data-dir', join(dir, 'data'), join(dir, 'p.yaml')],
-        { cwd: ROOT, timeout: 60_000, env: { ...process.env, SLUICE_TEST_MODULE_LOG: modules, SLUICE_TEST_SPEC_MODULE: pathToFileURL(join(DIST, 'core', 'spec.js')).href } },
       );
       // The pipeline really ran, so what it loaded is what a user's run loads.
       expect(readFileSync(out, 'utf8').trim().split('\n')).toHaveLength(3);
-      const lines = readFileSync(modules, 'utf8').split('\n').filter(Boolean);
-      const urls = lines.filter((l) => !l.startsWith('schemas:'));
       const packages = packagesOf(urls);
       expect(packages.has('pino')).toBe(true);
-      expect([...CLIENT_LIBRARIES, 'undici', 'pino-pretty'].filter((p) => packages.has(p))).toEqual([]);
+      expect([...CLIENT_LIBRARIES, ...ON_FIRST_USE, 'undici', 'pino-pretty'].filter((p) => packages.has(p))).toEqual([]);
       // The SQL compiler loads only for a transform or a .sql file, dead-letter replay and the server only for their
       // commands (server/command.js is the `serve` command's definition, which registers it with commander).
       const own = urls.filter((u) => u.startsWith(pathToFileURL(DIST).href + '/')).map((u) => u.slice(pathToFileURL(DIST).href.length + 1));
       expect(own).toContain('cli/main.js');
       expect(own.filter((m) => m.startsWith('sql/') || (m.startsWith('server/') && m !== 'server/command.js') || m === 'cli/dlq.js')).toEqual([]);
       // Option schemas are built for the connectors the pipeline uses only (labels are `connector:part`).
-      const built = JSON.parse(lines.find((l) => l.startsWith('schemas:'))!.slice('schemas:'.length)) as string[];
       expect(built).toEqual(expect.arrayContaining(['generator:source', 'file:sink']));
       expect(built.filter((label) => !['generator', 'file', 'core'].includes(label.split(':')[0]!))).toEqual([]);
     } finally {
@@ -117,6 +126,22 @@ describe.skipIf(!existsSync(join(DIST, 'connectors', 'index.js')))('start-up', (
     }
   });
 
+  it('a CSV pipeline reading a glob loads the CSV libraries and the glob library when it needs them', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-startup-'));
+    try {
+      writeFileSync(join(dir, 'in-1.csv'), 'id,name\n1,a\n2,b\n');
+      const out = join(dir, 'out.csv');
+      const { urls } = await runLoading(
+        dir,
+        `name: csv\nsource:\n  connector: file\n  config: { path: ${JSON.stringify(join(dir, 'in-*.csv'))} }\n  format: csv\nsink:\n  connector: file\n  config: { path: ${JSON.stringify(out)} }\n  format: csv\n`,
+      );
+      expect(readFileSync(out, 'utf8')).toBe('id,name\n1,a\n2,b\n');
+      // The check above sees these packages when they are loaded, so its empty list is not an accident of the hook.
+      expect(ON_FIRST_USE.filter((p) => !packagesOf(urls).has(p))).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it('importing the connector registry and the format table loads no client library', async () => {
     const args = JSON.stringify([pathToFileURL(join(DIST, 'connectors', 'index.js')).href, pathToFileURL(join(DIST, 'formats', 'index.js')).href]);
@@ -125,7 +150,7 @@ describe.skipIf(!existsSync(join(DIST, 'connectors', 'index.js')))('start-up', (
     const packages = packagesOf(r.loaded);
     // The check has to see modules at all, or an empty list would pass for the wrong reason (load hooks need 20.6).
     if (r.hooked) expect(packages.has('zod')).toBe(true);
-    expect(CLIENT_LIBRARIES.filter((p) => packages.has(p))).toEqual([]);
+    expect([...CLIENT_LIBRARIES, ...ON_FIRST_USE].filter((p) => packages.has(p))).toEqual([]);
     // Measured: ~24 MB (mostly zod) with lazy clients, ~60 MB with every client loaded.
     expect(r.rss / 1048576).toBeLessThan(40);
   });

@@ -2,7 +2,10 @@
 
 import { stat } from 'node:fs/promises';
 import { isAbsolute, relative, resolve, sep } from 'node:path';
-import { glob, isDynamicPattern } from 'tinyglobby';
+
+// tinyglobby (with fdir and picomatch) loads on the first pattern that is not an existing file: a sink, or a source
+// reading named files, never needs it, so it stays out of start-up (issue 9).
+let tinyglobby: Promise<typeof import('tinyglobby')> | undefined;
 
 export function toPatterns(path: string | string[]): string[] {
   return Array.isArray(path) ? path : [path];
@@ -28,6 +31,7 @@ export async function resolvePaths(patterns: string[], signal?: AbortSignal): Pr
       add(abs);
       continue;
     }
+    const { glob, isDynamicPattern } = await (tinyglobby ??= import('tinyglobby'));
     let globbed: string[] = [];
     if (st?.isDirectory()) {
       globbed = await glob('*', { cwd: abs, absolute: true, onlyFiles: true, expandDirectories: false, signal });
