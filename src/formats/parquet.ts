@@ -51,7 +51,6 @@ interface Lib {
   getTreePath(tree: any, path: string[]): any[];
   flatten(chunks: any[]): any[];
   DEFAULT_PARSERS: Record<string, (v: any) => any>;
-  parquetWriteBuffer(options: any): ArrayBuffer;
   ParquetWriter: new (options: any) => any;
   ByteWriter: new (initialSize?: number) => any;
 }
@@ -69,7 +68,6 @@ function load(): Lib {
     getTreePath: require('hyparquet/src/schema.js').getTreePath,
     flatten: require('hyparquet/src/utils.js').flatten,
     DEFAULT_PARSERS: require('hyparquet/src/convert.js').DEFAULT_PARSERS,
-    parquetWriteBuffer: require('hyparquet-writer').parquetWriteBuffer,
     ParquetWriter: require('hyparquet-writer').ParquetWriter,
     ByteWriter: require('hyparquet-writer').ByteWriter,
   };
@@ -515,19 +513,15 @@ class ParquetEncoder implements Encoder {
   encodeStream(values: unknown[], _first?: boolean): Uint8Array {
     const L = load();
     const columns = this.columnsFor(values);
-    const columnData = toColumnData(columns, values);
+    const groups = toRowGroups(columns, values, this.o.row_group_size);
     const schema = [{ name: 'root', num_children: columns.length }, ...columns.map((c) => c.element)];
-    const codec = this.o.compression.toUpperCase();
     try {
-      const buf = L.parquetWriteBuffer({
-        columnData,
-        schema,
-        codec,
-        compressors: COMPRESSORS,
-        rowGroupSize: this.o.row_group_size,
-        createdBy: 'sluice',
-      });
-      return new Uint8Array(buf);
+      // What parquetWriteBuffer does, one row group per call: the groups are cut (and their text columns prepared) here.
+      const bytes = new L.ByteWriter();
+      const w = new L.ParquetWriter({ writer: bytes, schema, codec: this.o.compression.toUpperCase(), compressors: COMPRESSORS, createdBy: 'sluice' });
+      for (const columnData of groups) w.write({ columnData, rowGroupSize: this.o.row_group_size });
+      w.finish();
+      return new Uint8Array(bytes.getBuffer());
     } catch (e) {
       if (e instanceof SluiceError) throw e;
       throw new SluiceError('SINK', `cannot write Parquet: ${errorMessage(e)}`, { cause: e });
@@ -623,21 +617,21 @@ class ParquetFileWriter implements FileWriter {
     for (const row of values) if (row && typeof row === 'object') for (const k of Object.keys(row)) if (!known.has(k)) return false;
     try {
       // Kept for the `write` that follows with the same rows, so they are converted once.
-      this.checked = { values, data: toColumnData(this.columns, values) };
+      this.checked = { values, groups: toRowGroups(this.columns, values, this.enc.options.row_group_size) };
       return true;
     } catch {
       return false;
     }
   }
 
-  private checked?: { values: unknown[]; data: Array<{ name: string; data: unknown[] }> };
+  private checked?: { values: unknown[]; groups: ColumnSource[][] };
 
   write(values: unknown[]): Uint8Array {
     const L = load();
     const columns = (this.columns ??= this.enc.columnsFor(values));
     const checked = this.checked;
     this.checked = undefined;
-    const columnData = checked?.values === values ? checked.data : toColumnData(columns, values);
+    const groups = checked?.values === values ? checked.groups : toRowGroups(columns, values, this.enc.options.row_group_size);
     if (!this.writer) {
       this.schema = [{ name: 'root', num_children: columns.length }, ...columns.map((c) => c.element)];
       this.bytes = new L.ByteWriter();
@@ -649,11 +643,13 @@ class ParquetFileWriter implements FileWriter {
         createdBy: 'sluice',
       });
     }
+    const before = this.writer.row_groups.length;
     try {
-      this.writer.write({ columnData, rowGroupSize: this.enc.options.row_group_size });
+      for (const columnData of groups) this.writer.write({ columnData, rowGroupSize: this.enc.options.row_group_size });
     } catch (e) {
       throw new SluiceError('SINK', `cannot write Parquet: ${errorMessage(e)}`, { cause: e });
     }
+    detachStatistics(this.writer.row_groups.slice(before));
     this.rows += values.length;
     return this.drain();
   }
@@ -681,15 +677,32 @@ class ParquetFileWriter implements FileWriter {
   }
 }
 
-function toColumnData(columns: Column[], values: unknown[]): Array<{ name: string; data: unknown[] }> {
-  const columnData = new Array<{ name: string; data: unknown[] }>(columns.length);
-  for (let c = 0; c < columns.length; c++) {
-    const col = columns[c]!;
-    const data = new Array<unknown>(values.length);
-    fillColumn(col, values, data);
-    columnData[c] = { name: col.name, data };
+/** One column of one row group as hyparquet-writer takes it; `encoding` only where the choice is made here. */
+interface ColumnSource {
+  name: string;
+  data: unknown[];
+  encoding?: 'PLAIN';
+}
+
+/**
+ * The columns of `values`, one set per row group of at most `size` rows (the groups hyparquet-writer would cut from
+ * the whole batch). Everything is converted before anything is written, so a value that does not fit fails the batch
+ * with the writer unchanged.
+ */
+function toRowGroups(columns: Column[], values: unknown[], size: number): ColumnSource[][] {
+  const groups: ColumnSource[][] = [];
+  for (let from = 0; from < values.length; from += size) {
+    const to = Math.min(values.length, from + size);
+    const group = new Array<ColumnSource>(columns.length);
+    for (let c = 0; c < columns.length; c++) {
+      const col = columns[c]!;
+      const data = new Array<unknown>(to - from);
+      fillColumn(col, values, from, data);
+      group[c] = col.convert === toText && plainText(data) ? { name: col.name, data, encoding: 'PLAIN' } : { name: col.name, data };
+    }
+    groups.push(group);
   }
-  return columnData;
+  return groups;
 }
 
 function columnError(name: string, i: number, e: unknown): SluiceError {
@@ -699,41 +712,113 @@ function columnError(name: string, i: number, e: unknown): SluiceError {
 const NULL_IN_REQUIRED = 'null in a non-nullable field';
 
 /**
- * Converts column `col` of every row into `data`. Strings and int64 (most columns of typical records) get loops of
- * their own that call their converter directly: one `convert` call site shared by every column type turns megamorphic
- * and costs an uninlined call per value.
+ * Converts column `col` of rows `from`.. of `values` into `data`. Strings and int64 (most columns of typical records)
+ * get loops of their own that call their converter directly: one `convert` call site shared by every column type
+ * turns megamorphic and costs an uninlined call per value.
  */
-function fillColumn(col: Column, values: unknown[], data: unknown[]): void {
+function fillColumn(col: Column, values: unknown[], from: number, data: unknown[]): void {
   const name = col.name;
   const required = col.element.repetition_type === 'REQUIRED';
-  const n = values.length;
+  const n = data.length;
   const convert = col.convert;
   let i = 0;
   try {
     if (convert === toText) {
       for (; i < n; i++) {
-        const row = values[i] as Record<string, unknown> | null;
+        const row = values[from + i] as Record<string, unknown> | null;
         const v = toText(row == null ? undefined : row[name]);
         if (v === null && required) throw new Error(NULL_IN_REQUIRED);
         data[i] = v;
       }
     } else if (convert === toBigInt) {
       for (; i < n; i++) {
-        const row = values[i] as Record<string, unknown> | null;
+        const row = values[from + i] as Record<string, unknown> | null;
         const v = toBigInt(row == null ? undefined : row[name]);
         if (v === null && required) throw new Error(NULL_IN_REQUIRED);
         data[i] = v;
       }
     } else {
       for (; i < n; i++) {
-        const row = values[i] as Record<string, unknown> | null;
+        const row = values[from + i] as Record<string, unknown> | null;
         const v = convert(row == null ? undefined : row[name]);
         if (v === null && required) throw new Error(NULL_IN_REQUIRED);
         data[i] = v;
       }
     }
   } catch (e) {
-    throw columnError(name, i, e);
+    throw columnError(name, from + i, e);
+  }
+}
+
+/**
+ * A text column that hyparquet-writer would write PLAIN is handed over as UTF-8 already: views into one buffer per
+ * column instead of strings. For strings the library calls TextEncoder.encode once per value, and each result is a
+ * separate ArrayBuffer (native allocation, tracked by the GC): the largest single cost of writing such a column
+ * (measured: ~0.5 s of CPU per 1M values, plus the collections). Returns whether `data` now holds bytes; the file is
+ * the same either way, because
+ * - only a column the library's dictionary sampling (`useDictionary` in hyparquet-writer's dictionary.js, copied
+ *   below) rejects is converted, and it is then written with `encoding: 'PLAIN'`, which is what the library picks for
+ *   it after rejecting; dictionary candidates stay strings (the library dedupes those by string before encoding);
+ * - only pure ASCII is converted, where a string's length is its UTF-8 size (what the sampling and page sizing
+ *   measure) and byte order is string order (the min/max statistics).
+ */
+function plainText(data: unknown[]): boolean {
+  const n = data.length;
+  if (n === 0) return false;
+  // useDictionary's sampling: 1000 values spread over the chunk, weighted by their PLAIN size (4-byte length prefix).
+  const sampleSize = Math.min(n, 1000);
+  const seen = new Set<string>();
+  let distinctSize = 0;
+  let totalSize = 0;
+  for (let i = 0; i < sampleSize; i++) {
+    const v = data[sampleSize === 1 ? 0 : Math.floor((i * (n - 1)) / (sampleSize - 1))];
+    if (typeof v !== 'string') continue;
+    const size = v.length + 4;
+    if (!seen.has(v)) {
+      seen.add(v);
+      distinctSize += size;
+    }
+    totalSize += size;
+  }
+  if (totalSize && distinctSize / totalSize <= 0.9) return false;
+  // One native copy of the whole column: join turns nulls into nothing, so offsets only advance on strings.
+  const text = data.join('');
+  if (NON_ASCII.test(text)) return false;
+  const bytes = Buffer.from(text, 'latin1');
+  const buf = bytes.buffer;
+  let off = bytes.byteOffset;
+  let prev: string | undefined;
+  let prevView: Uint8Array | undefined;
+  for (let i = 0; i < n; i++) {
+    const v = data[i];
+    if (typeof v !== 'string') continue;
+    // A run of one value shares one view (the library keys byte arrays by identity before hashing their bytes).
+    if (v !== prev) {
+      prev = v;
+      prevView = new Uint8Array(buf, off, v.length);
+    }
+    off += v.length;
+    data[i] = prevView;
+  }
+  return true;
+}
+
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/**
+ * Statistics of text columns written as views (`plainText`) hold views into that column's buffer; the writer keeps
+ * every row group's metadata until the file's footer, so they are copied out, or each would keep a whole column alive.
+ */
+function detachStatistics(groups: Array<{ columns: Array<{ meta_data?: { statistics?: Record<string, unknown> } }> }>): void {
+  for (const g of groups) {
+    for (const c of g.columns) {
+      const st = c.meta_data?.statistics;
+      if (!st) continue;
+      for (const k of ['min_value', 'max_value']) {
+        const v = st[k];
+        if (v instanceof Uint8Array && v.byteLength !== v.buffer.byteLength) st[k] = v.slice();
+      }
+    }
   }
 }
 
