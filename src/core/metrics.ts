@@ -135,6 +135,7 @@ export function countingEncoder(enc: Encoder, m: MetricSet): Encoder {
   out.encode = counted(enc.encode.bind(enc));
   out.encodeStream = counted(enc.encodeStream.bind(enc));
   if (enc.encodeRecords) out.encodeRecords = counted(enc.encodeRecords.bind(enc));
+  if (enc.encodeRecord) out.encodeRecord = counted(enc.encodeRecord.bind(enc));
   if (enc.forTopic) out.forTopic = (topic) => enc.forTopic!(topic).then((e) => countingEncoder(e, m));
   if (enc.fileWriter) {
     out.fileWriter = () => {

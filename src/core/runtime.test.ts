@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
+import { encodeRecord } from './encode.js';
 import { startPipeline, type RuntimeEnv } from './runtime.js';
 import { memoryStateStore } from './state.js';
 import { silentLog } from '../testing/harness.js';
@@ -349,7 +350,7 @@ describe('runtime', () => {
 
   it('JSON in and out with nothing rewriting rows: the sink writes each payload as received (byte pass-through)', async () => {
     const payloads = ['{"n": 12345678901234567890}', '{"s":"\\u00e9"}', '[{"a":1},{"a":2}]'];
-    const encoded = async (over: Partial<PipelineDef>, batch: SourceBatch) => {
+    const encoded = async (over: Partial<PipelineDef>, batch: SourceBatch, messages = false) => {
       const out: string[] = [];
       const e = env([batch], { committed: [], emitReturnedPromise: 0 }, { written: [], failuresLeft: 0, delayMs: 0 });
       const connectors: Record<string, ConnectorSpec> = {
@@ -367,7 +368,8 @@ describe('runtime', () => {
                 },
                 async write(records: SluiceRecord[]) {
                   const enc = ctx.encoder;
-                  out.push(String(enc.encodeRecords ? enc.encodeRecords(records, false) : enc.encodeStream(records.map((r) => r.value), false)));
+                  if (messages) for (const r of records) out.push(String(encodeRecord(enc, r)) + '|');
+                  else out.push(String(enc.encodeRecords ? enc.encodeRecords(records, false) : enc.encodeStream(records.map((r) => r.value), false)));
                 },
               };
             },
@@ -395,6 +397,11 @@ describe('runtime', () => {
     expect(await encoded({ source: ep('scripted', { schema: noBytes }) }, one('{"n":"9007199254740993","s":"x"}'))).toBe('{"n":9007199254740993,"s":"x"}\n');
     // Rows a source decoded itself may hold bytes even with no schema.
     expect(await encoded({}, { records: [{ value: { b: Buffer.from('hi') } }], decoded: true })).toBe('{"b":"aGk="}\n');
+    // Message sinks send the raw payload too, bytes as bytes; rows rewritten or not from one object are encoded.
+    const bytes = () => ({ records: [{ value: Buffer.from('{"n": 1.50}') }, { value: Buffer.from('[{"a":1}]') }, { value: '{"b": 2}' }] });
+    expect(await encoded({}, bytes(), true)).toBe('{"n": 1.50}|{"a":1}|{"b": 2}|');
+    expect(await encoded({ source: ep('scripted', { schema }) }, bytes(), true)).toBe('{"n":"1.5"}|{"a":1,"n":null}|{"b":2,"n":null}|');
+    expect(await encoded({ sink: ep('text', { format: { name: 'json', options: { pretty: true } } }) }, raw(), true)).toBe('{\n  "n": 12345678901234567000\n}|{\n  "s": "é"\n}|{\n  "a": 1\n}|{\n  "a": 2\n}|');
   });
 
   it('routes split one stream into named outputs, each unwrapping its payload and applying its own schema', async () => {

@@ -518,9 +518,10 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
   const sinkCtx = (e: EndpointDef, role: 'sink' | 'dlq', m: MetricSet, scope: string): SinkContext => {
     const enc = createFormat(e.format, e.schema).encoder();
     const json = role === 'sink' && isJson(e);
-    const plain = json && rowsPlain ? jsonPlainRows(enc, () => rowsPlain) : enc;
+    const pretty = e.format.options?.pretty === true;
+    const plain = json && rowsPlain ? jsonPlainRows(enc, () => rowsPlain, pretty) : enc;
     const passThrough = json && rowsAsDecoded;
-    return { ...baseCtx(role, e.connector, m, scope), encoder: countingEncoder(passThrough ? jsonPassThrough(plain, () => rowsAsDecoded) : plain, m) };
+    return { ...baseCtx(role, e.connector, m, scope), encoder: countingEncoder(passThrough ? jsonPassThrough(plain, () => rowsAsDecoded, pretty) : plain, m) };
   };
 
   // ---- acknowledgement ----

@@ -182,6 +182,12 @@ export interface Encoder {
    * instead of `encodeStream` when it is there.
    */
   encodeRecords?(records: SluiceRecord[], first: boolean): string | Uint8Array;
+  /**
+   * `encode` for a whole record, set for the same reason: the JSON byte pass-through sends the record's original
+   * `raw` message (text or bytes, the same JSON) instead of encoding its row again. Message sinks call it through
+   * `encodeRecord()` (src/core/encode.ts).
+   */
+  encodeRecord?(record: SluiceRecord): string | Uint8Array;
   /** File extension without dot (jsonl, csv, txt, bin). */
   readonly extension: string;
   /** Fetch or register what encoding needs (a schema registry id); awaited once before the sink opens. */

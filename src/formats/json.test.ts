@@ -179,6 +179,17 @@ describe('json byte pass-through', () => {
     expect(out).toBe('{"n": 12345678901234567890, "s":"\\u00e9"}\n{"b":1}\n{"lead":1}\n{"a":1}\n{"arr":1}\n{"value":42}\n{"x":1}\n{"none":1}\n');
   });
 
+  it('sends a record as its original message, bytes as the same bytes, and encodes the rest', () => {
+    const b = Buffer.from('{"p":"1.50"}');
+    const e = jsonPassThrough(enc(), () => true);
+    expect(e.encodeRecord!(rec(b, { p: '1.50' }))).toBe(b);
+    expect(e.encodeRecord!(rec('{"a": 1}', { a: 1 }))).toBe('{"a": 1}');
+    expect(e.encodeRecord!(rec('{"a":\n1}', { a: 1 }))).toBe('{"a":1}');
+    expect(e.encodeRecord!(rec(undefined, { a: 1 }))).toBe('{"a":1}');
+    expect(jsonPassThrough(enc(), () => false).encodeRecord!(rec('{"a": 1}', { a: 2 }))).toBe('{"a":2}');
+    expect(jsonPassThrough(enc(), () => true, true).encodeRecord).toBeUndefined();
+  });
+
   it('encodes the rows when the runtime says they may have changed since decoding', () => {
     const e = jsonPassThrough(enc(), () => false);
     expect(e.encodeRecords!([rec('{"a": 1}', { a: 2 })], true)).toBe('{"a":2}\n');

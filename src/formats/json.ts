@@ -169,8 +169,8 @@ export class JsonEncoder implements Encoder {
  * transform or routes, and rows it decoded itself). That saves a JSON.stringify per record and keeps the text as it was
  * received (the digits of large numbers, escapes, key order). Anything else is encoded as usual.
  */
-export function jsonPassThrough(enc: Encoder, exact: () => boolean): Encoder {
-  return {
+export function jsonPassThrough(enc: Encoder, exact: () => boolean, pretty = false): Encoder {
+  const out: Encoder = {
     encode: (value) => enc.encode(value),
     encodeStream: (values, first) => enc.encodeStream(values, first),
     extension: enc.extension,
@@ -188,6 +188,16 @@ export function jsonPassThrough(enc: Encoder, exact: () => boolean): Encoder {
       return s;
     },
   };
+  // A message is the raw payload as received (bytes stay bytes) on the same terms as a line; `pretty` asks for
+  // indented messages, which the raw text is not.
+  if (!pretty) {
+    out.encodeRecord = (r) => {
+      const raw = r.raw;
+      if (exact() && raw !== undefined && (typeof raw === 'string' ? isOneLineObject(raw) : isOneLineObjectBytes(raw))) return raw;
+      return enc.encode(r.value);
+    };
+  }
+  return out;
 }
 
 /**
@@ -196,9 +206,9 @@ export function jsonPassThrough(enc: Encoder, exact: () => boolean): Encoder {
  * skip `stringifyJson`'s walk looking for bytes; a BigInt (int64 past 2^53) makes JSON.stringify throw, and that row
  * alone takes the full encoder. `plain()` is read per batch, as the runtime may turn it off mid-run.
  */
-export function jsonPlainRows(enc: Encoder, plain: () => boolean): Encoder {
+export function jsonPlainRows(enc: Encoder, plain: () => boolean, pretty = false): Encoder {
   return {
-    encode: (value) => enc.encode(value),
+    encode: (value) => (!pretty && plain() ? stringifyPlain(value) : enc.encode(value)),
     encodeStream(values, first) {
       if (!plain()) return enc.encodeStream(values, first);
       let s = '';

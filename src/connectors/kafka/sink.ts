@@ -9,6 +9,7 @@ import { backend, CompressionTypes, connectError, isRetriable, Partitioners, roo
 import { registryConfig, type KafkaSinkOptions, type RegistryConfig } from './options.js';
 import { compileFieldTemplate, fieldAt, valueText, type FieldTemplate } from './template.js';
 import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
+import { encodeRecord } from '../../core/encode.js';
 
 const ACKS = { all: -1, '1': 1, '0': 0 } as const;
 
@@ -83,7 +84,7 @@ export class KafkaSink implements Sink {
   /** The Kafka message of one record: value encoded by the pipeline's format, key, timestamp and headers. */
   private message(r: SluiceRecord, encoder: Encoder): Message {
     const o = this.options;
-    const value = this.payload ? this.payload(r) : encoder.encode(r.value);
+    const value = this.payload ? this.payload(r) : encodeRecord(encoder, r);
     const m: Message = { value: typeof value === 'string' ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength) };
     if (this.key) m.key = this.key.render(r);
     else if (this.keyPath) {

@@ -10,6 +10,7 @@ import { acquireConnection, releaseConnection, type MqttConnection } from './con
 import type { MqttSinkOptions } from './options.js';
 import { compileFieldTemplate, type FieldTemplate } from './template.js';
 import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
+import { encodeRecord } from '../../core/encode.js';
 
 /** How long a batch may wait for the broker before the write fails (and the runtime retries it). */
 const WRITE_TIMEOUT_MS = 30_000;
@@ -104,7 +105,7 @@ export class MqttSink implements Sink {
       let opts = base;
       try {
         topic = this.topic.render(r);
-        payload = this.payload ? this.payload(r) : this.encoder.encode(r.value);
+        payload = this.payload ? this.payload(r) : encodeRecord(this.encoder, r);
         if (withProps) opts = { qos: o.qos, retain: o.retain, properties: { userProperties: this.userProperties(r) } };
       } catch (e) {
         await this.waitBelow(0, deadline).catch(() => undefined);
@@ -114,7 +115,8 @@ export class MqttSink implements Sink {
       if (this.outstanding >= limit) await this.waitBelow(limit - 1, deadline);
       if (this.firstError) break;
       this.outstanding++;
-      c.client.publish(topic, payload as Buffer, opts, this.onPublished);
+      // Raw payloads passed through may be plain Uint8Arrays (NATS hands those over); mqtt.js takes Buffers.
+      c.client.publish(topic, typeof payload === 'string' || Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), opts, this.onPublished);
     }
     await this.waitBelow(0, deadline);
     if (this.firstError) {

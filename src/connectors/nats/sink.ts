@@ -9,6 +9,7 @@ import type { EndpointInfo } from '../../core/spec.js';
 import { checkPublishSubject, compileFieldTemplate, type FieldTemplate } from './fields.js';
 import type { NatsSinkOptions } from './options.js';
 import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
+import { encodeRecord } from '../../core/encode.js';
 
 /** Header templates plus the record's own headers, as nats.js headers; undefined when there are none. */
 export class HeaderBuilder {
@@ -97,7 +98,7 @@ export class NatsSink implements Sink {
       if (!subj.constant) checkPublishSubject(subject, 'subject', subj.source);
       const h = this.headers.build(r);
       try {
-        nc.publish(subject, this.payload ? this.payload(r) : enc.encode(r.value), h ? { headers: h } : undefined);
+        nc.publish(subject, this.payload ? this.payload(r) : encodeRecord(enc, r), h ? { headers: h } : undefined);
       } catch (e) {
         throw new SluiceError('SINK', `publishing to subject '${subject}' failed: ${errorMessage(e)}`, { cause: e, retriable: true });
       }
@@ -115,7 +116,7 @@ export class NatsSink implements Sink {
       const subject = this.subject.render(r);
       if (!this.subject.constant) checkPublishSubject(subject, 'subject', this.subject.source);
       const h = this.headers.build(r);
-      pending[i] = nc.request(subject, this.payload ? this.payload(r) : enc.encode(r.value), h ? { timeout, headers: h } : { timeout }).catch((e: unknown) => {
+      pending[i] = nc.request(subject, this.payload ? this.payload(r) : encodeRecord(enc, r), h ? { timeout, headers: h } : { timeout }).catch((e: unknown) => {
         throw new SluiceError('SINK', `request to subject '${subject}' got no reply: ${errorMessage(e)}`, { cause: e, retriable: true });
       });
     }

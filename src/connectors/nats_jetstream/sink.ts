@@ -13,6 +13,7 @@ import { checkPublishSubject, compileFieldTemplate, type FieldTemplate } from '.
 import { HeaderBuilder } from '../nats/sink.js';
 import type { JetStreamSinkOptions } from './options.js';
 import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
+import { encodeRecord } from '../../core/encode.js';
 import { isNotFound } from './source.js';
 import { AckPublisher, type AckResult, type OutMessage } from './publisher.js';
 
@@ -126,7 +127,7 @@ export class JetStreamSink implements Sink {
         id = String(v);
       }
       const h = id !== undefined || o.expect_stream ? this.headers.build(r, (hd) => setPublishHeaders(hd, id, o.expect_stream)) : this.headers.build(r);
-      msgs[i] = { subject, payload: this.payload ? this.payload(r) : enc.encode(r.value), headers: h };
+      msgs[i] = { subject, payload: this.payload ? this.payload(r) : encodeRecord(enc, r), headers: h };
     }
     const results = await this.pub!.publish(msgs, o.publish_timeout);
     let dup = 0;

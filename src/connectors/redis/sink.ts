@@ -12,6 +12,7 @@ import { acquireClient, commandError, endpointOf, type Client, type ClientLease,
 import type { RedisSinkOptions } from './options.js';
 import { compileKeyTemplate, fieldOf, valueText, type KeyTemplate } from './template.js';
 import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
+import { encodeRecord } from '../../core/encode.js';
 
 type Arg = string | Buffer;
 
@@ -99,7 +100,7 @@ export class RedisSink implements Sink {
         const ttl = o.ttl;
         for (let i = 0; i < records.length; i++) {
           const r = records[i]!;
-          const v = asArg(tpl ? tpl(r) : enc.encode(r.value));
+          const v = asArg(tpl ? tpl(r) : encodeRecord(enc, r));
           if (ttl !== undefined) multi.set(this.keyOf(r), v, { expiration: { type: 'PX', value: ttl } });
           else multi.set(this.keyOf(r), v);
         }
@@ -112,7 +113,7 @@ export class RedisSink implements Sink {
           if (o.hash_field !== undefined) {
             const f = fieldOf(r, o.hash_field.split('.'));
             if (f === undefined || f === null) throw new SluiceError('CONFIG', `hash_field '${o.hash_field}': the record has no such field (or it is null)`);
-            multi.hSet(key, valueText(f), asArg(tpl ? tpl(r) : enc.encode(r.value)));
+            multi.hSet(key, valueText(f), asArg(tpl ? tpl(r) : encodeRecord(enc, r)));
           } else {
             const fields = rowFields(r.value, "mode 'hash'");
             // HSET with no field is a syntax error; a row of nulls writes nothing.
@@ -143,7 +144,7 @@ export class RedisSink implements Sink {
             flush();
             key = k;
           }
-          values.push(asArg(tpl ? tpl(r) : enc.encode(r.value)));
+          values.push(asArg(tpl ? tpl(r) : encodeRecord(enc, r)));
         }
         flush();
         break;
@@ -153,7 +154,7 @@ export class RedisSink implements Sink {
         const field = o.payload_field;
         for (let i = 0; i < records.length; i++) {
           const r = records[i]!;
-          const fields = field === null ? rowFields(r.value, "mode 'stream' with payload_field '*'") : { [field]: asArg(tpl ? tpl(r) : enc.encode(r.value)) };
+          const fields = field === null ? rowFields(r.value, "mode 'stream' with payload_field '*'") : { [field]: asArg(tpl ? tpl(r) : encodeRecord(enc, r)) };
           multi.xAdd(this.keyOf(r), '*', fields, trim);
         }
         break;
@@ -161,7 +162,7 @@ export class RedisSink implements Sink {
       case 'publish': {
         for (let i = 0; i < records.length; i++) {
           const r = records[i]!;
-          multi.publish(this.keyOf(r), asArg(tpl ? tpl(r) : enc.encode(r.value)));
+          multi.publish(this.keyOf(r), asArg(tpl ? tpl(r) : encodeRecord(enc, r)));
         }
         break;
       }
