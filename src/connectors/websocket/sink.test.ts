@@ -17,6 +17,7 @@ import { startPipeline } from '../../core/runtime.js';
 import { defineConnector } from '../../core/spec.js';
 import { memoryStateStore } from '../../core/state.js';
 import { createFormat } from '../../formats/index.js';
+import { jsonPassThrough } from '../../formats/json.js';
 import { findConnector } from '../index.js';
 import { silentLog, sinkContext, writeAll } from '../../testing/harness.js';
 import { clientConnector, createWebSocketSink, sinkOptions, testWebSocketSink, WebSocketClientSink, WebSocketServerSink, type WebSocketSinkOptions } from './sink.js';
@@ -249,6 +250,19 @@ describe('websocket sink, client mode', () => {
     expect(srv.inbox.ids()).toEqual(Array.from({ length: 100 }, (_, i) => i));
     expect(srv.inbox.msgs.every((m) => !m.binary)).toBe(true);
     expect(ctx.metricSet.snapshot()).toMatchObject({ frames_sent: 100, connects: 1, reconnects: 0 });
+  });
+
+  it('passes received JSON through as text frames, also when it arrived as bytes', async () => {
+    const srv = await testServer();
+    const enc = jsonPassThrough(createFormat({ name: 'json', options: {} }).encoder(), () => true);
+    const ctx = sinkContext(enc, { metrics: new MetricSet() });
+    const sink = createWebSocketSink(options({ url: srv.url, ping_interval: 0 }), { format: 'json' });
+    await writeAll(sink, ctx, [[{ value: { id: 0, p: 1.5 }, raw: Buffer.from('{"id":0, "p":1.50}') }, { value: { id: 1 }, raw: '{"id": 1}' }]]);
+    await srv.inbox.waitFor(2);
+    expect(srv.inbox.msgs.map((m) => [m.text, m.binary])).toEqual([
+      ['{"id":0, "p":1.50}', false],
+      ['{"id": 1}', false],
+    ]);
   });
 
   it('sends binary frames when asked', async () => {

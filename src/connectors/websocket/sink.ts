@@ -11,6 +11,7 @@ import type { ConnectionOptions } from './options.js';
 import { sinkMode, type WebSocketSinkOptions } from './sink-options.js';
 import { WebSocketBroadcastServer } from './server.js';
 import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
+import { encodeRecord } from '../../core/encode.js';
 
 export { sinkOptions, sinkMode, type WebSocketSinkOptions } from './sink-options.js';
 
@@ -105,7 +106,7 @@ export class FrameEncoder {
 
   one(value: unknown, rec?: SluiceRecord): { data: Frame; binary: boolean } {
     if (this.tpl) return this.frame(this.tpl(rec ?? { value }));
-    return this.frame(this.ctx.encoder.encode(value));
+    return this.frame(rec ? encodeRecord(this.ctx.encoder, rec) : this.ctx.encoder.encode(value));
   }
 
   many(values: unknown[], recs?: SluiceRecord[]): { data: Frame; binary: boolean } {
@@ -119,7 +120,7 @@ export class FrameEncoder {
       let s = '[';
       for (let i = 0; i < values.length; i++) {
         if (i) s += ',';
-        const v = this.ctx.encoder.encode(values[i]);
+        const v = recs ? encodeRecord(this.ctx.encoder, recs[i]!) : this.ctx.encoder.encode(values[i]);
         s += typeof v === 'string' ? v : Buffer.from(v).toString('utf8');
       }
       return this.frame(s + ']');
@@ -138,7 +139,8 @@ export class FrameEncoder {
   private frame(v: string | Uint8Array): { data: Frame; binary: boolean } {
     // Buffers once, so byte accounting is exact and server mode does not re-encode a string for every client.
     const data = typeof v === 'string' ? Buffer.from(v, 'utf8') : Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
-    return { data, binary: this.binary ?? typeof v !== 'string' };
+    // JSON is text: a message passed through as the bytes it arrived as is still a text frame.
+    return { data, binary: this.binary ?? (!this.json && typeof v !== 'string') };
   }
 }
 
