@@ -9,6 +9,7 @@ import type { EndpointInfo } from '../../core/spec.js';
 import { RejectedRecordsError, SluiceError, errorMessage, type RejectedRecord } from '../../core/errors.js';
 import { compileDataTemplate, textOf, type DataTemplate } from '../../core/data-template.js';
 import type { WebhookSinkOptions } from './options.js';
+import { encodeRecord } from '../../core/encode.js';
 
 interface Target {
   method: string;
@@ -137,7 +138,7 @@ export class WebhookSink implements Sink {
 
   private bodyOf(rec: SluiceRecord): string | Uint8Array {
     if (this.body) return this.body.render(rec.value, rec);
-    return this.encoder!.encode(rec.value);
+    return encodeRecord(this.encoder!, rec);
   }
 
   async write(records: SluiceRecord[]): Promise<void> {
@@ -157,6 +158,7 @@ export class WebhookSink implements Sink {
 
   private batchBody(records: SluiceRecord[], from: number, to: number): string | Uint8Array {
     if (this.o.batch_mode === 'ndjson') {
+      if (!this.body && this.encoder!.encodeRecords) return this.encoder!.encodeRecords(records.slice(from, to), true);
       if (!this.body) {
         const values = new Array<unknown>(to - from);
         for (let i = from; i < to; i++) values[i - from] = records[i]!.value;
@@ -169,7 +171,7 @@ export class WebhookSink implements Sink {
     let s = '[';
     for (let i = from; i < to; i++) {
       if (i > from) s += ',';
-      s += this.body ? this.body.render(records[i]!.value, records[i]) : textOf(this.encoder!.encode(records[i]!.value));
+      s += this.body ? this.body.render(records[i]!.value, records[i]) : textOf(encodeRecord(this.encoder!, records[i]!));
     }
     return s + ']';
   }
