@@ -118,6 +118,8 @@ describe.skipIf(!existsSync(join(DIST, 'connectors', 'index.js')))('start-up', (
       const own = urls.filter((u) => u.startsWith(pathToFileURL(DIST).href + '/')).map((u) => u.slice(pathToFileURL(DIST).href.length + 1));
       expect(own).toContain('cli/main.js');
       expect(own.filter((m) => m.startsWith('sql/') || (m.startsWith('server/') && m !== 'server/command.js') || m === 'cli/dlq.js')).toEqual([]);
+      // The file connector's reader loads only for a file source.
+      expect(own).not.toContain('connectors/file/source.js');
       // Option schemas are built for the connectors the pipeline uses only (labels are `connector:part`).
       expect(built).toEqual(expect.arrayContaining(['generator:source', 'file:sink']));
       expect(built.filter((label) => !['generator', 'file', 'core'].includes(label.split(':')[0]!))).toEqual([]);
@@ -126,7 +128,7 @@ describe.skipIf(!existsSync(join(DIST, 'connectors', 'index.js')))('start-up', (
     }
   });
 
-  it('a CSV pipeline reading a glob loads the CSV libraries and the glob library when it needs them', async () => {
+  it('a CSV pipeline reading a glob loads the CSV libraries, the glob library and the file reader when it needs them', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sluice-startup-'));
     try {
       writeFileSync(join(dir, 'in-1.csv'), 'id,name\n1,a\n2,b\n');
@@ -138,6 +140,7 @@ describe.skipIf(!existsSync(join(DIST, 'connectors', 'index.js')))('start-up', (
       expect(readFileSync(out, 'utf8')).toBe('id,name\n1,a\n2,b\n');
       // The check above sees these packages when they are loaded, so its empty list is not an accident of the hook.
       expect(ON_FIRST_USE.filter((p) => !packagesOf(urls).has(p))).toEqual([]);
+      expect(urls).toContain(pathToFileURL(join(DIST, 'connectors', 'file', 'source.js')).href);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -1,12 +1,15 @@
 import { open } from 'node:fs/promises';
 import { ConfigError, SluiceError, errorMessage } from '../../core/errors.js';
 import { bool, defineConnector, duration, lazyOptions, opt, parseOptions, size, z, type TestReporter } from '../../core/spec.js';
+import { lazySource } from '../../core/lazy.js';
 import { describePatterns, displayPath, resolvePaths, toPatterns } from './paths.js';
 import { checkWritable, FileSink, unknownPlaceholders } from './sink.js';
 import { payloadTemplateShape } from '../../core/data-template.js';
-import { FileSource } from './source.js';
 
-export { FileSource, FileSink };
+// The reader (source.ts) loads when a pipeline creates one: every `sluice run` imports this spec, most never read a
+// file (issue 9: start-up). The sink stays eager: tests reach into the FileSink that `create` returns.
+export type { FileSource } from './source.js';
+export { FileSink };
 export type { FileAck, FileCheckpoint, FileSourceOptions } from './source.js';
 export type { FileSinkOptions } from './sink.js';
 
@@ -118,8 +121,8 @@ export const spec = defineConnector({
     },
     create(o: z.output<ReturnType<typeof sourceOptions>>, info) {
       // A Parquet file can only be decoded whole (its footer locates everything), so no other framing makes sense.
-      if (info.format === 'parquet') return new FileSource({ ...o, framing: 'whole_file' }, info);
-      return new FileSource(o, info);
+      const options = info.format === 'parquet' ? { ...o, framing: 'whole_file' as const } : o;
+      return lazySource(async () => new (await import('./source.js')).FileSource(options, info));
     },
   },
   sink: {
