@@ -1,7 +1,6 @@
 import { lazySink, lazySource } from '../../core/lazy.js';
 import { defineConnector, lazyOptions, z, type EndpointInfo } from '../../core/spec.js';
 import { checkSource, sinkOptionShape, sourceOptionShape, type ConnectionOpts, type SinkOpts, type SourceOpts } from '../sqldb/options.js';
-import { probeSql } from '../sqldb/probe.js';
 import { mysqlDialect } from './dialect.js';
 
 const connect = async (o: ConnectionOpts) => (await import('./client.js')).connectMysql(o);
@@ -31,8 +30,9 @@ export const spec = defineConnector({
       return lazySink(async () => new (await import('../sqldb/sink.js')).SqlSink(o, mysqlDialect, () => connect(o), info));
     },
   },
-  test: (options, role, report) =>
-    probeSql(
+  // The probe loads only for `sluice test`.
+  test: async (options, role, report) =>
+    (await import('../sqldb/probe.js')).probeSql(
       {
         title: 'MySQL',
         sourceOptions: sourceOptions(),
