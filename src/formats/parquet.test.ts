@@ -129,6 +129,15 @@ describe('parquet format', () => {
     const enc = fmt({}, { fields: [{ name: 'n', type: 'int64' }, { name: 'p', type: 'decimal', precision: 5, scale: 1 }] }).encoder();
     expect(() => enc.encodeStream([{ n: 1, p: '1.0' }, { n: 1.5, p: '1.0' }], true)).toThrow("Parquet column 'n', row 2 of the batch: expected an integer, got 1.5");
     expect(() => enc.encodeStream([{ n: 1, p: '1.25' }], true)).toThrow("column 'p'");
+    // Rows are converted in one pass over all columns; the error is still the first bad row of the first column
+    // with one, not the first bad value met.
+    expect(() => enc.encodeStream([{ n: 1, p: 'x' }, { n: 'y', p: '1.0' }], true)).toThrow("Parquet column 'n', row 2 of the batch");
+    // A row that is not an object holds nulls, wherever it is in the batch (and in which row group).
+    const rows = [{ n: 1, p: '1.0' }, null, 7, { n: 4, p: '2.5' }];
+    const bytes = fmt({ row_group_size: 2 }, { fields: [{ name: 'n', type: 'int64' }, { name: 'p', type: 'decimal', precision: 5, scale: 1 }] })
+      .encoder()
+      .encodeStream(rows, true) as Uint8Array;
+    expect(decode(bytes).rows).toEqual([{ n: 1, p: '1.0' }, { n: null, p: null }, { n: null, p: null }, { n: 4, p: '2.5' }]);
   });
 
   it('converts declared string and int64 columns from other value types, and names a null in a non-nullable one', () => {

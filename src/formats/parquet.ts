@@ -496,6 +496,8 @@ class ParquetEncoder implements Encoder {
   readonly extension = 'parquet';
   /** Tells the file sink that each `encodeStream` result is a complete file that must not be appended to. */
   readonly wholeFile = true;
+  /** Built once: the compiled transposer is cached per columns array. */
+  private declaredColumns?: Column[];
   constructor(
     private readonly o: ParquetOptions,
     private readonly schema?: SchemaSpec,
@@ -534,7 +536,7 @@ class ParquetEncoder implements Encoder {
 
   /** The pipeline schema's columns, or columns guessed from these rows. */
   columnsFor(values: unknown[]): Column[] {
-    if (this.schema?.fields.length) return this.schema.fields.map(columnFor);
+    if (this.schema?.fields.length) return (this.declaredColumns ??= this.schema.fields.map(columnFor));
     const names = new Set<string>();
     for (const row of values) if (row && typeof row === 'object') for (const k of Object.keys(row)) names.add(k);
     return [...names].map((n) => inferColumn(n, values, n));
@@ -691,18 +693,62 @@ interface ColumnSource {
  */
 function toRowGroups(columns: Column[], values: unknown[], size: number): ColumnSource[][] {
   const groups: ColumnSource[][] = [];
+  const transpose = transposerFor(columns);
   for (let from = 0; from < values.length; from += size) {
-    const to = Math.min(values.length, from + size);
+    const n = Math.min(values.length, from + size) - from;
+    const data = new Array<unknown[]>(columns.length);
+    for (let c = 0; c < columns.length; c++) data[c] = new Array<unknown>(n);
+    try {
+      transpose(values, from, data);
+    } catch {
+      // A null row, a value that does not convert or a null in a required column: the column-by-column loops redo
+      // the group and throw the error they always threw (the first bad row of the first column that has one).
+      for (let c = 0; c < columns.length; c++) fillColumn(columns[c]!, values, from, data[c]!);
+    }
     const group = new Array<ColumnSource>(columns.length);
     for (let c = 0; c < columns.length; c++) {
       const col = columns[c]!;
-      const data = new Array<unknown>(to - from);
-      fillColumn(col, values, from, data);
-      group[c] = col.convert === toText && plainText(data) ? { name: col.name, data, encoding: 'PLAIN' } : { name: col.name, data };
+      const d = data[c]!;
+      group[c] = col.convert === toText && plainText(d) ? { name: col.name, data: d, encoding: 'PLAIN' } : { name: col.name, data: d };
     }
     groups.push(group);
   }
   return groups;
+}
+
+type Transposer = (values: unknown[], from: number, out: unknown[][]) => void;
+
+const transposers = new WeakMap<Column[], Transposer>();
+
+/**
+ * One pass over the rows that fills every column, compiled for these columns: each row is visited once (not once per
+ * column), every field is read at a call site of its own with the name as a constant (a shared `row[name]` site sees
+ * every name and goes megamorphic), and each column calls its converter directly. Anything unusual throws, and the
+ * caller falls back to `fillColumn`.
+ */
+function transposerFor(columns: Column[]): Transposer {
+  let t = transposers.get(columns);
+  if (t) return t;
+  const lines: string[] = [];
+  columns.forEach((col, c) => {
+    const fn = col.convert === toText ? 'toText' : col.convert === toBigInt ? 'toBigInt' : `k${c}`;
+    lines.push(`c${c}[i] = v = ${fn}(row[${JSON.stringify(col.name)}]);`);
+    if (col.element.repetition_type === 'REQUIRED') lines.push('if (v === null) throw null;');
+  });
+  const head = columns.map((_, c) => `c${c} = out[${c}], k${c} = conv[${c}]`).join(', ');
+  const body = `"use strict"; return function transpose(values, from, out) {
+  const ${head};
+  const n = c0.length;
+  let v;
+  for (let i = 0; i < n; i++) {
+    const row = values[from + i];
+    if (row === null || row === undefined) throw null;
+    ${lines.join('\n    ')}
+  }
+};`;
+  t = columns.length ? (new Function('conv', 'toText', 'toBigInt', body)(columns.map((c) => c.convert), toText, toBigInt) as Transposer) : () => {};
+  transposers.set(columns, t);
+  return t;
 }
 
 function columnError(name: string, i: number, e: unknown): SluiceError {
