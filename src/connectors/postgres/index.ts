@@ -1,7 +1,9 @@
 import { lazySink, lazySource } from '../../core/lazy.js';
 import { bool, defineConnector, lazyOptions, z, type EndpointInfo } from '../../core/spec.js';
 import { checkSource, sinkOptionShape, sourceOptionShape, type ConnectionOpts, type SinkOpts, type SourceOpts } from '../sqldb/options.js';
-import { pgDialect } from './dialect.js';
+
+// The dialect (SQL text, error classification) loads with the source or sink that uses it, not with the registry.
+const dialect = async () => (await import('./dialect.js')).pgDialect;
 
 const connect = async (o: ConnectionOpts) => (await import('./client.js')).connectPg(o);
 
@@ -30,7 +32,7 @@ export const spec = defineConnector({
     replayable: true,
     metadata: { _table: 'the table the row was read from (null for a query)' },
     create(o: SourceOpts) {
-      return lazySource(async () => new (await import('../sqldb/source.js')).SqlSource(o, pgDialect, () => connect(o)));
+      return lazySource(async () => new (await import('../sqldb/source.js')).SqlSource(o, await dialect(), () => connect(o)));
     },
   },
   sink: {
@@ -38,7 +40,7 @@ export const spec = defineConnector({
     defaultFormat: 'json',
     exactlyOnce: (o: SinkOpts) => !!o.exactly_once,
     create(o: SinkOpts, info: EndpointInfo) {
-      return lazySink(async () => new (await import('../sqldb/sink.js')).SqlSink(o, pgDialect, () => connect(o), info));
+      return lazySink(async () => new (await import('../sqldb/sink.js')).SqlSink(o, await dialect(), () => connect(o), info));
     },
   },
   // The probe loads only for `sluice test`.
