@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { parquetWriteBuffer } from 'hyparquet-writer';
-import { parquetFormat, parquetOptions, parquetSchemaSpec, type ParquetOptions } from './parquet.js';
+import { parquetFormat, parquetOptions, parquetSchemaSpec, snappy, type ParquetOptions } from './parquet.js';
+import { snappyCompress } from 'hyparquet-writer/src/snappy.js';
 import { parseOptions } from '../core/spec.js';
 import type { SchemaSpec } from '../core/types.js';
 import { spec as fileSpec } from '../connectors/file/index.js';
@@ -372,6 +373,27 @@ describe('parquet format', () => {
     // Three row groups of at most 1000 rows, and the rows read back as they went in.
     expect(parquetMetadata(theirs.buffer as ArrayBuffer).row_groups.map((g: { num_rows: bigint }) => Number(g.num_rows))).toEqual([1000, 1000, 500]);
     expect(decode(ours).rows).toEqual(rows);
+  });
+
+  it('snappy: the same bytes as hyparquet-writer\'s compressor', () => {
+    // Deterministic pseudo-random bytes, so a failure reproduces.
+    let seed = 7;
+    const rnd = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+    const inputs: Uint8Array[] = [new Uint8Array(0), new Uint8Array([1]), new Uint8Array(14).fill(3), new Uint8Array(15).fill(3)];
+    for (const n of [16, 61, 300, 4096, 70_000, 300_000]) {
+      // Incompressible: literals longer than 60, 256 and 65536 bytes.
+      inputs.push(Uint8Array.from({ length: n }, () => (rnd() * 256) | 0));
+      // One byte repeated: matches longer than 64 bytes.
+      inputs.push(new Uint8Array(n).fill(9));
+      // Text-like: short repeats at offsets under and over 2048, and (at 300k) past the 65535 a copy can reach.
+      const words = Array.from({ length: 40 }, (_, i) => `w${i}${'x'.repeat(i % 7)}`);
+      inputs.push(new TextEncoder().encode(Array.from({ length: n / 4 }, () => words[(rnd() * (rnd() < 0.1 ? 40 : 4)) | 0]).join(' ').slice(0, n)));
+      // Ascending int64s, as a PLAIN page holds them.
+      const ints = new DataView(new ArrayBuffer(n - (n % 8)));
+      for (let i = 0; i < ints.byteLength; i += 8) ints.setBigInt64(i, 1_700_000_000_000n + BigInt(i * 3 + ((rnd() * 5) | 0)), true);
+      inputs.push(new Uint8Array(ints.buffer));
+    }
+    for (const input of inputs) expect(Buffer.from(snappy(input)).equals(Buffer.from(snappyCompress(input)))).toBe(true);
   });
 
   it('bench: rows/s against bare hyparquet-writer (printed, not asserted)', () => {
