@@ -375,6 +375,22 @@ describe('parquet format', () => {
     expect(decode(ours).rows).toEqual(rows);
   });
 
+  it('a file written across batches keeps no text column alive through its row groups\' statistics', () => {
+    const enc = fmt({ row_group_size: 500 }, { fields: [{ name: 'id', type: 'string' }] }).encoder();
+    const w = enc.fileWriter!();
+    for (let b = 0; b < 3; b++) w.write(Array.from({ length: 1000 }, (_, i) => ({ id: `id-${b}-${i}` })));
+    // The footer needs every row group's min and max until the file is finished: each must be a copy of its bytes,
+    // not a view into the buffer that held the whole column.
+    const groups = (w as unknown as { writer: { row_groups: Array<{ columns: Array<{ meta_data: { statistics: { min_value: Uint8Array; max_value: Uint8Array } } }> }> } }).writer.row_groups;
+    expect(groups).toHaveLength(6);
+    for (const g of groups) {
+      const { min_value, max_value } = g.columns[0]!.meta_data.statistics;
+      expect(min_value).toBeInstanceOf(Uint8Array);
+      expect([min_value.buffer.byteLength, max_value.buffer.byteLength]).toEqual([min_value.byteLength, max_value.byteLength]);
+    }
+    expect(Buffer.from(groups[0]!.columns[0]!.meta_data.statistics.min_value).toString()).toBe('id-0-0');
+  });
+
   it('snappy: the same bytes as hyparquet-writer\'s compressor', () => {
     // Deterministic pseudo-random bytes, so a failure reproduces.
     let seed = 7;
