@@ -463,7 +463,8 @@ export function parseOptions<T>(
   basePath: (string | number)[] = [],
 ): { ok: true; value: T } | { ok: false; issues: ConfigIssue[] } {
   const n = normalizeOptions(schema, input ?? {}, basePath);
-  const r = schema.safeParse(n.value, { reportInput: true });
+  // Options are parsed once per pipeline: zod's JIT-compiled object parser costs more to build than it saves here.
+  const r = schema.safeParse(n.value, { reportInput: true, jitless: true });
   const issues = [...n.issues];
   if (!r.success) {
     const secrets = secretKeys(schema);
