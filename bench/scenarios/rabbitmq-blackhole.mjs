@@ -6,11 +6,18 @@
 import { Connection } from 'rabbitmq-client';
 import { join } from 'node:path';
 import { fillInChild, payloadBytes, runUntil, uniqueName, unreachable } from '../lib/brokers.mjs';
+import { loadRuntime } from '../lib/sluice.mjs';
 
 const URL = 'amqp://guest:guest@127.0.0.1:5672';
 // The source's defaults (`prefetch`, `max_batch`), so both sides keep as much unacknowledged.
 const PREFETCH = 2000;
 const MAX_BATCH = 500;
+// The broker keeps working on a freshly filled queue for up to about a second after the last publisher confirm
+// (2026-12-06, 100k messages, broker CPU during the bare consume): starting 0.2 s after the fill, 4.5-6.5 CPU s and
+// 8-15k msg/s; starting 1, 3 or 6 s after, 1.7-2.3 CPU s and 16-25k msg/s. The bare side used to start at once and
+// Sluice after loading its runtime (0.3-1 s under load), so the ratio measured how much of that work each run
+// overlapped. Both now start the same settle time after the fill (no broker event says when it is done).
+const SETTLE_MS = 2000;
 
 /** A fresh durable queue holding the n trade ticks as persistent messages with no content type (bodies stay bytes). */
 async function withQueue(fixtureDir, n, fn) {
@@ -18,6 +25,7 @@ async function withQueue(fixtureDir, n, fn) {
   const rabbit = new Connection({ url: URL, connectionName: 'sluice-bench-check' });
   try {
     await fillInChild('rabbitmq', queue, n, fixtureDir);
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
     const r = await fn(queue, payloadBytes(fixtureDir, n));
     const left = (await rabbit.queueDeclare({ queue, passive: true })).messageCount;
     if (left !== 0) throw new Error(`${left} messages left in the queue after the run (not acknowledged)`);
@@ -41,6 +49,8 @@ export default {
 
   impls: {
     async sluice({ n, fixtureDir, workDir }) {
+      // Loaded before the fill, so it does not delay the start after the settle time (runUntil reuses the modules).
+      await loadRuntime();
       return withQueue(fixtureDir, n, async (queue, bytes) => {
         const { seconds, stats } = await runUntil(
           {
