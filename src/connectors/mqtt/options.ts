@@ -1,7 +1,8 @@
 // MQTT options. The connection part is shared by source and sink (and by a connection profile), so both ends accept
 // eKuiper's connection-profile keys (`server`, `clientid`, `certificationPath`, ...) as aliases of the canonical names.
 
-import { bool, duration, list, num, opt, size, z, parseHeaderPairs, lazyOptions } from '../../core/spec.js';
+import { bool, duration, list, num, opt, z, parseHeaderPairs, lazyOptions } from '../../core/spec.js';
+import { durableStorageShape, durableOnFullBlocking } from '../../core/durable-options.js';
 import { checkTemplate } from './template.js';
 import { payloadTemplateShape } from '../../core/data-template.js';
 
@@ -171,13 +172,8 @@ export const sourceOptionShape = lazyOptions('mqtt:source shape', () =>
       description:
         '`durable`: append every received message to a log in the data dir before it enters the pipeline, delete it once the sink acknowledged it. For QoS 0 (which the broker never resends) it survives sink outages and restarts; with QoS 1/2 the broker is acknowledged once the message is in the log.',
     }),
-    buffer_max_bytes: size({ default: '1GiB', description: 'Bound of the durable buffer on disk.' }),
-    buffer_fsync: opt(z.enum(['never', 'interval', 'always']).default('interval'), {
-      description: 'When the durable buffer flushes to disk: `always` (survives power loss), `interval` (every second), `never` (survives a process crash, not a power loss).',
-    }),
-    buffer_on_full: opt(z.enum(['block', 'drop_oldest', 'drop_newest']).default('block'), {
-      description: 'When the durable buffer is full: `block` (stop reading from the broker), `drop_oldest`, `drop_newest`.',
-    }),
+    ...durableStorageShape(),
+    ...durableOnFullBlocking('reading from the broker'),
   }),
 );
 

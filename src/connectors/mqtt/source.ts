@@ -4,9 +4,9 @@
 // event loop form one batch; the batch's ack token is the list of its QoS 1/2 ack entries, so commit() releases the
 // broker acknowledgements in order once the sink accepted the batch.
 
-import { join } from 'node:path';
 import type { IPublishPacket } from 'mqtt';
 import { SluiceError, errorMessage } from '../../core/errors.js';
+import { durableBufferConfig } from '../../core/durable-options.js';
 import { openDurableBuffer, type DurableBuffer } from '../../core/durable-buffer.js';
 import type { EndpointInfo } from '../../core/spec.js';
 import type { Counter, Gauge, SluiceRecord, Source, SourceContext } from '../../core/types.js';
@@ -84,12 +84,7 @@ export class MqttSource implements Source, Subscriber {
     gauge.unref();
     try {
       if (o.buffer === 'durable') {
-        this.buffer = await openDurableBuffer(ctx, {
-          dir: join(ctx.dataDir, 'buffer', 'mqtt'),
-          maxBytes: o.buffer_max_bytes,
-          fsync: o.buffer_fsync,
-          onFull: o.buffer_on_full,
-        });
+        this.buffer = await openDurableBuffer(ctx, durableBufferConfig(ctx.dataDir, 'mqtt', o));
         this.target = this.buffer.ctx;
       }
       this.conn = acquireConnection(o, this.info.profile, ctx.log, { receiveMaximum: o.max_inflight });

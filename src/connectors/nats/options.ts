@@ -1,6 +1,7 @@
 // Options of the core NATS source and sink. The connection part lives in connection.ts (shared with JetStream).
 
-import { bool, duration, num, opt, size, z, lazyOptions } from '../../core/spec.js';
+import { bool, duration, num, opt, z, lazyOptions } from '../../core/spec.js';
+import { durableStorageShape, durableOnFullDropping } from '../../core/durable-options.js';
 import { checkConnection, connectionShape } from './connection-options.js';
 import { fieldTemplateString } from './fields.js';
 import { payloadTemplateShape } from '../../core/data-template.js';
@@ -44,13 +45,8 @@ export const sourceOptions = lazyOptions('nats:source', () =>
       buffer: opt(z.enum(['memory', 'durable']).default('memory'), {
         description: '`memory`: at-most-once (a sink outage or a restart loses what was received). `durable`: every message is appended to a log in the data dir before it enters the pipeline and deleted once the sink acknowledged it, so sink outages and restarts lose nothing that was received.',
       }),
-      buffer_max_bytes: size({ default: '1GiB', description: 'Bound of the durable buffer on disk.' }),
-      buffer_fsync: opt(z.enum(['never', 'interval', 'always']).default('interval'), {
-        description: 'When the durable buffer syncs to disk: `always` (before a message enters the pipeline; survives power loss), `interval` (every 100 ms), `never` (survives a process crash, not a power loss).',
-      }),
-      buffer_on_full: opt(z.enum(['drop_newest', 'drop_oldest']).default('drop_newest'), {
-        description: 'When the durable buffer is full: discard arriving messages (`drop_newest`) or the oldest stored ones (`drop_oldest`); both are counted. NATS cannot be told to wait, so there is no `block`.',
-      }),
+      ...durableStorageShape(),
+      ...durableOnFullDropping('NATS cannot be told to wait, so there is no `block`.'),
       nak_delay: duration({ description: 'Accepted for Timeplus configs; core NATS has no acknowledgements, so it has no effect (see `nats_jetstream`).', advanced: true }).optional(),
     })
     .superRefine(checkConnection),

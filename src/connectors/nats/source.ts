@@ -6,8 +6,8 @@
 // dropped and counted (`buffer: memory`). With `buffer: durable` every message is appended to the on-disk log first
 // (src/core/durable-buffer.ts) and the log absorbs a slow or dead sink instead.
 
-import { join } from 'node:path';
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { durableBufferConfig } from '../../core/durable-options.js';
 import { openDurableBuffer, type DurableBuffer } from '../../core/durable-buffer.js';
 import { SluiceError, errorMessage } from '../../core/errors.js';
 import type { EndpointInfo } from '../../core/spec.js';
@@ -78,12 +78,7 @@ export class NatsSource implements Source {
       onTick: () => void (this.now = 0),
     });
     if (o.buffer === 'durable') {
-      this.buffer = await openDurableBuffer(ctx, {
-        dir: join(ctx.dataDir, 'buffer', 'nats'),
-        maxBytes: o.buffer_max_bytes,
-        fsync: o.buffer_fsync,
-        onFull: o.buffer_on_full,
-      });
+      this.buffer = await openDurableBuffer(ctx, durableBufferConfig(ctx.dataDir, 'nats', o));
       this.target = this.buffer.ctx;
     }
     this.lease = await acquireNats(o, this.profile, `sluice:${ctx.pipeline}`);

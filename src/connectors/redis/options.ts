@@ -4,7 +4,8 @@
 // `expiration`) and Laminar's Redis sink (`address`, `key_prefix`, `key_column`, `max_length`, `operation`) are
 // accepted as aliases.
 
-import { bool, duration, list, num, opt, size, z, lazyOptions } from '../../core/spec.js';
+import { bool, duration, list, num, opt, z, lazyOptions } from '../../core/spec.js';
+import { durableStorageShape, durableOnFullDropping } from '../../core/durable-options.js';
 import { compileKeyTemplate } from './template.js';
 import { payloadTemplateShape } from '../../core/data-template.js';
 
@@ -135,13 +136,8 @@ const sourceShape = lazyOptions('redis:source shape', () =>
       description:
         'Pub/sub: `memory` is at-most-once (a sink outage or a restart loses what was received). `durable` appends every message to a log in the data dir before it enters the pipeline and deletes it once the sink acknowledged it, so sink outages and restarts lose nothing that was received.',
     }),
-    buffer_max_bytes: size({ default: '1GiB', description: 'Bound of the durable buffer on disk.' }),
-    buffer_fsync: opt(z.enum(['never', 'interval', 'always']).default('interval'), {
-      description: 'When the durable buffer syncs to disk: `always` (before a message enters the pipeline), `interval` (every 100 ms), `never` (survives a process crash, not a power loss).',
-    }),
-    buffer_on_full: opt(z.enum(['drop_newest', 'drop_oldest']).default('drop_newest'), {
-      description: 'When the durable buffer is full: discard arriving messages (`drop_newest`) or the oldest stored ones (`drop_oldest`); both are counted.',
-    }),
+    ...durableStorageShape(),
+    ...durableOnFullDropping('Redis pub/sub cannot be told to wait, so there is no `block`.'),
   }),
 );
 

@@ -15,6 +15,7 @@
 
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { durableBufferConfig } from '../../core/durable-options.js';
 import { openDurableBuffer, type DurableBuffer } from '../../core/durable-buffer.js';
 import { RecordError, errorMessage } from '../../core/errors.js';
 import type { EndpointInfo } from '../../core/spec.js';
@@ -585,12 +586,7 @@ export class RedisSource implements Source {
     const o = this.options;
     this.target = ctx;
     if (o.buffer === 'durable') {
-      this.buffer = await openDurableBuffer(ctx, {
-        dir: join(ctx.dataDir, 'buffer', 'redis'),
-        maxBytes: o.buffer_max_bytes,
-        fsync: o.buffer_fsync,
-        onFull: o.buffer_on_full,
-      });
+      this.buffer = await openDurableBuffer(ctx, durableBufferConfig(ctx.dataDir, 'redis', o));
       this.target = this.buffer.ctx;
     }
     const mt = ctx.metrics;

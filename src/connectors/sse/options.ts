@@ -1,6 +1,7 @@
 // sse options: the URL and auth of http_pull, an event-type filter, reconnect policy and the optional durable buffer.
 
 import { duration, list, num, opt, size, z, lazyOptions } from '../../core/spec.js';
+import { durableStorageShape, durableOnFullBlocking } from '../../core/durable-options.js';
 import { authSchema, headersSchema, httpUrl, insecureOption } from '../http_pull/http.js';
 
 const reconnectSchema = lazyOptions('sse:reconnect', () =>
@@ -27,9 +28,8 @@ export const sseOptions = lazyOptions('sse:source', () =>
     buffer: opt(z.enum(['memory', 'durable']).default('memory'), {
       description: '`durable`: append every received event to a log in the data dir before it enters the pipeline, and delete it only once the sink acknowledged it (survives sink outages and restarts).',
     }),
-    buffer_max_bytes: size({ default: '1GiB', description: 'Bound of the durable buffer on disk.' }),
-    buffer_fsync: opt(z.enum(['never', 'interval', 'always']).default('interval'), { description: 'When the durable buffer flushes to disk: `always`, `interval` (every second) or `never` (survives a process crash, not a power loss).' }),
-    buffer_on_full: opt(z.enum(['block', 'drop_oldest', 'drop_newest']).default('block'), { description: 'When the durable buffer is full: `block` (stop reading the stream), `drop_oldest`, `drop_newest`.' }),
+    ...durableStorageShape(),
+    ...durableOnFullBlocking('reading the stream'),
     insecure: insecureOption(),
   }),
 );

@@ -2,11 +2,11 @@
 // and reading waits while the pipeline pushes back. The last event id travels in `Last-Event-ID` on every reconnect
 // (from memory) and after a restart (from the state, written on commit).
 
-import { join } from 'node:path';
 import { Agent, request, type Dispatcher } from 'undici';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { SluiceRecord, Source, SourceContext } from '../../core/types.js';
 import { SluiceError, errorMessage } from '../../core/errors.js';
+import { durableBufferConfig } from '../../core/durable-options.js';
 import { openDurableBuffer } from '../../core/durable-buffer.js';
 import { Authenticator, backoff, redactUrl, sleep, snippet } from '../http_pull/http.js';
 import type { SseOptions } from './options.js';
@@ -45,12 +45,7 @@ export class SseSource implements Source {
     this.lastId = (await ctx.state.get<string>(ID_KEY)) ?? this.o.last_event_id;
     let target: SourceContext = ctx;
     if (this.o.buffer === 'durable') {
-      this.buffer = await openDurableBuffer(ctx, {
-        dir: join(ctx.dataDir, 'buffer', 'sse'),
-        maxBytes: this.o.buffer_max_bytes,
-        fsync: this.o.buffer_fsync,
-        onFull: this.o.buffer_on_full,
-      });
+      this.buffer = await openDurableBuffer(ctx, durableBufferConfig(ctx.dataDir, 'sse', this.o));
       target = this.buffer.ctx;
     }
     const received = ctx.metrics.counter('events', 'events received (after the event filter)');

@@ -2,6 +2,7 @@
 // record or per batch). Names are snake_case; eKuiper's http_push/rest and Laminar's webhook spellings are aliases.
 
 import { bool, duration, list, num, opt, size, z, headerMap, lazyOptions } from '../../core/spec.js';
+import { durableStorageShape } from '../../core/durable-options.js';
 import { compileDataTemplate, DataTemplateError } from '../../core/data-template.js';
 
 /** A string option that must compile as a data template; the issue carries the template's line:col. */
@@ -83,10 +84,7 @@ export const sourceOptions = lazyOptions('webhook:source', () =>
       backpressure_status: num({ int: true, default: 503, description: 'Status for requests refused under backpressure: `503` or `429`.', aliases: ['overload_status'] }).refine((n) => n === 429 || n === 503, { message: 'must be 429 or 503' }),
       retry_after: duration({ default: '1s', description: 'The `Retry-After` sent with 429/503 answers (rounded up to whole seconds).' }),
       success_status: num({ int: true, min: 200, max: 299, default: 200, description: 'Status of a successful answer (its body is `{"status":"ok"}`).', aliases: ['response_status'] }),
-      buffer_max_bytes: size({ default: '1GiB', description: '`ack: buffer`: bound of the durable buffer on disk; when full, requests wait (backpressure).' }),
-      buffer_fsync: opt(z.enum(['never', 'interval', 'always']).default('interval'), {
-        description: '`ack: buffer`: `always` (fdatasync before records enter the pipeline; survives power loss), `interval` (about 100 ms at risk on power loss), `never` (survives a crash of the process only).',
-      }),
+      ...durableStorageShape('`ack: buffer`: ', '; when full, requests wait (backpressure)'),
     })
     .superRefine((o, ctx) => {
       if (o.bearer_token && o.signature) ctx.addIssue({ code: 'custom', path: ['signature'], message: 'use either `bearer_token` or `signature`, not both' });

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type { Counter, SluiceRecord, Source, SourceContext } from '../../core/types.js';
 import type { EndpointInfo } from '../../core/spec.js';
 import { SluiceError, errorMessage } from '../../core/errors.js';
+import { durableBufferConfig } from '../../core/durable-options.js';
 import { openDurableBuffer, type DurableBuffer } from '../../core/durable-buffer.js';
 import type { WebhookSourceOptions } from './options.js';
 import { mountHost, mountWebhook } from './mount.js';
@@ -116,12 +117,7 @@ export class WebhookSource implements Source {
       timedOut: ctx.metrics.counter('ack_timeouts', 'requests answered 503 because the sink did not acknowledge in time'),
     };
     if (this.o.ack === 'buffer') {
-      this.buf = await openDurableBuffer(ctx, {
-        dir: join(ctx.dataDir, 'buffer', 'webhook'),
-        maxBytes: this.o.buffer_max_bytes,
-        fsync: this.o.buffer_fsync,
-        onFull: 'block',
-      });
+      this.buf = await openDurableBuffer(ctx, durableBufferConfig(ctx.dataDir, 'webhook', this.o));
       this.target = this.buf.ctx;
     } else {
       this.target = ctx;

@@ -2,6 +2,7 @@
 // same auth, TLS, proxy and reconnect settings under the same names and aliases.
 
 import { bool, duration, list, num, opt, size, z, headerMap, lazyOptions } from '../../core/spec.js';
+import { durableStorageShape, durableOnFullBlocking } from '../../core/durable-options.js';
 import { compileTemplate, TemplateError } from './template.js';
 
 /** A string option that must be a valid template; the issue names the column of the problem. */
@@ -171,9 +172,8 @@ export const sourceOptionShape = lazyOptions('websocket:source shape', () =>
       aliases: ['overflow_policy', 'on_full'],
     }),
     buffer: opt(z.enum(['memory', 'durable']).default('memory'), { description: '`durable`: append every received message to a log in the data dir before it enters the pipeline, and delete it only once the sink acknowledged it (survives sink outages and restarts).' }),
-    buffer_max_bytes: size({ default: '1GiB', description: 'Bound of the durable buffer on disk.' }),
-    buffer_fsync: opt(z.enum(['never', 'interval', 'always']).default('interval'), { description: 'When the durable buffer flushes to disk: `always` (per append, survives power loss), `interval` (every second), `never` (survives a process crash, not a power loss).' }),
-    buffer_on_full: opt(z.enum(['block', 'drop_oldest', 'drop_newest']).default('block'), { description: 'When the durable buffer is full: `block` (stop reading the socket), `drop_oldest`, `drop_newest`.' }),
+    ...durableStorageShape(),
+    ...durableOnFullBlocking('reading the socket'),
     sequence_field: opt(z.string().min(1).optional(), { description: 'Dotted path (in the whole message) of a number that grows by 1 per message; a jump is counted in `gaps` and logged. Messages are then decoded as JSON by the source itself.', aliases: ['sequence_path'] }),
     reconnect_on_gap: bool({ default: false, description: 'Reconnect (and so re-subscribe and re-snapshot) when `sequence_field` jumps.' }),
   }),

@@ -7,6 +7,7 @@
 
 import { join } from 'node:path';
 import WebSocket from 'ws';
+import { durableBufferConfig } from '../../core/durable-options.js';
 import { RecordError, SluiceError, errorMessage } from '../../core/errors.js';
 import type { Counter, Gauge, SluiceRecord, Source, SourceContext } from '../../core/types.js';
 import type { EndpointInfo } from '../../core/spec.js';
@@ -169,12 +170,7 @@ export class WebSocketSource implements Source {
     this.target = ctx;
     try {
       if (this.options.buffer === 'durable') {
-        this.buffer = await openBuffer(ctx, {
-          dir: join(ctx.dataDir, 'buffer', 'websocket'),
-          maxBytes: this.options.buffer_max_bytes,
-          fsync: this.options.buffer_fsync,
-          onFull: this.options.buffer_on_full,
-        });
+        this.buffer = await openBuffer(ctx, durableBufferConfig(ctx.dataDir, 'websocket', this.options));
         this.target = this.buffer.ctx;
       }
       this.lastDataAt = Date.now();
