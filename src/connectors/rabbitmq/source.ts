@@ -17,14 +17,6 @@ import type { Counter, SluiceRecord, Source, SourceContext } from '../../core/ty
 import { amqpError, errorCode, isPermanent, keepRawBodies, openConnection, sleep } from './connection.js';
 import type { Binding, RabbitSourceOptions } from './options.js';
 
-/** How long a committed batch may wait for company before its acknowledgement is sent anyway. */
-export const ACK_DELAY_MS = 50;
-
-/** Committed messages that are acknowledged at once: a quarter of the prefetch window (at least one). */
-export function ackEvery(prefetch: number): number {
-  return Math.max(1, Math.floor(prefetch / 4));
-}
-
 export interface RabbitAck {
   /** Channel generation the delivery tag belongs to. */
   gen: number;
@@ -103,9 +95,6 @@ export class RabbitSource implements Source {
   /** Last delivery tag handed to the pipeline / acknowledged, on the current channel. */
   private emittedTag = 0;
   private ackedTag = 0;
-  /** Last delivery tag the sink accepted (committed), on the current channel; acknowledged up to here soon. */
-  private committedTag = 0;
-  private ackTimer?: NodeJS.Timeout;
   private blocked = false;
   private flushQueued = false;
   private stopping = false;
@@ -126,10 +115,6 @@ export class RabbitSource implements Source {
   private readonly flushTask = () => {
     this.flushQueued = false;
     this.flush();
-  };
-  private readonly ackTask = () => {
-    this.ackTimer = undefined;
-    this.ackCommitted();
   };
 
   constructor(
@@ -230,7 +215,7 @@ export class RabbitSource implements Source {
       this.gen++;
       this.ch = ch;
       this.held = [];
-      this.heldTag = this.emittedTag = this.ackedTag = this.committedTag = 0;
+      this.heldTag = this.emittedTag = this.ackedTag = 0;
       const gen = this.gen;
       const { consumerTag } = await wrapStep(
         `consuming queue '${o.queue}'`,
@@ -251,8 +236,7 @@ export class RabbitSource implements Source {
     this.ch = undefined;
     this.consumerTag = undefined;
     this.held = [];
-    this.heldTag = this.emittedTag = this.ackedTag = this.committedTag = 0;
-    this.cancelAckTimer();
+    this.heldTag = this.emittedTag = this.ackedTag = 0;
   }
 
   private receive(m: AsyncMessage, gen: number): void {
@@ -386,33 +370,13 @@ export class RabbitSource implements Source {
     }
   }
 
-  /**
-   * The sink accepted these batches. Their `basic.ack` goes out once a quarter of the prefetch window is committed, or
-   * ACK_DELAY_MS after the first unacknowledged commit, or at close(), whichever comes first. Acking every sink write
-   * cost one frame and one socket write each (~1400 per 100k messages at the bench's rate, 7% of the consumer's CPU,
-   * plus the broker's work per frame); the window stays three quarters open, so the broker never waits for these.
-   */
   commit(acks: unknown[]): void {
     let last = 0;
     for (const a of acks as RabbitAck[]) {
       if (a.gen === this.gen) last = a.tag;
       else this.staleAcks?.inc();
     }
-    if (last <= this.committedTag) return;
-    this.committedTag = last;
-    // Tags count every delivery of the channel, so their difference is the number of messages awaiting the ack.
-    if (last - this.ackedTag >= ackEvery(this.options.prefetch)) this.ackCommitted();
-    else if (this.ackTimer === undefined) {
-      this.ackTimer = setTimeout(this.ackTask, ACK_DELAY_MS);
-      this.ackTimer.unref();
-    }
-  }
-
-  /** Acknowledges everything committed so far in one `basic.ack multiple=true`. */
-  private ackCommitted(): void {
-    this.cancelAckTimer();
     const ch = this.ch;
-    const last = this.committedTag;
     if (last <= this.ackedTag || !ch?.active) return;
     try {
       ch.basicAck({ deliveryTag: last, multiple: true });
@@ -423,19 +387,11 @@ export class RabbitSource implements Source {
     }
   }
 
-  private cancelAckTimer(): void {
-    if (this.ackTimer === undefined) return;
-    clearTimeout(this.ackTimer);
-    this.ackTimer = undefined;
-  }
-
   async close(): Promise<void> {
     this.stopping = true;
     const ch = this.ch;
     const conn = this.conn;
     const log = this.ctx?.log;
-    // Written messages first: what the sink accepted is acknowledged even when the pipeline failed after it.
-    this.ackCommitted();
     if (ch?.active && this.emittedTag > this.ackedTag) {
       // Handed to the pipeline but never written: the pipeline failed. Apply on_failure to exactly those.
       const n = this.emittedTag - this.ackedTag;
