@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseOptions } from '../../core/spec.js';
 import { sinkOptions, sourceOptions } from './index.js';
-import { describeEndpoint, endpointOf } from './connection.js';
+import { CONSUMER_FRAME_MAX, clientOptions, describeEndpoint, endpointOf } from './connection.js';
 import { allBindings, queueArguments } from './source.js';
 import { compileTemplate } from './template.js';
 
@@ -66,5 +66,12 @@ describe('rabbitmq options', () => {
     expect(t.render({ value: { region: 'eu', a: { b: 7 } }, meta: { _routing_key: 'rk' } })).toBe('x.eu.7.rk');
     expect(() => t.render({ value: { region: 'eu' } })).toThrow("routing_key 'x.{{ region }}.{{ a.b }}.{{ _routing_key }}': the record has no field 'a.b'");
     expect(compileTemplate('plain', 'routing_key').constant).toBe(true);
+  });
+
+  it('consumers ask for the client default frame size, publishers for 128 KiB frames', () => {
+    const o = (src({ queue: 'q' }) as { value: any }).value;
+    expect(CONSUMER_FRAME_MAX).toBe(8192);
+    expect(clientOptions(o).frameMax).toBe(131072);
+    expect(clientOptions(o, endpointOf(o), CONSUMER_FRAME_MAX).frameMax).toBe(8192);
   });
 });

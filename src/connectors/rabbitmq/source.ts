@@ -14,7 +14,7 @@ import type { AsyncMessage, Channel, Connection } from 'rabbitmq-client';
 import { SluiceError, errorMessage } from '../../core/errors.js';
 import type { EndpointInfo } from '../../core/spec.js';
 import type { Counter, SluiceRecord, Source, SourceContext } from '../../core/types.js';
-import { amqpError, errorCode, isPermanent, keepRawBodies, openConnection, sleep } from './connection.js';
+import { CONSUMER_FRAME_MAX, amqpError, errorCode, isPermanent, keepRawBodies, openConnection, sleep } from './connection.js';
 import type { Binding, RabbitSourceOptions } from './options.js';
 
 export interface RabbitAck {
@@ -128,7 +128,7 @@ export class RabbitSource implements Source {
     this.staleAcks = ctx.metrics.counter('stale_acks', 'acknowledgements skipped because their channel was lost (the messages are redelivered)');
     this.reconnects = ctx.metrics.counter('reconnects', 'consumer channels re-established');
     this.redelivered = ctx.metrics.counter('redelivered', 'messages the broker flagged as redelivered (possible duplicates)');
-    const { conn, where } = openConnection(o);
+    const { conn, where } = openConnection(o, CONSUMER_FRAME_MAX);
     this.conn = conn;
     this.where = where;
     conn.on('error', (e: unknown) => {
