@@ -9,6 +9,7 @@ import { closeQuietly } from './source.js';
 import { compileTemplate, type FieldTemplate } from './template.js';
 import type { RabbitSinkOptions } from './options.js';
 import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
+import { encodeRecord } from '../../core/encode.js';
 
 const CONTENT_TYPES: Record<string, string> = {
   json: 'application/json',
@@ -141,7 +142,7 @@ export class RabbitSink implements Sink {
         env.headers = h;
       }
       // Always a Buffer: the client replaces the content type of string bodies with text/plain.
-      confirms[i] = ch.basicPublish(env, toBuffer(this.payload ? this.payload(r) : enc.encode(r.value))).catch((e: unknown) => {
+      confirms[i] = ch.basicPublish(env, toBuffer(this.payload ? this.payload(r) : encodeRecord(enc, r))).catch((e: unknown) => {
         first ??= e;
       });
     }
