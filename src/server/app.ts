@@ -6,6 +6,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { ConfigError, formatPath, errorMessage, type ConfigIssue } from '../core/errors.js';
@@ -171,7 +172,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; m
     if ((req as FastifyRequest & { includeSecrets?: boolean }).includeSecrets) return payload;
     return typeof payload === 'string' ? scrubber.scrub(payload) : payload;
   });
-  app.setErrorHandler((err: unknown, _req, reply) => {
+  app.setErrorHandler((err: unknown, req, reply) => {
     if (err instanceof HttpError) {
       void reply.status(err.status).send({ error: { status: err.status, code: err.code, message: scrubber.scrub(err.message), ...(err.issues ? { issues: err.issues.map((i) => issueView(i, (x) => scrubber.scrub(x))) } : {}) } });
       return;
@@ -185,6 +186,13 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; m
       return;
     }
     const e = err as { statusCode?: number; code?: string; message?: string };
+    if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      const send = (drained: boolean) => {
+        if (!drained) void reply.header('connection', 'close');
+        return reply.status(413).send({ error: { status: 413, code: 'too_large', message: scrubber.scrub(e.message ?? 'request body is too large') } });
+      };
+      return drainRequest(req.raw, Math.max(DRAIN_CAP, o.bodyLimit ?? 0)).then(send);
+    }
     if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
       // Fastify's own client errors: bad JSON, body too large, wrong content type.
       const code = e.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'too_large' : 'bad_request';
@@ -882,3 +890,35 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; m
 }
 
 export type { FastifyReply };
+
+/** Past this much unread body a refused request is answered and its connection closed instead of drained. */
+const DRAIN_CAP = 16 * 1024 * 1024;
+
+/**
+ * Reads and discards the rest of a refused request's body, up to `cap` bytes. Clients that send the whole body before
+ * reading the answer (fetch, curl without `Expect: 100-continue`) then get the 413 instead of a broken pipe. False
+ * when the body went past `cap`.
+ */
+function drainRequest(req: IncomingMessage, cap: number): Promise<boolean> {
+  if (req.readableEnded || req.destroyed) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    let n = 0;
+    const done = (ok: boolean) => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onEnd);
+      req.off('close', onEnd);
+      resolve(ok);
+    };
+    const onData = (chunk: Buffer) => {
+      n += chunk.length;
+      if (n > cap) done(false);
+    };
+    const onEnd = () => done(true);
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', onEnd);
+    req.once('close', onEnd);
+    req.resume();
+  });
+}

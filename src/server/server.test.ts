@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { request as httpRequest } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { ensureService } from '../testing/services.js';
@@ -167,6 +168,40 @@ function apiSuite(label: string, storeArgs: () => string[], setup?: () => Promis
       const ac = await api('GET', `/v1/connection_profiles/${ids.files}/autocomplete`);
       expect(ac.json).toEqual({ supported: false, values: {} });
       expect((await api('GET', '/v1/connection_profiles/nope/autocomplete')).status).toBe(404);
+    });
+
+    it('answers an oversized body with 413 after reading it, so a client still sending it gets no broken pipe', async () => {
+      const size = 8 * 1024 * 1024;
+      const chunk = Buffer.alloc(256 * 1024, 0x61);
+      let sentAtAnswer = -1;
+      const result = await new Promise<{ status: number; sent: number; error?: string }>((resolve) => {
+        let sent = 0;
+        let status = 0;
+        let error: string | undefined;
+        const req = httpRequest(`${server.url}/v1/connection_profiles`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'content-length': String(size), authorization: `Bearer ${TOKEN}` },
+        });
+        req.on('response', (res) => {
+          status = res.statusCode ?? 0;
+          // Answered only once the whole body was read: a client still sending would otherwise write into a socket
+          // the server is closing (EPIPE, and fetch reports "fetch failed" instead of the 413).
+          sentAtAnswer = sent;
+          res.resume();
+          res.on('end', () => resolve({ status, sent, error }));
+        });
+        req.on('error', (e) => resolve({ status, sent, error: e.message }));
+        // The body goes out in pieces across event-loop turns, as a slow uploader's would, after the server has seen
+        // the Content-Length and refused it.
+        const next = () => {
+          if (sent >= size) return void req.end();
+          sent += chunk.length;
+          req.write(chunk, () => setImmediate(next));
+        };
+        next();
+      });
+      expect(result).toEqual({ status: 413, sent: size, error: undefined });
+      expect(sentAtAnswer).toBe(size);
     });
 
     it('connection tables: create, validate, test (NDJSON), schema test', async () => {
