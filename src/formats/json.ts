@@ -180,9 +180,8 @@ export function jsonPassThrough(enc: Encoder, exact: () => boolean, pretty = fal
       for (let i = 0; i < records.length; i++) {
         const r = records[i]!;
         const raw = r.raw;
-        if (typeof raw === 'string' && isOneLineObject(raw)) s += raw;
-        else if (raw instanceof Uint8Array && isOneLineObjectBytes(raw)) s += Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('utf8');
-        else s += stringifyJson(r.value);
+        if (!isOneLineRaw(raw)) s += stringifyJson(r.value);
+        else s += typeof raw === 'string' ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('utf8');
         s += '\n';
       }
       return s;
@@ -193,8 +192,7 @@ export function jsonPassThrough(enc: Encoder, exact: () => boolean, pretty = fal
   if (!pretty) {
     out.encodeRecord = (r) => {
       const raw = r.raw;
-      if (exact() && raw !== undefined && (typeof raw === 'string' ? isOneLineObject(raw) : isOneLineObjectBytes(raw))) return raw;
-      return enc.encode(r.value);
+      return exact() && isOneLineRaw(raw) ? raw : enc.encode(r.value);
     };
   }
   return out;
@@ -228,6 +226,11 @@ function stringifyPlain(v: unknown): string {
   } catch {
     return stringifyJson(v);
   }
+}
+
+/** A received payload that is one JSON object on one line, as text or bytes. */
+function isOneLineRaw(raw: string | Uint8Array | undefined): raw is string | Uint8Array {
+  return raw !== undefined && (typeof raw === 'string' ? isOneLineObject(raw) : isOneLineObjectBytes(raw));
 }
 
 /** `{...}` with no line break anywhere (a JSON line as it stands; leading blanks or a BOM do not qualify). */
