@@ -125,22 +125,21 @@ function forwardAll<T extends object>(enc: T): T {
  * Encoder member added later reaches the sink without a change here.
  */
 export function countingEncoder(enc: Encoder, m: MetricSet): Encoder {
-  const len = (x: string | Uint8Array) => (typeof x === 'string' ? Buffer.byteLength(x) : x.byteLength);
-  const counted = <A extends unknown[], R extends string | Uint8Array>(fn: (...a: A) => R) => (...a: A): R => {
-    const b = fn(...a);
-    m.encoded += len(b);
+  // Called per record by message sinks: fixed-arity wrappers, no rest-argument array per call.
+  const count = <R extends string | Uint8Array>(b: R): R => {
+    m.encoded += typeof b === 'string' ? Buffer.byteLength(b) : b.byteLength;
     return b;
   };
   const out = forwardAll(enc);
-  out.encode = counted(enc.encode.bind(enc));
-  out.encodeStream = counted(enc.encodeStream.bind(enc));
-  if (enc.encodeRecords) out.encodeRecords = counted(enc.encodeRecords.bind(enc));
-  if (enc.encodeRecord) out.encodeRecord = counted(enc.encodeRecord.bind(enc));
+  out.encode = (v) => count(enc.encode(v));
+  out.encodeStream = (v, first) => count(enc.encodeStream(v, first));
+  if (enc.encodeRecords) out.encodeRecords = (r, first) => count(enc.encodeRecords!(r, first));
+  if (enc.encodeRecord) out.encodeRecord = (r) => count(enc.encodeRecord!(r));
   if (enc.forTopic) out.forTopic = (topic) => enc.forTopic!(topic).then((e) => countingEncoder(e, m));
   if (enc.fileWriter) {
     out.fileWriter = () => {
       const w = enc.fileWriter!();
-      return { ...forwardAll(w), write: counted(w.write.bind(w)), finish: counted(w.finish.bind(w)) };
+      return { ...forwardAll(w), write: (v: unknown[]) => count(w.write(v)), finish: () => count(w.finish()) };
     };
   }
   return out;
