@@ -11,6 +11,7 @@ import type { MqttSinkOptions } from './options.js';
 import { compileFieldTemplate, type FieldTemplate } from './template.js';
 import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
 import { encodeRecord } from '../../core/encode.js';
+import { asBuffer } from '../../formats/util.js';
 
 /** How long a batch may wait for the broker before the write fails (and the runtime retries it). */
 const WRITE_TIMEOUT_MS = 30_000;
@@ -116,7 +117,7 @@ export class MqttSink implements Sink {
       if (this.firstError) break;
       this.outstanding++;
       // Raw payloads passed through may be plain Uint8Arrays (NATS hands those over); mqtt.js takes Buffers.
-      c.client.publish(topic, typeof payload === 'string' || Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), opts, this.onPublished);
+      c.client.publish(topic, typeof payload === 'string' ? payload : asBuffer(payload), opts, this.onPublished);
     }
     await this.waitBelow(0, deadline);
     if (this.firstError) {
