@@ -1,11 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { CONNECTORS } from '../src/connectors/index.js';
+import { allConnectors } from '../src/connectors/index.js';
 import { renderConnectorDoc, handwrittenDoc } from '../src/docs/connector-doc.js';
 import { describeOptions } from '../src/core/spec.js';
 
 const root = resolve(import.meta.dirname, '..');
+
+const CONNECTORS = await allConnectors();
 
 describe('connector docs', () => {
   for (const spec of CONNECTORS) {

@@ -4,12 +4,14 @@ import { Command, CommanderError, Option } from 'commander';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, SluiceError, errorMessage } from '../core/errors.js';
-import { parseConfigText, readConfigFile } from '../config/yaml.js';
+import { loadConfigTextAsync, readConfigFile } from '../config/yaml.js';
 import type { CompiledDocument } from '../config/compile.js';
-import { CONNECTORS, findConnector } from '../connectors/index.js';
+import { allConnectors, findConnector, loadConnectors } from '../connectors/index.js';
+import { whenLoaded } from '../core/loading.js';
 import { describeOptions, toJsonSchema, type OptionDoc } from '../core/spec.js';
 import { startPipeline, type PipelineHandle, type RunOptions, type RuntimeEnv } from '../core/runtime.js';
-import { sqliteStateStore, type StateStore } from '../core/state.js';
+import type { StateStore } from '../core/state.js';
+import { lazySqliteStateStore } from './state.js';
 import type { StateScope, SluiceRecord } from '../core/types.js';
 import type { PipelineDef } from '../core/model.js';
 import { createLogger, scrubUrlCredentials, type LogFormat } from './logging.js';
@@ -30,12 +32,17 @@ const sqlModule = () => import('../sql/index.js');
 
 async function loadSqlFile(file: string): Promise<CompiledDocument> {
   const text = readConfigFile(file);
-  return (await sqlModule()).compileSqlText(text, file);
+  const { compileSqlText } = await sqlModule();
+  // Compiling again for each connector or format the SQL names that is not loaded yet (a few, cheap, .sql files only).
+  return whenLoaded(() => compileSqlText(text, file));
 }
 
 async function loadYamlFile(file: string): Promise<CompiledDocument> {
-  const parsed = parseConfigText(readConfigFile(file), file);
-  if (parsed.hasTransforms) parsed.checkTransforms((await sqlModule()).checkTransform);
+  const parsed = await loadConfigTextAsync(readConfigFile(file), file);
+  if (parsed.hasTransforms) {
+    const { checkTransform } = await sqlModule();
+    await whenLoaded(() => parsed.checkTransforms(checkTransform));
+  }
   return parsed.doc;
 }
 
@@ -84,7 +91,7 @@ async function cmdRun(files: string[], o: { dataDir: string; drainTimeout: strin
   if (drainTimeoutMs === undefined) throw new UsageError(`--drain-timeout: '${o.drainTimeout}' is not a duration`);
   const status = o.status && process.stderr.isTTY ? new StatusLine(process.stderr) : undefined;
   const { log, flush } = createLogger({ format: g.logFormat, level: g.logLevel, status });
-  const state = sqliteStateStore(join(o.dataDir, 'state.db'));
+  const state = lazySqliteStateStore(join(o.dataDir, 'state.db'));
   const env = runtimeEnv(log, state, o.dataDir);
   const handles: PipelineHandle[] = [];
   let stopping = false;
@@ -173,24 +180,26 @@ function formatOptions(docs: OptionDoc[], indent = '  '): string {
   return s;
 }
 
-function cmdConnectors(name: string | undefined, o: { json?: boolean }): number {
+async function cmdConnectors(name: string | undefined, o: { json?: boolean }): Promise<number> {
   if (!name) {
+    const connectors = await allConnectors();
     if (o.json) {
       process.stdout.write(
         JSON.stringify(
-          CONNECTORS.map((c) => ({ name: c.name, aliases: c.aliases ?? [], title: c.title, description: c.description, source: !!c.source, sink: !!c.sink })),
+          connectors.map((c) => ({ name: c.name, aliases: c.aliases ?? [], title: c.title, description: c.description, source: !!c.source, sink: !!c.sink })),
           null,
           2,
         ) + '\n',
       );
       return 0;
     }
-    for (const c of CONNECTORS) {
+    for (const c of connectors) {
       const roles = [c.source ? 'source' : '', c.sink ? 'sink' : ''].filter(Boolean).join('+');
       process.stdout.write(`${c.name.padEnd(14)} ${roles.padEnd(12)} ${c.description}${c.aliases?.length ? ` (aliases: ${c.aliases.join(', ')})` : ''}\n`);
     }
     return 0;
   }
+  await loadConnectors([name]);
   const c = findConnector(name);
   if (!c) throw new UsageError(`unknown connector '${name}'; run 'sluice connectors' for the list`);
   if (o.json) {
@@ -270,7 +279,7 @@ async function cmdPreview(file: string, o: { limit: string; pipeline?: string; d
   const def = o.pipeline ? doc.pipelines.find((p) => p.name === o.pipeline) : doc.pipelines[0];
   if (!def) throw new UsageError(o.pipeline ? `no pipeline named '${o.pipeline}' in ${file} (it has: ${doc.pipelines.map((p) => p.name).join(', ')})` : `no pipeline in ${file}`);
   const { log, flush } = createLogger({ format: g.logFormat, level: g.logLevel === 'info' ? 'warn' : g.logLevel });
-  const state = readOnlyState(sqliteStateStore(join(o.dataDir, 'state.db')));
+  const state = readOnlyState(lazySqliteStateStore(join(o.dataDir, 'state.db')));
   const enc = createFormat({ name: 'json', options: {} }).encoder();
   const sample: unknown[] = [];
   let shown = 0;
@@ -342,8 +351,8 @@ export async function main(argv: string[]): Promise<number> {
     .description("list connectors, or one connector's options with types, defaults, aliases and descriptions")
     .argument('[name]', 'connector name')
     .option('--json', 'machine-readable output (the options as JSON Schema)')
-    .action((name: string | undefined, o) => {
-      exitCode = cmdConnectors(name, o);
+    .action(async (name: string | undefined, o) => {
+      exitCode = await cmdConnectors(name, o);
     });
   program
     .command('preview')

@@ -8,6 +8,7 @@ import { LineCounter, parseDocument, isMap, isSeq, isScalar, isPair, visit, type
 import { ConfigError, errorMessage, type ConfigIssue, type SourceLocation } from '../core/errors.js';
 import { compileDocument, type CompiledDocument } from './compile.js';
 import { substituteEnv } from './env.js';
+import { compileWhenLoaded } from './preload.js';
 import type { PipelineDef } from '../core/model.js';
 import type { TransformOptions } from '../sql/runtime.js';
 
@@ -39,8 +40,32 @@ export function readConfigFile(file: string): string {
   return text;
 }
 
-/** Parse and compile one YAML text; throws ConfigError listing every problem outside the transforms. */
+/**
+ * Parse and compile one YAML text; throws ConfigError listing every problem outside the transforms. Loads the
+ * connectors and formats the text names first (the CLI's entry; `parseConfigText` is the synchronous one).
+ */
+export async function loadConfigTextAsync(text: string, file: string, o: LoadOptions = {}): Promise<ParsedConfig> {
+  const y = readYaml(text, file, o);
+  return compileWhenLoaded(y.js, () => compileYaml(y, text, file));
+}
+
+/**
+ * Parse and compile one YAML text; throws ConfigError listing every problem outside the transforms. Every connector
+ * and format it names must be loaded already (`loadConnectors()`, `loadFormats()`), else it throws a NotLoadedError.
+ */
 export function parseConfigText(text: string, file: string, o: LoadOptions = {}): ParsedConfig {
+  return compileYaml(readYaml(text, file, o), text, file);
+}
+
+interface YamlRead {
+  doc: Document;
+  js: unknown;
+  defaultName: string;
+  at: (offset: number) => SourceLocation;
+}
+
+/** The YAML parsed, with ${ENV} substituted (once: it rewrites the nodes), as JavaScript values. */
+function readYaml(text: string, file: string, o: LoadOptions): YamlRead {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const issues: ConfigIssue[] = [];
@@ -68,6 +93,10 @@ export function parseConfigText(text: string, file: string, o: LoadOptions = {})
     // Aliases are resolved only here: one whose anchor is missing, or an alias bomb, throws a plain ReferenceError.
     throw new ConfigError([{ path: [], message: errorMessage(e), loc: at(aliasOffset(doc)) }]);
   }
+  return { doc, js, defaultName, at };
+}
+
+function compileYaml({ doc, js, defaultName, at }: YamlRead, text: string, file: string): ParsedConfig {
   const r = compileDocument(js, { defaultName });
   if (r.issues.length || !r.value) {
     throw new ConfigError(r.issues.map((i) => ({ ...i, loc: i.loc ?? at(locate(doc, i.path)) })));

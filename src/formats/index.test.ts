@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FORMATS, createFormat, findFormat, parseFormatConfig } from './index.js';
+import { FORMATS, allFormats, createFormat, findFormat, parseFormatConfig } from './index.js';
 import { ConfigError } from '../core/errors.js';
 import { describeOptions } from '../core/spec.js';
 
@@ -75,9 +75,9 @@ describe('createFormat', () => {
 });
 
 describe('FORMATS registry', () => {
-  it('lists every format with a description and describable options', () => {
+  it('lists every format with a description and describable options', async () => {
     expect(FORMATS.map((f) => f.name)).toEqual(['json', 'text', 'bytes', 'csv', 'avro', 'protobuf', 'parquet', 'debezium-json', 'debezium-json-upsert']);
-    for (const f of FORMATS) {
+    for (const f of await allFormats()) {
       expect(f.description).not.toBe('');
       for (const o of describeOptions(f.options)) expect(o.description, `${f.name}.${o.name}`).not.toBe('');
     }

@@ -5,13 +5,14 @@ import { ConfigError, SluiceError, type ConfigIssue } from '../core/errors.js';
 import type { Format, SchemaSpec } from '../core/types.js';
 import { suggest } from '../core/units.js';
 import { jsonFormat, jsonOptions, type JsonOptions } from './json.js';
-import { textFormat, textOptions, type TextOptions } from './text.js';
-import { bytesFormat, bytesOptions, type BytesOptions } from './bytes.js';
-import { csvFormat, csvOptions, type CsvOptions } from './csv.js';
-import { avroFormat, avroOptions, type AvroOptions } from './avro.js';
-import { protobufFormat, protobufOptions, type ProtobufOptions } from './protobuf.js';
-import { parquetFormat, parquetOptions, type ParquetOptions } from './parquet.js';
-import { debeziumFormat, debeziumOptions, type DebeziumOptions } from './debezium.js';
+import type { TextOptions } from './text.js';
+import type { BytesOptions } from './bytes.js';
+import type { CsvOptions } from './csv.js';
+import type { AvroOptions } from './avro.js';
+import type { ProtobufOptions } from './protobuf.js';
+import type { ParquetOptions } from './parquet.js';
+import type { DebeziumOptions } from './debezium.js';
+import { NotLoadedError } from '../core/loading.js';
 
 export { stringifyJson } from './json.js';
 
@@ -21,90 +22,157 @@ export interface FormatSpec {
   options: Record<string, unknown>;
 }
 
-export interface FormatDefinition {
-  name: string;
-  aliases: string[];
-  description: string;
+export interface FormatDefinition extends FormatLine, FormatImpl {}
+
+/** What a format's module provides: its options schema and its factory. */
+export interface FormatImpl {
   /** A zod strictObject; its `.meta()` descriptions and aliases feed docs and `sluice formats`. */
   options: AnyObject;
-  /** Only usable on a sink (it cannot decode) / on a source (it cannot encode). */
-  encodeOnly?: boolean;
-  decodeOnly?: boolean;
   /** `options` has been parsed by the `options` schema. */
   create(options: Record<string, unknown>, schema?: SchemaSpec): Format;
 }
 
+interface FormatLine {
+  name: string;
+  aliases: string[];
+  description: string;
+  /** Only usable on a sink (it cannot decode) / on a source (it cannot encode). */
+  encodeOnly?: boolean;
+  decodeOnly?: boolean;
+  /** The format's module, loaded on first use (JSON is always loaded: the runtime and probes use it directly). */
+  load(): Promise<FormatImpl>;
+}
+
+const jsonImpl: FormatImpl = { options: jsonOptions as AnyObject, create: (o) => jsonFormat(o as unknown as JsonOptions) };
+
 // One row per format. New formats (avro, protobuf, parquet, debezium-json) are added here and nowhere else.
-export const FORMATS: FormatDefinition[] = [
+export const FORMATS: readonly FormatLine[] = [
   {
     name: 'json',
     aliases: ['jsonl', 'ndjson', 'json_lines'],
     description: 'JSON objects: one per message, a JSON array of them, or newline-delimited JSON (one per line).',
-    options: jsonOptions as AnyObject,
-    create: (o) => jsonFormat(o as unknown as JsonOptions),
+    load: async () => jsonImpl,
   },
   {
     name: 'text',
     aliases: ['string'],
     description: 'Each message (or each line) as one string column named `value`.',
-    options: textOptions as AnyObject,
-    create: (o) => textFormat(o as unknown as TextOptions),
+    load: async () => {
+      const m = await import('./text.js');
+      return { options: m.textOptions as AnyObject, create: (o) => m.textFormat(o as unknown as TextOptions) };
+    },
   },
   {
     name: 'bytes',
     aliases: ['raw', 'binary'],
     description: 'Each message as one binary column named `value`, passed through untouched.',
-    options: bytesOptions as AnyObject,
-    create: (o) => bytesFormat(o as unknown as BytesOptions),
+    load: async () => {
+      const m = await import('./bytes.js');
+      return { options: m.bytesOptions as AnyObject, create: (o) => m.bytesFormat(o as unknown as BytesOptions) };
+    },
   },
   {
     name: 'csv',
     aliases: [],
     description: 'Comma-separated values with an optional header row; fields decode as strings.',
-    options: csvOptions as AnyObject,
-    create: (o, schema) => csvFormat(o as unknown as CsvOptions, schema),
+    load: async () => {
+      const m = await import('./csv.js');
+      return { options: m.csvOptions as AnyObject, create: (o, schema) => m.csvFormat(o as unknown as CsvOptions, schema) };
+    },
   },
   {
     name: 'avro',
     aliases: [],
     description: 'Avro binary: raw with an inline schema, or the Confluent wire format with a schema registry.',
-    options: avroOptions as unknown as AnyObject,
-    create: (o, schema) => avroFormat(o as unknown as AvroOptions, schema),
+    load: async () => {
+      const m = await import('./avro.js');
+      return { options: m.avroOptions as unknown as AnyObject, create: (o, schema) => m.avroFormat(o as unknown as AvroOptions, schema) };
+    },
   },
   {
     name: 'protobuf',
     aliases: ['proto', 'protobuf_binary'],
     description: 'Protocol Buffers messages of one type from a .proto definition, raw or in the Confluent wire format with a schema registry.',
-    options: protobufOptions as unknown as AnyObject,
-    create: (o) => protobufFormat(o as unknown as ProtobufOptions),
+    load: async () => {
+      const m = await import('./protobuf.js');
+      return { options: m.protobufOptions as unknown as AnyObject, create: (o) => m.protobufFormat(o as unknown as ProtobufOptions) };
+    },
   },
   {
     name: 'parquet',
     aliases: ['pq'],
     description: 'Apache Parquet files: a whole file decodes to its rows; a sink writes each batch as one complete file.',
-    options: parquetOptions as unknown as AnyObject,
-    create: (o, schema) => parquetFormat(o as unknown as ParquetOptions, schema),
+    load: async () => {
+      const m = await import('./parquet.js');
+      return { options: m.parquetOptions as unknown as AnyObject, create: (o, schema) => m.parquetFormat(o as unknown as ParquetOptions, schema) };
+    },
   },
   {
     name: 'debezium-json',
     aliases: ['debezium_json', 'debezium'],
     description: "Debezium JSON change events (with or without the schema/payload wrapper): the row after a change (before it, for deletes) plus __op, __table, __db, __source_ts_ms and __ts_ms.",
-    options: debeziumOptions as AnyObject,
-    create: (o, schema) => debeziumFormat(o as unknown as DebeziumOptions, false, schema),
+    load: async () => {
+      const m = await import('./debezium.js');
+      return { options: m.debeziumOptions as AnyObject, create: (o, schema) => m.debeziumFormat(o as unknown as DebeziumOptions, false, schema) };
+    },
   },
   {
     name: 'debezium-json-upsert',
     aliases: ['debezium_json_upsert', 'debezium_upsert'],
     description: "Debezium JSON change events as upserts: c/u/r give the new row, d and tombstones a delete marker (key columns, __op: 'd', __deleted: true).",
-    options: debeziumOptions as AnyObject,
-    create: (o, schema) => debeziumFormat(o as unknown as DebeziumOptions, true, schema),
+    load: async () => {
+      const m = await import('./debezium.js');
+      return { options: m.debeziumOptions as AnyObject, create: (o, schema) => m.debeziumFormat(o as unknown as DebeziumOptions, true, schema) };
+    },
   },
 ];
 
-/** The definition for a name or alias, case-insensitively. */
-export function findFormat(name: string): FormatDefinition | undefined {
+const loaded = new Map<FormatLine, FormatDefinition>();
+const loading = new Map<FormatLine, Promise<FormatDefinition>>();
+
+function load(line: FormatLine): Promise<FormatDefinition> {
+  let p = loading.get(line);
+  if (!p) {
+    p = line.load().then((impl) => {
+      const def: FormatDefinition = { ...line, ...impl };
+      loaded.set(line, def);
+      return def;
+    });
+    loading.set(line, p);
+  }
+  return p;
+}
+
+// JSON's module is imported above anyway; its definition is ready before any caller asks.
+const jsonLine = FORMATS.find((f) => f.name === 'json')!;
+loaded.set(jsonLine, { ...jsonLine, ...jsonImpl });
+
+/** Loads the formats with these names or aliases (every format when none are given); other strings are ignored. */
+export async function loadFormats(names?: Iterable<string>): Promise<void> {
+  const lines = names === undefined ? FORMATS : [...new Set([...names].flatMap((n) => lineOf(n) ?? []))];
+  await Promise.all(lines.map(load));
+}
+
+/** Every format, loaded, in the table's order (for listings and docs). */
+export async function allFormats(): Promise<FormatDefinition[]> {
+  return Promise.all(FORMATS.map(load));
+}
+
+function lineOf(name: string): FormatLine | undefined {
   const n = looseName(name);
   return FORMATS.find((f) => looseName(f.name) === n || f.aliases.some((a) => looseName(a) === n));
+}
+
+/**
+ * The definition for a name or alias, case-insensitively; undefined for an unknown name. A known format that is not
+ * loaded yet throws a NotLoadedError (see loadFormats and whenLoaded).
+ */
+export function findFormat(name: string): FormatDefinition | undefined {
+  const line = lineOf(name);
+  if (!line) return undefined;
+  const def = loaded.get(line);
+  if (!def) throw new NotLoadedError(`format '${line.name}'`, () => load(line));
+  return def;
 }
 
 // `JSON`, `json-lines` and `json_lines` all name the same format.

@@ -10,13 +10,13 @@ import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { ConfigError, formatPath, errorMessage, type ConfigIssue } from '../core/errors.js';
-import { CONNECTORS, findConnector } from '../connectors/index.js';
+import { allConnectors, findConnector } from '../connectors/index.js';
 import { parseOptions, toJsonSchema, type ConnectorSpec } from '../core/spec.js';
 import { startPipeline, type RuntimeEnv } from '../core/runtime.js';
 import { DEFAULT_BATCH, DEFAULT_BUFFER, DEFAULT_RETRY, type EndpointDef } from '../core/model.js';
 import type { StateStore } from '../core/state.js';
 import type { SluiceRecord } from '../core/types.js';
-import { createFormat } from '../formats/index.js';
+import { createFormat, loadFormats } from '../formats/index.js';
 import { compileSchema, describeSchema, inferSchema, parseSchemaConfig, schemaToJson } from '../core/schema.js';
 import type { ControlStore, PipelineRow, ProfileRow, TableRow, ControlTx } from './store.js';
 import { PipelineManager } from './manager.js';
@@ -117,6 +117,9 @@ function openDefinition(box: SecretBox, definition: unknown): unknown {
 
 export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; manager: PipelineManager; ready(): Promise<void> }> {
   const { store, box, scrubber, log } = o;
+  // The control plane lists, validates and runs any connector and format, at any time: load them all once here, so the
+  // synchronous lookups below never meet one that is not loaded (they load on first use elsewhere: src/core/loading.ts).
+  const [CONNECTORS] = await Promise.all([allConnectors(), loadFormats()]);
   const tokenDigests = o.tokens.map(digest);
   const catalog = async (t: ControlTx = store): Promise<Catalog> => ({ profiles: await t.listProfiles(), tables: await t.listTables() });
   const manager = new PipelineManager({

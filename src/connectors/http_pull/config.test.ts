@@ -1,20 +1,6 @@
-// YAML pipelines naming the HTTP family, loaded and run end to end. Until the connectors are in the registry
-// (src/connectors/index.ts), the registry module is extended here with them.
+// YAML pipelines naming the HTTP family, loaded and run end to end.
 
-import { afterEach, describe, expect, it, vi } from 'vitest';
-
-vi.mock('../index.js', async (importOriginal) => {
-  const orig = await importOriginal<typeof import('../index.js')>();
-  const extra = [(await import('./index.js')).spec, (await import('../livepeer/index.js')).spec, (await import('../sse/index.js')).spec];
-  const byName = new Map<string, (typeof extra)[number]>();
-  for (const c of extra) for (const n of [c.name, ...(c.aliases ?? [])]) byName.set(n.toLowerCase(), c);
-  return {
-    ...orig,
-    CONNECTORS: [...orig.CONNECTORS.filter((c) => !byName.has(c.name)), ...extra],
-    findConnector: (n: string) => byName.get(n.toLowerCase()) ?? orig.findConnector(n),
-    connectorNames: () => [...new Set([...orig.connectorNames(), ...byName.keys()])],
-  };
-});
+import { afterEach, describe, expect, it } from 'vitest';
 
 const { loadConfigText } = await import('../../config/load.js');
 const { startPipeline } = await import('../../core/runtime.js');
