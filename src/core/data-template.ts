@@ -10,6 +10,7 @@ import { suggest } from './units.js';
 import { lazyOptions, opt, z } from './spec.js';
 import { stringifyJson } from '../formats/json.js';
 import type { Encoder, SluiceRecord } from './types.js';
+import { utf8Of } from '../formats/util.js';
 
 export interface DataTemplateOptions {
   /** `json`: values are escaped for the inside of a JSON string (the default for JSON bodies); `none`: as-is. */
@@ -77,7 +78,7 @@ export function textOf(v: unknown): string {
   if (typeof v === 'string') return v;
   if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
   if (v instanceof Date) return isNaN(v.getTime()) ? '' : v.toISOString();
-  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('utf8');
+  if (v instanceof Uint8Array) return utf8Of(v);
   return stringifyJson(v);
 }
 

@@ -4,6 +4,7 @@
 import type { FieldSpec, FieldType, SchemaSpec } from './types.js';
 import { ConfigError, RecordError, type ConfigIssue } from './errors.js';
 import { suggest } from './units.js';
+import { toBase64 } from '../formats/util.js';
 
 type Path = (string | number)[];
 type ItemSpec = Omit<FieldSpec, 'name'>;
@@ -1300,7 +1301,7 @@ export function inferSchema(rows: unknown[], opts: InferOptions = {}): SchemaSpe
 function jsonValue(v: unknown): unknown {
   if (typeof v === 'bigint') return v.toString();
   if (v instanceof Date) return v.toISOString();
-  if (ArrayBuffer.isView(v)) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
+  if (ArrayBuffer.isView(v)) return toBase64(v);
   if (Array.isArray(v)) return v.map(jsonValue);
   if (isPlainObject(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, jsonValue(x)]));
   return v;

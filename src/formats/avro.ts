@@ -26,7 +26,7 @@ import {
   type PreparedFormat,
   type RegistryOptions,
 } from './registry.js';
-import { describeValue, nestedDeeperThan } from './util.js';
+import { asBuffer, describeValue, nestedDeeperThan } from './util.js';
 
 const schemaOption = z.union([z.string().min(1), z.record(z.string(), z.unknown()), z.array(z.unknown())]);
 
@@ -445,7 +445,7 @@ function containsBytes(t: AvroType, seen = new Set<AvroType>()): boolean {
 /** avsc wants Buffer for bytes; rows carry any Uint8Array. Views are wrapped, not copied. */
 function buffersFor(v: unknown, depth = 0): unknown {
   if (typeof v !== 'object' || v === null || depth > 64) return v;
-  if (v instanceof Uint8Array) return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  if (v instanceof Uint8Array) return asBuffer(v);
   if (v instanceof Date) return v;
   if (Array.isArray(v)) return v.map((x) => buffersFor(x, depth + 1));
   const o = v as Record<string, unknown>;

@@ -3,7 +3,7 @@
 import { z, bool } from '../core/spec.js';
 import { RecordError } from '../core/errors.js';
 import type { Decoder, Encoder, Format } from '../core/types.js';
-import { describeValue, isBlank, payloadText, toBase64 } from './util.js';
+import { describeValue, isBlank, payloadText, toBase64, utf8Of } from './util.js';
 
 export const jsonOptions = z.strictObject({
   wrap_scalars: bool({
@@ -181,7 +181,7 @@ export function jsonPassThrough(enc: Encoder, exact: () => boolean, pretty = fal
         const r = records[i]!;
         const raw = r.raw;
         if (!isOneLineRaw(raw)) s += stringifyJson(r.value);
-        else s += typeof raw === 'string' ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('utf8');
+        else s += typeof raw === 'string' ? raw : utf8Of(raw);
         s += '\n';
       }
       return s;

@@ -15,6 +15,7 @@ import { num, opt, z } from '../core/spec.js';
 import { SluiceError, errorMessage } from '../core/errors.js';
 import type { Decoder, Encoder, FieldSpec, FileWriter, Format, SchemaSpec } from '../core/types.js';
 import { stringifyJson } from './json.js';
+import { toBase64 } from './util.js';
 
 export const parquetOptions = z.strictObject({
   compression: opt(z.enum(['uncompressed', 'snappy', 'gzip']).default('snappy'), {
@@ -707,7 +708,7 @@ function tag(this: Record<string, unknown>, key: string, v: unknown): unknown {
   const raw = this[key];
   if (typeof raw === 'bigint') return { $b: raw.toString() };
   if (raw instanceof Date) return { $d: raw.getTime() };
-  if (raw instanceof Uint8Array) return { $u: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') };
+  if (raw instanceof Uint8Array) return { $u: toBase64(raw) };
   return v;
 }
 

@@ -7,6 +7,7 @@
 import { z, bool, duration, opt } from '../core/spec.js';
 import { RecordError, SluiceError, errorMessage } from '../core/errors.js';
 import type { Encoder, Format } from '../core/types.js';
+import { asBuffer } from './util.js';
 
 /**
  * A Format whose decoders/encoders depend on registry state fetched ahead of time. `prepare(payloads)` (the Format
@@ -176,7 +177,7 @@ export function writeHeader(id: number, body: Uint8Array, extra?: Uint8Array): B
 
 export function asBytes(payload: string | Uint8Array): Buffer {
   if (typeof payload === 'string') return Buffer.from(payload, 'latin1');
-  return Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+  return asBuffer(payload);
 }
 
 // ---- REST client ---------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 import { z, bool, opt } from '../core/spec.js';
 import type { Decoder, Encoder, Format } from '../core/types.js';
 import { stringifyJson } from './json.js';
-import { payloadText } from './util.js';
+import { payloadText, utf8Of } from './util.js';
 
 export const textOptions = z.strictObject({
   column: opt(z.string().min(1).default('value'), { description: 'Name of the column that holds the text.' }),
@@ -91,7 +91,7 @@ class TextEncoderImpl implements Encoder {
       v = (row as Record<string, unknown>)[this.column];
     }
     if (typeof v === 'string') return v;
-    if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('utf8');
+    if (v instanceof Uint8Array) return utf8Of(v);
     return stringifyJson(v);
   }
 }

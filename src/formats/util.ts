@@ -57,6 +57,11 @@ export function asBuffer(b: Uint8Array): Buffer {
   return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
 
+/** UTF-8 text of bytes (no copy of the bytes first). */
+export function utf8Of(b: Uint8Array): string {
+  return asBuffer(b).toString('utf8');
+}
+
 export function toBase64(b: ArrayBufferView): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64');
 }

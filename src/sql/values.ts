@@ -3,6 +3,7 @@
 
 import { RecordError } from '../core/errors.js';
 import { parseIsoTimestamp } from '../core/schema.js';
+import { utf8Of } from '../formats/util.js';
 
 /** A value that cannot be used the way the expression needs; the record fails (TRY_CAST gives NULL instead). */
 export class SqlValueError extends RecordError {
@@ -55,7 +56,7 @@ export function toMillis(v: unknown): number {
 export function toText(v: unknown): string {
   if (typeof v === 'string') return v;
   if (v instanceof Date) return v.toISOString();
-  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('utf8');
+  if (v instanceof Uint8Array) return utf8Of(v);
   if (typeof v === 'object' && v !== null) return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x));
   return String(v);
 }

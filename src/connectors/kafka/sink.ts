@@ -10,6 +10,7 @@ import { registryConfig, type KafkaSinkOptions, type RegistryConfig } from './op
 import { compileFieldTemplate, fieldAt, valueText, type FieldTemplate } from './template.js';
 import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
 import { encodeRecord } from '../../core/encode.js';
+import { asBuffer } from '../../formats/util.js';
 
 const ACKS = { all: -1, '1': 1, '0': 0 } as const;
 
@@ -85,7 +86,7 @@ export class KafkaSink implements Sink {
   private message(r: SluiceRecord, encoder: Encoder): Message {
     const o = this.options;
     const value = this.payload ? this.payload(r) : encodeRecord(encoder, r);
-    const m: Message = { value: typeof value === 'string' ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength) };
+    const m: Message = { value: typeof value === 'string' ? value : asBuffer(value) };
     if (this.key) m.key = this.key.render(r);
     else if (this.keyPath) {
       const k = fieldAt(r.value, this.keyPath);

@@ -13,11 +13,12 @@ import type { RedisSinkOptions } from './options.js';
 import { compileKeyTemplate, fieldOf, valueText, type KeyTemplate } from './template.js';
 import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
 import { encodeRecord } from '../../core/encode.js';
+import { asBuffer } from '../../formats/util.js';
 
 type Arg = string | Buffer;
 
 function asArg(v: string | Uint8Array): Arg {
-  return typeof v === 'string' ? v : Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  return typeof v === 'string' ? v : asBuffer(v);
 }
 
 /** A row's fields as Redis field/value pairs: scalars as text, objects as JSON, nulls left out. */

@@ -5,6 +5,7 @@ import type { EndpointInfo } from '../../core/spec.js';
 import type { FieldSpec, SchemaSpec, Sink, SinkContext, SluiceRecord, SourcePosition } from '../../core/types.js';
 import { qualified, type Dialect, type SqlClient, type SqlConn } from './dialect.js';
 import type { SinkOpts } from './options.js';
+import { asBuffer } from '../../formats/util.js';
 
 type Row = Record<string, unknown>;
 
@@ -261,7 +262,7 @@ export function toParam(v: unknown): unknown {
   switch (typeof v) {
     case 'object':
       if (v instanceof Date || Buffer.isBuffer(v)) return v;
-      if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+      if (v instanceof Uint8Array) return asBuffer(v);
       return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x));
     case 'bigint':
       return v.toString();

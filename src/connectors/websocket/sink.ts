@@ -12,6 +12,7 @@ import { sinkMode, type WebSocketSinkOptions } from './sink-options.js';
 import { WebSocketBroadcastServer } from './server.js';
 import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
 import { encodeRecord } from '../../core/encode.js';
+import { asBuffer } from '../../formats/util.js';
 
 export { sinkOptions, sinkMode, type WebSocketSinkOptions } from './sink-options.js';
 
@@ -138,7 +139,7 @@ export class FrameEncoder {
 
   private frame(v: string | Uint8Array): { data: Frame; binary: boolean } {
     // Buffers once, so byte accounting is exact and server mode does not re-encode a string for every client.
-    const data = typeof v === 'string' ? Buffer.from(v, 'utf8') : Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+    const data = typeof v === 'string' ? Buffer.from(v, 'utf8') : asBuffer(v);
     // JSON is text: a message passed through as the bytes it arrived as is still a text frame.
     return { data, binary: this.binary ?? (!this.json && typeof v !== 'string') };
   }
