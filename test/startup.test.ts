@@ -120,6 +120,11 @@ describe.skipIf(!existsSync(join(DIST, 'connectors', 'index.js')))('start-up', (
       expect(own.filter((m) => m.startsWith('sql/') || (m.startsWith('server/') && m !== 'server/command.js') || m === 'cli/dlq.js')).toEqual([]);
       // The file connector's reader loads only for a file source.
       expect(own).not.toContain('connectors/file/source.js');
+      // Connector and format modules load on first use: only the two connectors named, and the JSON format.
+      expect(own.filter((m) => m.startsWith('connectors/') && !/^connectors\/(index|generator\/.*|file\/.*)\.js$/.test(m))).toEqual([]);
+      expect(own.filter((m) => m.startsWith('formats/') && !['formats/index.js', 'formats/json.js', 'formats/util.js'].includes(m))).toEqual([]);
+      // Neither keeps state, so the SQLite state store is never opened (src/cli/state.ts).
+      expect(packages.has('better-sqlite3')).toBe(false);
       // Option schemas are built for the connectors the pipeline uses only (labels are `connector:part`).
       expect(built).toEqual(expect.arrayContaining(['generator:source', 'file:sink']));
       expect(built.filter((label) => !['generator', 'file', 'core'].includes(label.split(':')[0]!))).toEqual([]);
