@@ -127,6 +127,60 @@ export function keepRawBodies(ch: Channel): void {
   };
 }
 
+/** The basic.deliver method's fields, as the client's codec decodes them (always these five, in this order). */
+export interface DeliverFields {
+  consumerTag: string;
+  deliveryTag: number;
+  redelivered: boolean;
+  exchange: string;
+  routingKey: string;
+}
+
+/** AMQP 0-9-1 basic.deliver: class 60, method 60 (a protocol constant, not the client's). */
+const BASIC_DELIVER = (60 << 16) | 60;
+
+/**
+ * Hands every complete basic.deliver of a live consumer on `ch` to `deliver` as the client decoded its parts (method
+ * fields, content-header properties, body bytes), synchronously as its last frame is read. Returns false, changing
+ * nothing, when the client's internals are not the ones this relies on; the consumer's handler then gets them.
+ *
+ * Why: for each delivery the client spreads the method fields, the properties and the body into one new object of
+ * ~20 properties (a dictionary-mode object of ~1.2 KB) and queues it in a setImmediate of its own. With a prefetch
+ * window of 2000, a whole socket read's worth of those wait in the immediate queue, survive a scavenge and get promoted:
+ * in rabbitmq->blackhole (100k ~150-byte messages) that object was 125-136 MB of the ~290 MB of sampled allocations that
+ * outlived a scavenge, in Sluice and in the bare client alike. The parts themselves are small objects of stable shape.
+ * Returning other frames, basic.return and basic.get-ok to the client keeps publisher and RPC behaviour unchanged.
+ */
+export function fastDeliveries(ch: Channel, deliver: (fields: DeliverFields, props: Record<string, unknown>, body: Buffer) => void): boolean {
+  interface Incoming {
+    methodFrame?: { methodId?: number; params?: DeliverFields };
+    headerFrame?: { fields?: Record<string, unknown> };
+    chunks?: Buffer[];
+    received: number;
+  }
+  const c = ch as unknown as { _onBody?: (f?: { payload: Buffer }) => void; _state?: { incoming?: Incoming; consumers?: unknown } };
+  const original = c._onBody;
+  const state = c._state;
+  if (typeof original !== 'function' || state === null || typeof state !== 'object' || !(state.consumers instanceof Map)) return false;
+  const consumers = state.consumers as Map<string, unknown>;
+  c._onBody = function (frame) {
+    const inc = state.incoming;
+    const method = inc?.methodFrame;
+    const fields = inc?.headerFrame?.fields;
+    const chunks = inc?.chunks;
+    if (method?.methodId !== BASIC_DELIVER || method.params === undefined || fields === undefined || chunks === undefined) return original.call(this, frame);
+    if (frame) chunks[inc!.received++] = frame.payload;
+    if (inc!.received < chunks.length) return;
+    state.incoming = undefined;
+    // A copy (from Node's buffer pool) even for one frame, as the client makes: the frame is a slice of the socket's read
+    // buffer, which it would keep alive for as long as the record lives.
+    const body = Buffer.concat(chunks);
+    // The client drops deliveries of a consumer it no longer knows (cancelled); so does this.
+    if (consumers.has(method.params.consumerTag)) deliver(method.params, fields, body);
+  };
+  return true;
+}
+
 /** Resolves after `ms`, or at once when the signal aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
