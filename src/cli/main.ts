@@ -32,9 +32,7 @@ const sqlModule = () => import('../sql/index.js');
 
 async function loadSqlFile(file: string): Promise<CompiledDocument> {
   const text = readConfigFile(file);
-  const { compileSqlText } = await sqlModule();
-  // Compiling again for each connector or format the SQL names that is not loaded yet (a few, cheap, .sql files only).
-  return whenLoaded(() => compileSqlText(text, file));
+  return (await sqlModule()).loadSqlText(text, file);
 }
 
 async function loadYamlFile(file: string): Promise<CompiledDocument> {

@@ -11,6 +11,7 @@ async function fresh() {
     formats: await import('../formats/index.js'),
     loading: await import('../core/loading.js'),
     yaml: await import('../config/yaml.js'),
+    sql: await import('../sql/index.js'),
   };
 }
 
@@ -67,6 +68,21 @@ describe('compiling a config', () => {
     await expect(y.loadConfigTextAsync('source: { connector: kafak }\nsink: { connector: stdout, format: xml }\n', 'p.yaml')).rejects.toThrow(
       /unknown connector 'kafak'; did you mean 'kafka'\?[\s\S]*unknown format 'xml'/,
     );
+  });
+});
+
+describe('compiling a .sql document', () => {
+  it('loads the connectors its string literals name, and a default format, then compiles', async () => {
+    const { connectors, formats, loading, sql } = await fresh();
+    const text = `CREATE TABLE g WITH (connector = 'generator', count = '1');
+      CREATE TABLE f WITH (connector = 'file', path = '/tmp/out.csv');
+      INSERT INTO f SELECT * FROM g;`;
+    expect(() => sql.compileSqlText(text, 'p.sql')).toThrow(loading.NotLoadedError);
+    const doc = await sql.loadSqlText(text, 'p.sql');
+    expect(doc.pipelines[0]!.sink!.connector).toBe('file');
+    expect(doc.pipelines[0]!.sink!.format.name).toBe('csv');
+    expect(() => connectors.findConnector('kafka')).toThrow(loading.NotLoadedError);
+    expect(() => formats.findFormat('avro')).toThrow(loading.NotLoadedError);
   });
 });
 
