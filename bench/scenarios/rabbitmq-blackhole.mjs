@@ -4,6 +4,7 @@
 // memory too), and deletes it afterwards.
 
 import { Connection } from 'rabbitmq-client';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fillInChild, payloadBytes, runUntil, uniqueName, unreachable } from '../lib/brokers.mjs';
 import { loadRuntime } from '../lib/sluice.mjs';
@@ -19,6 +20,31 @@ const MAX_BATCH = 500;
 // overlapped. Both now start the same settle time after the fill (no broker event says when it is done).
 const SETTLE_MS = 2000;
 
+/**
+ * CPU seconds (user + system) the local broker (the beam.smp process) has used so far, read from /proc; undefined
+ * where there is none (another OS, a remote or containerised broker). The consumers are not the only thing that sets
+ * the rate: in runs where it fell to ~20k msg/s, on either side, the broker spent about twice its usual CPU on the same
+ * 100k messages while the consumer's own CPU was unchanged (2026-12-06: 2.9 s against 1.5-1.8 s), so each run reports it.
+ */
+function brokerCpuSeconds() {
+  try {
+    brokerCpuSeconds.pid ??= readdirSync('/proc').find((d) => {
+      if (!/^\d+$/.test(d)) return false;
+      try {
+        return readFileSync(`/proc/${d}/cmdline`, 'latin1').split('\0')[0].endsWith('beam.smp');
+      } catch {
+        return false;
+      }
+    });
+    if (!brokerCpuSeconds.pid) return undefined;
+    // Fields after the command name: utime and stime are the 12th and 13th, in clock ticks (100 per second on Linux).
+    const f = readFileSync(`/proc/${brokerCpuSeconds.pid}/stat`, 'latin1').split(') ')[1].split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A fresh durable queue holding the n trade ticks as persistent messages with no content type (bodies stay bytes). */
 async function withQueue(fixtureDir, n, fn) {
   const queue = uniqueName('bench-rabbit');
@@ -26,7 +52,11 @@ async function withQueue(fixtureDir, n, fn) {
   try {
     await fillInChild('rabbitmq', queue, n, fixtureDir);
     await new Promise((r) => setTimeout(r, SETTLE_MS));
+    const cpu0 = brokerCpuSeconds();
     const r = await fn(queue, payloadBytes(fixtureDir, n));
+    const cpu1 = brokerCpuSeconds();
+    // From the settle's end to the consumer's close: its connection, the timed consume, its acks.
+    if (cpu0 !== undefined && cpu1 !== undefined) r.broker_cpu_s = Math.round((cpu1 - cpu0) * 100) / 100;
     const left = (await rabbit.queueDeclare({ queue, passive: true })).messageCount;
     if (left !== 0) throw new Error(`${left} messages left in the queue after the run (not acknowledged)`);
     return r;
