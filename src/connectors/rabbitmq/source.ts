@@ -257,12 +257,12 @@ export class RabbitSource implements Source {
   }
 
   /**
-   * `props` holds the content properties (the spread message on the client's path, whose other keys are skipped). One
+   * `header` holds the content properties (the spread message on the client's path, whose other keys are skipped). One
    * for-in pass instead of named reads: rabbitmq-client builds a spread message, and a property table per set of
    * present properties, with a hidden class of their own, so each `m.x` would miss V8's inline caches (~0.1 us, and
    * most of the ~14 properties are absent). Walking the own keys once costs about as much as two such reads.
    */
-  private accept(tag: number, redelivered: boolean, exchange: string | undefined, routingKey: string | undefined, fields: Record<string, unknown>, b: unknown, gen: number): void {
+  private accept(tag: number, redelivered: boolean, exchange: string | undefined, routingKey: string | undefined, header: Record<string, unknown>, b: unknown, gen: number): void {
     if (gen !== this.gen || this.stopping) return;
     let rawHeaders: Record<string, unknown> | undefined;
     let ct: string | undefined;
@@ -274,8 +274,8 @@ export class RabbitSource implements Source {
     let enc: string | undefined, priority: number | undefined, correlationId: string | undefined, replyTo: string | undefined;
     let expiration: string | undefined, messageId: string | undefined, type: string | undefined, userId: string | undefined;
     let appId: string | undefined, clusterId: string | undefined, ts: number | undefined;
-    for (const k in fields) {
-      const v = fields[k];
+    for (const k in header) {
+      const v = header[k];
       switch (k) {
         case 'headers': rawHeaders = v as Record<string, unknown> | undefined; break;
         case 'contentType': ct = v as string | undefined; break;
