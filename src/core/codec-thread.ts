@@ -1,8 +1,8 @@
 // The codec thread: a worker that decodes, validates and encodes JSON for pipelines where that is most of the work
 // (JSON in, a declared schema, JSON lines out), so the socket, the runtime and the sink keep the main thread and the
 // parse/fit/stringify runs beside them on a second core. Moving rows between threads would cost as much as parsing
-// them again (structured clone is slower than JSON.parse), so only payloads and text cross: payloads in, encoded lines
-// out. The main thread builds a row again only if something asks for it (OffloadedRecord).
+// them again (structured clone is slower than JSON.parse), so only bytes cross: payloads in, encoded lines out. The
+// main thread builds each row again only if something asks for it (see `offloadedRecord`).
 
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -55,11 +55,32 @@ export function startCodecThread(init: CodecInit, onCrash: (err: Error) => void)
   return {
     run(payloads) {
       if (dead) return Promise.reject(dead);
+      const n = payloads.length;
+      const ends = new Uint32Array(n);
+      const text = new Uint8Array(n);
+      let size = 0;
+      for (let i = 0; i < n; i++) {
+        const p = payloads[i]!;
+        size += typeof p === 'string' ? Buffer.byteLength(p) : p.byteLength;
+        ends[i] = size;
+      }
+      const bytes = new ArrayBuffer(size);
+      const all = Buffer.from(bytes);
+      let at = 0;
+      for (let i = 0; i < n; i++) {
+        const p = payloads[i]!;
+        if (typeof p === 'string') {
+          text[i] = 1;
+          at += all.write(p, at);
+        } else {
+          all.set(p, at);
+          at += p.byteLength;
+        }
+      }
       return new Promise<CodecReply>((resolve, reject) => {
         if (!waiting.length) worker.ref();
         waiting.push({ resolve, reject });
-        // Copied by structured clone: strings as they are (no UTF-8 round trip), bytes as bytes.
-        worker.postMessage(payloads);
+        worker.postMessage({ bytes, ends, text }, [bytes, ends.buffer, text.buffer]);
       });
     },
     get inFlight() {

@@ -17,6 +17,13 @@ export interface CodecInit {
   plain: boolean;
 }
 
+/** A batch: payload i is bytes [ends[i-1], ends[i]) of `bytes` (ends[-1] = 0); `text` marks payloads that were strings. */
+export interface CodecRequest {
+  bytes: ArrayBuffer;
+  ends: Uint32Array;
+  text: Uint8Array;
+}
+
 /** What one payload became: `rows` encoded rows, or an error. */
 export interface CodecError {
   /** Index of the payload in the request. */
@@ -72,19 +79,23 @@ const describe = (e: unknown, payload: number, row: number, raw?: string | Uint8
   return o;
 };
 
-port.on('message', (req: Array<string | Uint8Array>) => {
-  const n = req.length;
+port.on('message', (req: CodecRequest) => {
+  const all = Buffer.from(req.bytes);
+  const n = req.ends.length;
   const rowsPer = new Uint32Array(n);
   let lineEnds: Uint32Array = new Uint32Array(n);
   let lineCount = 0;
   const errors: CodecError[] = [];
   const rows: unknown[] = [];
   let lines = '';
+  let start = 0;
   let payload: string | Uint8Array = '';
   let i = 0;
   const onError = (err: Error, raw: string | Uint8Array) => void errors.push(describe(err, i, -1, raw === payload ? undefined : raw));
   for (; i < n; i++) {
-    payload = req[i]!;
+    const end = req.ends[i]!;
+    payload = req.text[i] ? all.toString('utf8', start, end) : all.subarray(start, end);
+    start = end;
     // As runtime.ts `process`: a decoder that reports a bad part keeps the payload's good rows; one that throws loses
     // them all.
     try {
