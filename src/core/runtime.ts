@@ -67,15 +67,6 @@ export interface PipelineHandle {
 }
 
 /** One source batch's share of the acknowledgement: committed once nothing of it is still queued or in flight. */
-/** Batches queued on the codec thread; past this the main thread decodes the next batch itself. */
-const CODEC_QUEUE = 2;
-
-interface Processed {
-  records: SluiceRecord[];
-  bad: BadRecord[];
-  bytes: number;
-}
-
 interface Token {
   ack: unknown;
   pending: number;
@@ -511,10 +502,9 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
     !opts.makeTransform &&
     !def.routes?.length;
   const isJson = (e: EndpointDef) => findFormat(e.format.name)?.name === 'json' && !e.schema;
-  // The codec thread (core/codec-thread.ts) shares decode, schema and encode with this thread where they are nearly
-  // all the work: JSON in with a declared schema, nothing else touching the rows, JSON lines out to one sink that only
-  // encodes. Experimental and off unless SLUICE_CODEC_THREAD=on: it costs a second core and about 25 MB of memory
-  // (docs/benchmarks.md).
+  // The codec thread (core/codec-thread.ts) takes decode, schema and encode off this thread where they are nearly all
+  // the work: JSON in with a declared schema, nothing else touching the rows, JSON lines out to one sink that only
+  // encodes. It needs a second core to be worth a thread hop; SLUICE_CODEC_THREAD=off turns it off.
   const codecOn =
     !opts.preview &&
     !!def.source.schema &&
@@ -529,7 +519,7 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
     def.sink.format.options?.pretty !== true &&
     env.connector(def.sink.connector).sink?.encodesOnly?.(def.sink.options) === true &&
     !sourceFormat.decoder().decodeWithKey &&
-    processEnv.SLUICE_CODEC_THREAD === 'on' &&
+    processEnv.SLUICE_CODEC_THREAD !== 'off' &&
     availableParallelism() > 1;
 
   const makeSink = (e: EndpointDef): Sink => {
@@ -934,9 +924,8 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
   };
   // ---- the codec thread ----
   let codec: CodecThread | undefined;
-  /** Settles once the last batch taken by `offload` has been handed to the outputs (or dropped by a failure). */
-  let codecTail: Promise<void> = Promise.resolve();
-  let codecOutstanding = 0;
+  /** Settles once the last batch sent to the codec thread has been handed to the outputs (or dropped by a failure). */
+  let codecTail: Promise<unknown> = Promise.resolve();
   let rebuildDecoder: Decoder | undefined;
   /** An offloaded record's row, built again here as the inline path builds it (OffloadedRecord.value). */
   const rebuildRow = (payload: string | Uint8Array, index: number): unknown => {
@@ -945,46 +934,32 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
     return coerce!(out[index]);
   };
   const offload = (batch: SourceBatch): Promise<void> | undefined => {
-    // Held until the batch is handed to the outputs, so nothing after it is acknowledged before it.
+    // Held until the codec thread answered, so nothing after this batch is acknowledged before it.
     const token: Token = { ack: batch.ack, pending: 1, partition: batch.partition, position: batch.position };
     tokens.push(token);
-    codec ??= startCodecThread({ format: def.source.format, schema: def.source.schema!, allow: [...allow.allow], plain: !schemaHasBytes(def.source.schema!.fields) }, (e) => fail(e, true));
-    let result: Promise<Processed | undefined>;
-    if (codec.inFlight < CODEC_QUEUE) {
-      const src = batch.records;
-      const payloads = new Array<string | Uint8Array>(src.length);
-      let bytes = 0;
-      for (let i = 0; i < src.length; i++) {
-        const p = src[i]!.value as string | Uint8Array;
-        payloads[i] = p;
-        bytes += p.length;
-      }
-      result = codec.run(payloads).then(
-        (reply) => {
-          const { records, bad } = fromCodec(src, payloads, reply);
-          stats.records_in += records.length + bad.length;
-          return { records, bad, bytes };
-        },
-        () => undefined, // the thread died: its handler failed the pipeline, and this batch stays unacknowledged
-      );
-    } else {
-      // The codec thread has enough queued: this thread, idle while it waits, does this batch itself.
-      const { records, bytes } = process(batch);
-      const bad = badBuf;
-      badBuf = [];
-      result = Promise.resolve({ records, bad, bytes });
+    const src = batch.records;
+    const payloads = new Array<string | Uint8Array>(src.length);
+    let bytes = 0;
+    for (let i = 0; i < src.length; i++) {
+      const p = src[i]!.value as string | Uint8Array;
+      payloads[i] = p;
+      bytes += p.length;
     }
-    codecOutstanding++;
-    // Batches reach the outputs in the order they came, wherever they were decoded.
-    const done = (codecTail = codecTail.then(() => result).then((r) => {
-      codecOutstanding--;
-      if (!r || !accepting) return undefined; // failed meanwhile: the batch stays unacknowledged
-      token.pending--;
-      stats.bytes_in += r.bytes;
-      return finishEmit(token, r.records, r.bytes, r.bad);
-    }));
-    // A few batches ahead keep both threads busy; more would only hold rows in memory.
-    return codecOutstanding > CODEC_QUEUE + 1 || full() ? done : undefined;
+    codec ??= startCodecThread({ format: def.source.format, schema: def.source.schema!, allow: [...allow.allow], plain: !schemaHasBytes(def.source.schema!.fields) }, (e) => fail(e, true));
+    const done = codec.run(payloads).then(
+      (reply) => {
+        if (!accepting) return undefined; // failed meanwhile: the batch stays unacknowledged
+        token.pending--;
+        stats.bytes_in += bytes;
+        const { records, bad } = fromCodec(src, payloads, reply);
+        stats.records_in += records.length + bad.length;
+        return finishEmit(token, records, bytes, bad);
+      },
+      () => undefined, // the thread died: its handler failed the pipeline, and this batch stays unacknowledged
+    );
+    codecTail = done;
+    // Two batches in flight keep both threads busy; more would only queue rows in memory.
+    return codec.inFlight > 2 || full() ? done : undefined;
   };
   /** The records and bad records of a codec reply, in the order and with the errors the inline path gives. */
   const fromCodec = (src: SluiceRecord[], payloads: Array<string | Uint8Array>, reply: CodecReply): { records: SluiceRecord[]; bad: BadRecord[] } => {
@@ -1027,7 +1002,7 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
     if (!accepting) return undefined; // after a hard failure; unacknowledged, so replayable sources resend
     if (codecOn && !batch.decoded) return offload(batch);
     // A batch the source decoded itself waits for the ones still on the codec thread, and later ones wait behind it.
-    if (codecOutstanding) return chain(() => codecTail.then(() => emitNow(batch)));
+    if (codec?.inFlight) return chain(() => codecTail.then(() => emitNow(batch)));
     const token: Token = { ack: batch.ack, pending: 0, partition: batch.partition, position: batch.position };
     tokens.push(token);
     const { records, bytes } = process(batch);
@@ -1146,7 +1121,7 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
       const deadline = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), drainTimeout)));
       await Promise.race([sourceRun.catch(() => undefined), deadline]);
       // Batches still on the codec thread reach the outputs before they drain.
-      if (codecOutstanding) await Promise.race([codecTail, deadline]);
+      if (codec?.inFlight) await Promise.race([codecTail, deadline]);
       const all = [...outputs.map((o) => o.writer), ...(dlq ? [dlq] : [])];
       // Outputs drain before the dead-letter sink: what they still reject or dead-letter while draining goes there.
       const writers = drain

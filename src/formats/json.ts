@@ -233,30 +233,21 @@ export function jsonEncodedRows(enc: Encoder): Encoder {
     encodeStream: (values, first) => enc.encodeStream(values, first),
     extension: enc.extension,
     encodeRecords(records) {
-      // Runs of views that follow each other in one buffer, each with the `\n` after its last row; rows without a
-      // view (decoded on the main thread) are encoded together.
+      // Runs of views that follow each other in one buffer, each with the `\n` after its last row.
       const runs: Uint8Array[] = [];
       let total = 0;
       let run: Uint8Array | undefined;
-      for (let i = 0; i < records.length; ) {
+      for (let i = 0; i < records.length; i++) {
         const b = (records[i] as { encoded?: Uint8Array }).encoded;
         if (run && b && b.buffer === run.buffer && b.byteOffset === run.byteOffset + run.byteLength) {
           run = new Uint8Array(run.buffer, run.byteOffset, run.byteLength + b.byteLength + 1);
-          i++;
           continue;
         }
         if (run) {
           runs.push(run);
           total += run.byteLength;
         }
-        if (b) {
-          run = new Uint8Array(b.buffer, b.byteOffset, b.byteLength + 1);
-          i++;
-        } else {
-          const values: unknown[] = [];
-          for (; i < records.length && (records[i] as { encoded?: Uint8Array }).encoded === undefined; i++) values.push(records[i]!.value);
-          run = Buffer.from(enc.encodeStream(values, false) as string, 'utf8');
-        }
+        run = b ? new Uint8Array(b.buffer, b.byteOffset, b.byteLength + 1) : Buffer.from(`${enc.encode(records[i]!.value) as string}\n`, 'utf8');
       }
       if (!run) return '';
       if (!runs.length) return run;
