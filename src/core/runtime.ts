@@ -3,8 +3,7 @@
 // every record up to it was accepted by the sink or the dead-letter sink).
 
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
-import { env as processEnv } from 'node:process';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ConnectorSpec } from './spec.js';
@@ -14,8 +13,7 @@ import type { StateStore } from './state.js';
 import { MetricSet, countingEncoder, meterOutput, newStats, type PipelineStats } from './metrics.js';
 import { RecordError, RejectedRecordsError, SluiceError, errorMessage, type RejectedRecord } from './errors.js';
 import { createFormat, findFormat, stringifyJson } from '../formats/index.js';
-import { jsonEncodedRows, jsonPassThrough, jsonPlainRows } from '../formats/json.js';
-import { OffloadedRecord, codecError, startCodecThread, type CodecReply, type CodecThread } from './codec-thread.js';
+import { jsonPassThrough, jsonPlainRows } from '../formats/json.js';
 import { compileSchema } from './schema.js';
 
 export interface RuntimeEnv {
@@ -502,25 +500,6 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
     !opts.makeTransform &&
     !def.routes?.length;
   const isJson = (e: EndpointDef) => findFormat(e.format.name)?.name === 'json' && !e.schema;
-  // The codec thread (core/codec-thread.ts) takes decode, schema and encode off this thread where they are nearly all
-  // the work: JSON in with a declared schema, nothing else touching the rows, JSON lines out to one sink that only
-  // encodes. It needs a second core to be worth a thread hop; SLUICE_CODEC_THREAD=off turns it off.
-  const codecOn =
-    !opts.preview &&
-    !!def.source.schema &&
-    findFormat(def.source.format.name)?.name === 'json' &&
-    !payloadPath &&
-    !metaFields.length &&
-    !opts.transform &&
-    !opts.makeTransform &&
-    !def.routes?.length &&
-    !!def.sink &&
-    isJson(def.sink) &&
-    def.sink.format.options?.pretty !== true &&
-    env.connector(def.sink.connector).sink?.encodesOnly?.(def.sink.options) === true &&
-    !sourceFormat.decoder().decodeWithKey &&
-    processEnv.SLUICE_CODEC_THREAD !== 'off' &&
-    availableParallelism() > 1;
 
   const makeSink = (e: EndpointDef): Sink => {
     const spec = env.connector(e.connector);
@@ -542,8 +521,7 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
     const pretty = e.format.options?.pretty === true;
     const plain = json && rowsPlain ? jsonPlainRows(enc, () => rowsPlain, pretty) : enc;
     const passThrough = json && rowsAsDecoded;
-    const chosen = passThrough ? jsonPassThrough(plain, () => rowsAsDecoded, pretty) : codecOn && role === 'sink' ? jsonEncodedRows(plain) : plain;
-    return { ...baseCtx(role, e.connector, m, scope), encoder: countingEncoder(chosen, m) };
+    return { ...baseCtx(role, e.connector, m, scope), encoder: countingEncoder(passThrough ? jsonPassThrough(plain, () => rowsAsDecoded, pretty) : plain, m) };
   };
 
   // ---- acknowledgement ----
@@ -922,87 +900,8 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
     }
     return emitNow(batch);
   };
-  // ---- the codec thread ----
-  let codec: CodecThread | undefined;
-  /** Settles once the last batch sent to the codec thread has been handed to the outputs (or dropped by a failure). */
-  let codecTail: Promise<unknown> = Promise.resolve();
-  let rebuildDecoder: Decoder | undefined;
-  /** An offloaded record's row, built again here as the inline path builds it (OffloadedRecord.value). */
-  const rebuildRow = (payload: string | Uint8Array, index: number): unknown => {
-    const out: unknown[] = [];
-    (rebuildDecoder ??= sourceFormat.decoder()).decode(payload, out, () => {});
-    return coerce!(out[index]);
-  };
-  const offload = (batch: SourceBatch): Promise<void> | undefined => {
-    // Held until the codec thread answered, so nothing after this batch is acknowledged before it.
-    const token: Token = { ack: batch.ack, pending: 1, partition: batch.partition, position: batch.position };
-    tokens.push(token);
-    const src = batch.records;
-    const payloads = new Array<string | Uint8Array>(src.length);
-    let bytes = 0;
-    for (let i = 0; i < src.length; i++) {
-      const p = src[i]!.value as string | Uint8Array;
-      payloads[i] = p;
-      bytes += p.length;
-    }
-    codec ??= startCodecThread({ format: def.source.format, schema: def.source.schema!, allow: [...allow.allow], plain: !schemaHasBytes(def.source.schema!.fields) }, (e) => fail(e, true));
-    const done = codec.run(payloads).then(
-      (reply) => {
-        if (!accepting) return undefined; // failed meanwhile: the batch stays unacknowledged
-        token.pending--;
-        stats.bytes_in += bytes;
-        const { records, bad } = fromCodec(src, payloads, reply);
-        stats.records_in += records.length + bad.length;
-        return finishEmit(token, records, bytes, bad);
-      },
-      () => undefined, // the thread died: its handler failed the pipeline, and this batch stays unacknowledged
-    );
-    codecTail = done;
-    // Two batches in flight keep both threads busy; more would only queue rows in memory.
-    return codec.inFlight > 2 || full() ? done : undefined;
-  };
-  /** The records and bad records of a codec reply, in the order and with the errors the inline path gives. */
-  const fromCodec = (src: SluiceRecord[], payloads: Array<string | Uint8Array>, reply: CodecReply): { records: SluiceRecord[]; bad: BadRecord[] } => {
-    const records: SluiceRecord[] = [];
-    const decodeBad: BadRecord[] = [];
-    const schemaBad: BadRecord[] = [];
-    const { lines, lineEnds, errors } = reply;
-    let e = 0;
-    let line = 0;
-    let at = 0;
-    for (let i = 0; i < src.length; i++) {
-      const r = src[i]!;
-      const payload = payloads[i]!;
-      // Schema errors name the row index among the payload's decoded rows; the good rows are the others.
-      let failedRows: number[] | undefined;
-      for (; e < errors.length && errors[e]!.payload === i; e++) {
-        const ce = errors[e]!;
-        const bad = { raw: ce.raw ?? payload, error: codecError(ce), meta: r.meta };
-        if (ce.row < 0) decodeBad.push(bad);
-        else {
-          schemaBad.push(bad);
-          (failedRows ??= []).push(ce.row);
-        }
-      }
-      const good = reply.rows[i]!;
-      const decoded = good + (failedRows?.length ?? 0);
-      const raw = decoded === 1 ? payload : undefined;
-      for (let k = 0, made = 0; made < good; k++) {
-        if (failedRows?.includes(k)) continue;
-        const end = lineEnds[line++]!;
-        records.push(new OffloadedRecord(payload, k, rebuildRow, lines.subarray(at, end), raw, r.timestamp, r.meta, r.key, r.headers));
-        at = end + 1;
-        made++;
-      }
-    }
-    return { records, bad: schemaBad.length ? decodeBad.concat(schemaBad) : decodeBad };
-  };
-
   const emitNow = (batch: SourceBatch): Promise<void> | undefined => {
     if (!accepting) return undefined; // after a hard failure; unacknowledged, so replayable sources resend
-    if (codecOn && !batch.decoded) return offload(batch);
-    // A batch the source decoded itself waits for the ones still on the codec thread, and later ones wait behind it.
-    if (codec?.inFlight) return chain(() => codecTail.then(() => emitNow(batch)));
     const token: Token = { ack: batch.ack, pending: 0, partition: batch.partition, position: batch.position };
     tokens.push(token);
     const { records, bytes } = process(batch);
@@ -1120,8 +1019,6 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), drainTimeout)));
       await Promise.race([sourceRun.catch(() => undefined), deadline]);
-      // Batches still on the codec thread reach the outputs before they drain.
-      if (codec?.inFlight) await Promise.race([codecTail, deadline]);
       const all = [...outputs.map((o) => o.writer), ...(dlq ? [dlq] : [])];
       // Outputs drain before the dead-letter sink: what they still reject or dead-letter while draining goes there.
       const writers = drain
@@ -1137,7 +1034,6 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
       }
       await commitChain;
       pipelineAbort.abort();
-      await codec?.close();
       try {
         await built?.close?.();
       } catch (e) {

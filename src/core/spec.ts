@@ -146,12 +146,6 @@ export interface SinkFactory<O> {
   defaultFormat?: string | ((options: O) => string);
   /** Whether these options make the sink exactly-once (`Sink.exactlyOnce`), checked when a pipeline is compiled. */
   exactlyOnce?: (options: O) => boolean;
-  /**
-   * Whether, with these options, the sink reads nothing of a record's row but what its encoder's `encodeRecords` or
-   * `encodeRecord` returns. The runtime may then encode JSON rows on its codec thread (core/codec-thread.ts) and build
-   * a row on the main thread only if asked for it.
-   */
-  encodesOnly?: (options: O) => boolean;
 }
 
 /** `test()` reports each step as it happens, in words a user understands. */

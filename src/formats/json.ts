@@ -2,7 +2,7 @@
 
 import { z, bool } from '../core/spec.js';
 import { RecordError } from '../core/errors.js';
-import type { Decoder, Encoder, Format, SluiceRecord } from '../core/types.js';
+import type { Decoder, Encoder, Format } from '../core/types.js';
 import { describeValue, isBlank, payloadText, toBase64, utf8Of } from './util.js';
 
 export const jsonOptions = z.strictObject({
@@ -217,44 +217,6 @@ export function jsonPlainRows(enc: Encoder, plain: () => boolean, pretty = false
       return s;
     },
     extension: enc.extension,
-  };
-}
-
-/**
- * NDJSON for records the codec thread already encoded (core/codec-thread.ts): each record's `encoded` bytes are its
- * row as this format writes it (not pretty), so they are written as they are. The codec thread lays a batch's rows
- * out as lines one after the other, so neighbouring records are copied as one run (and a batch that is one run is
- * not copied at all). A record without `encoded` (its row was set again since) is encoded by `enc`.
- */
-export function jsonEncodedRows(enc: Encoder): Encoder {
-  const bytesOf = (r: SluiceRecord): Uint8Array => (r as { encoded?: Uint8Array }).encoded ?? Buffer.from(enc.encode(r.value) as string, 'utf8');
-  return {
-    encode: (value) => enc.encode(value),
-    encodeStream: (values, first) => enc.encodeStream(values, first),
-    extension: enc.extension,
-    encodeRecords(records) {
-      // Runs of views that follow each other in one buffer, each with the `\n` after its last row.
-      const runs: Uint8Array[] = [];
-      let total = 0;
-      let run: Uint8Array | undefined;
-      for (let i = 0; i < records.length; i++) {
-        const b = (records[i] as { encoded?: Uint8Array }).encoded;
-        if (run && b && b.buffer === run.buffer && b.byteOffset === run.byteOffset + run.byteLength) {
-          run = new Uint8Array(run.buffer, run.byteOffset, run.byteLength + b.byteLength + 1);
-          continue;
-        }
-        if (run) {
-          runs.push(run);
-          total += run.byteLength;
-        }
-        run = b ? new Uint8Array(b.buffer, b.byteOffset, b.byteLength + 1) : Buffer.from(`${enc.encode(records[i]!.value) as string}\n`, 'utf8');
-      }
-      if (!run) return '';
-      if (!runs.length) return run;
-      runs.push(run);
-      return Buffer.concat(runs, total + run.byteLength);
-    },
-    encodeRecord: bytesOf,
   };
 }
 

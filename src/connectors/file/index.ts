@@ -129,8 +129,6 @@ export const spec = defineConnector({
     options: sinkOptions,
     defaultFormat: (o: { path: string }) => formatForPath(o.path, 'json'),
     exactlyOnce: (o: z.output<ReturnType<typeof sinkOptions>>) => o.commit_mode === 'exactly_once',
-    // Line templates read fields, and exactly-once batches go through encodeStream (file/sink.ts).
-    encodesOnly: (o: z.output<ReturnType<typeof sinkOptions>>) => o.commit_mode !== 'exactly_once' && o.template === undefined,
     create(o: z.output<ReturnType<typeof sinkOptions>>) {
       return new FileSink(o);
     },
