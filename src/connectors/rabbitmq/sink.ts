@@ -10,6 +10,7 @@ import { compileTemplate, type FieldTemplate } from './template.js';
 import type { RabbitSinkOptions } from './options.js';
 import { payloadTemplate, type PayloadTemplate } from '../../core/data-template.js';
 import { encodeRecord } from '../../core/encode.js';
+import { asBuffer } from '../../formats/util.js';
 
 const CONTENT_TYPES: Record<string, string> = {
   json: 'application/json',
@@ -21,8 +22,7 @@ const CONTENT_TYPES: Record<string, string> = {
   protobuf: 'application/x-protobuf',
 };
 
-const toBuffer = (v: string | Uint8Array): Buffer =>
-  typeof v === 'string' ? Buffer.from(v, 'utf8') : Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+const toBuffer = (v: string | Uint8Array): Buffer => (typeof v === 'string' ? Buffer.from(v, 'utf8') : asBuffer(v));
 
 export class RabbitSink implements Sink {
   private ctx?: SinkContext;
