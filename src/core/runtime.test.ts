@@ -382,6 +382,13 @@ describe('runtime', () => {
     };
     const raw = () => ({ records: payloads.map((p) => ({ value: p })) });
     expect(await encoded({}, raw())).toBe('{"n": 12345678901234567890}\n{"s":"\\u00e9"}\n{"a":1}\n{"a":2}\n');
+    // A schema that only reads numeric strings as numbers: the received text with those strings unquoted (the same
+    // JSON numbers, digits as received); a row it changed otherwise is encoded again.
+    const prices = { fields: [{ name: 'p', type: 'float64' as const }, { name: 'q', type: 'float64' as const }] };
+    const ticks = () => ({ records: ['{"p":"43249.00938070","q":"0.50"}', '{"p":"1e3","q":"2"}', '{"p":1.50}', '{"p":"2.5", "q":"1"}'].map((p) => ({ value: p })) });
+    const withPrices = { source: ep('scripted', { schema: prices }) };
+    expect(await encoded(withPrices, ticks())).toBe('{"p":43249.00938070,"q":0.50}\n{"p":1000,"q":2}\n{"p":1.5,"q":null}\n{"p":2.5,"q":1}\n');
+    expect(await encoded(withPrices, ticks(), true)).toBe('{"p":43249.00938070,"q":0.50}|{"p":1000,"q":2}|{"p":1.5,"q":null}|{"p":2.5,"q":1}|');
     // A schema rewrites rows: encoded again.
     const schema = { fields: [{ name: 'n', type: 'string' as const }] };
     expect(await encoded({ source: ep('scripted', { schema }) }, raw())).toBe('{"n":"12345678901234567000"}\n{"s":"é","n":null}\n{"a":1,"n":null}\n{"a":2,"n":null}\n');

@@ -14,7 +14,7 @@ import { MetricSet, countingEncoder, meterOutput, newStats, type PipelineStats }
 import { RecordError, RejectedRecordsError, SluiceError, errorMessage, type RejectedRecord } from './errors.js';
 import { createFormat, findFormat, stringifyJson } from '../formats/index.js';
 import { jsonPassThrough, jsonPlainRows } from '../formats/json.js';
-import { compileSchema } from './schema.js';
+import { compileSchema, type CompiledSchema, type FitTrace } from './schema.js';
 
 export interface RuntimeEnv {
   log: Logger;
@@ -500,6 +500,20 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
     !opts.makeTransform &&
     !def.routes?.length;
   const isJson = (e: EndpointDef) => findFormat(e.format.name)?.name === 'json' && !e.schema;
+  // With a schema: JSON output may still write the received text of a row the schema changed nothing in but numeric
+  // strings into numbers (FitTrace, jsonPassThrough's `keptFields`). Off for good once a source hands over rows it
+  // decoded itself without saying they are its payloads.
+  let rowsKept =
+    findFormat(def.source.format.name)?.name === 'json' &&
+    !!coerce &&
+    !payloadPath &&
+    !metaFields.length &&
+    !opts.transform &&
+    !opts.makeTransform &&
+    !def.routes?.length &&
+    !!def.sink &&
+    isJson(def.sink) &&
+    def.sink.format.options?.pretty !== true;
 
   const makeSink = (e: EndpointDef): Sink => {
     const spec = env.connector(e.connector);
@@ -520,8 +534,9 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
     const json = role === 'sink' && isJson(e);
     const pretty = e.format.options?.pretty === true;
     const plain = json && rowsPlain ? jsonPlainRows(enc, () => rowsPlain, pretty) : enc;
-    const passThrough = json && rowsAsDecoded;
-    return { ...baseCtx(role, e.connector, m, scope), encoder: countingEncoder(passThrough ? jsonPassThrough(plain, () => rowsAsDecoded, pretty) : plain, m) };
+    const kept = json && rowsKept && !pretty ? coerce!.keptFields : undefined;
+    const passThrough = (json && rowsAsDecoded) || kept !== undefined;
+    return { ...baseCtx(role, e.connector, m, scope), encoder: countingEncoder(passThrough ? jsonPassThrough(plain, () => rowsAsDecoded, pretty, kept) : plain, m) };
   };
 
   // ---- acknowledgement ----
@@ -789,7 +804,7 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
       current = undefined;
       records = out;
     } else {
-      if (!batch.rowsAreRaw) rowsAsDecoded = rowsPlain = false;
+      if (!batch.rowsAreRaw) rowsAsDecoded = rowsPlain = rowsKept = false;
       for (let i = 0; i < records.length; i++) {
         const raw = records[i]!.raw;
         if (raw !== undefined) bytes += raw.length;
@@ -802,9 +817,34 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
         if (row && typeof row === 'object') for (const [field, m] of metaFields) row[field] = metaValue(r, m);
       }
     }
-    if (coerce) records = mapValues(records, coerce);
+    if (coerce) records = rowsKept ? fitKeepingText(records, coerce) : mapValues(records, coerce);
     stats.records_in += records.length + badBuf.length;
     return { records, bytes };
+  };
+
+  const trace: FitTrace = { changed: false, kept: 0 };
+  /**
+   * mapValues with the schema's fit, noting on each record whether JSON output may write its received text with
+   * numeric strings unquoted (`kept`).
+   */
+  const fitKeepingText = (records: SluiceRecord[], fit: CompiledSchema): SluiceRecord[] => {
+    let bad = 0;
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i]!;
+      trace.changed = false;
+      trace.kept = 0;
+      try {
+        r.value = fit(r.value, trace);
+      } catch (e) {
+        badBuf.push({ raw: r.raw ?? stringifyJson(r.value), error: e as Error, meta: r.meta });
+        records[i] = undefined as never;
+        bad++;
+        continue;
+      }
+      // Every record gets the property, so records keep one shape.
+      r.kept = trace.changed ? undefined : trace.kept;
+    }
+    return bad ? records.filter((r) => r !== undefined) : records;
   };
 
   /** Rewrites each record's value; a record whose rewrite throws becomes a bad record. */

@@ -585,3 +585,61 @@ describe('schemaToJson and describeSchema', () => {
     expect(schemaToJson({ fields: [{ name: 'n', type: 'int64', default: 10n }] })).toEqual({ fields: [{ name: 'n', type: 'int64', default: '10' }] });
   });
 });
+
+describe('compileSchema trace (what JSON output may keep of the received text)', () => {
+  const fit = compileSchema({
+    fields: [
+      { name: 'p', type: 'float64' },
+      { name: 'n', type: 'int64' },
+      { name: 's', type: 'string' },
+      { name: 'b', type: 'boolean' },
+    ],
+  });
+  const traced = (row: Record<string, unknown>) => {
+    const t = { changed: false, kept: 0 };
+    const out = fit(row, t);
+    return { t, out };
+  };
+  const bit = (name: string) => 1 << fit.keptFields.indexOf(name);
+
+  it('reports a row that fits as it is as unchanged', () => {
+    expect(traced({ p: 1.5, n: 2, s: 'x', b: true }).t).toEqual({ changed: false, kept: 0 });
+  });
+
+  it('marks numeric strings whose unquoted text is the same JSON number', () => {
+    const { t, out } = traced({ p: '43249.00938070', n: '9007199254740993', s: 'x', b: false });
+    expect(t).toEqual({ changed: false, kept: bit('p') | bit('n') });
+    expect(out).toEqual({ p: 43249.0093807, n: 9007199254740993n, s: 'x', b: false });
+  });
+
+  it('calls any other change a change', () => {
+    const changed = (row: Record<string, unknown>) => traced(row).t.changed;
+    expect(changed({ p: '1e5', n: 1, s: 'x', b: true })).toBe(true); // exponent: not plain decimal text
+    expect(changed({ p: '1.2345678901234567', n: 1, s: 'x', b: true })).toBe(true); // more digits than a float64 holds
+    expect(changed({ p: '01.5', n: 1, s: 'x', b: true })).toBe(true); // not JSON number syntax
+    expect(changed({ p: ' 1.5', n: 1, s: 'x', b: true })).toBe(true);
+    expect(changed({ p: 1, n: '12.0', s: 'x', b: true })).toBe(true); // a fraction for an integer field
+    expect(changed({ p: 1, n: 1, s: 7, b: true })).toBe(true); // number to string
+    expect(changed({ p: 1, n: 1, s: 'x', b: 'true' })).toBe(true);
+    expect(changed({ p: 1, n: 1, s: 'x' })).toBe(true); // a missing nullable field becomes null
+  });
+
+  it('calls defaults, nested coercions, dropped unknown fields and names JSON escapes changes', () => {
+    const withDefault = compileSchema({ fields: [{ name: 'a', type: 'int64', default: 1 }] });
+    const t1 = { changed: false, kept: 0 };
+    withDefault({}, t1);
+    expect(t1.changed).toBe(true);
+    const nested = compileSchema({ fields: [{ name: 'o', type: 'object', fields: [{ name: 'x', type: 'float64' }] }] });
+    const t2 = { changed: false, kept: 0 };
+    nested({ o: { x: '1.5' } }, t2);
+    expect(t2.changed).toBe(true);
+    const drop = compileSchema({ fields: [{ name: 'a', type: 'int64' }], unknown_fields: 'drop' });
+    const t3 = { changed: false, kept: 0 };
+    drop({ a: 1, z: 2 }, t3);
+    expect(t3.changed).toBe(true);
+    const quoted = compileSchema({ fields: [{ name: 'a"b', type: 'float64' }] });
+    const t4 = { changed: false, kept: 0 };
+    quoted({ 'a"b': '1.5' }, t4);
+    expect(t4.changed).toBe(true);
+  });
+});

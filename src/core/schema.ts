@@ -621,6 +621,8 @@ interface Slot {
   special: boolean;
   /** JavaScript test (on `v`) for values the coercer returns unchanged; see UNCHANGED. */
   unchanged: string | undefined;
+  /** For a numeric field: which received texts are the same JSON number as what the coercer makes (see FitTrace). */
+  keep: 'int' | 'float' | undefined;
 }
 
 interface CompiledObject {
@@ -630,8 +632,48 @@ interface CompiledObject {
   /** Names kept when dropping unknown fields: schema fields (metadata ones too) and extra allowed names. */
   keep: string[];
   /** `fit` for exactly these slots, generated as straight-line code (see compileFit). */
-  fit: (r: Record<string, unknown>) => Record<string, unknown>;
+  fit: (r: Record<string, unknown>, t?: FitTrace) => Record<string, unknown>;
 }
+
+/**
+ * What a fit did to one row, for JSON output that writes the received text (formats/json.ts `jsonPassThrough`):
+ * `changed` when anything but the allowed coercions happened; `kept` has a bit set per field (by its index in
+ * `keptFields`) whose numeric string a numeric field coerced where the text, unquoted, is the same JSON number. The
+ * caller resets both before each row.
+ */
+export interface FitTrace {
+  changed: boolean;
+  kept: number;
+}
+
+/**
+ * A received numeric string whose text, without its quotes, is exactly the JSON number the coercer makes: plain
+ * decimal syntax (an integer field: no fraction, which strict integer parsers refuse) and at most 15 digits, which a
+ * float64 holds exactly, so a reader parses the same number from either.
+ */
+const KEEP_FLOAT = /^-?(?:0|[1-9]\d*)(?:\.\d+)?$/;
+const KEEP_INT = /^-?(?:0|[1-9]\d*)$/;
+function keepFloat(v: string): boolean {
+  return v.length <= 17 && KEEP_FLOAT.test(v) && significantDigits(v) <= 15;
+}
+function keepInt(v: string): boolean {
+  return v.length <= 16 && KEEP_INT.test(v);
+}
+function significantDigits(v: string): number {
+  let n = 0;
+  let leading = true;
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c < 48 || c > 57) continue;
+    if (leading && c === 48) continue;
+    leading = false;
+    n++;
+  }
+  return n;
+}
+const KEEP: Partial<Record<FieldType, 'int' | 'float'>> = { float64: 'float', float32: 'float', int64: 'int', int32: 'int' };
+/** Fields past this index are never kept (FitTrace.kept is a 31-bit mask). */
+const MAX_KEPT_INDEX = 30;
 
 const NUM_RE = /^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$/;
 const INT_RE = /^\s*[+-]?\d+\s*$/;
@@ -1064,6 +1106,8 @@ function compileObject(fields: FieldSpec[], pk: string[], policy: Policy, allow:
       emptyIsNull: f.type !== 'string' && f.type !== 'json',
       special: f.name in Object.prototype,
       unchanged: UNCHANGED[f.type],
+      // The name is matched in the received text as written there, which needs it to look the same in JSON.
+      keep: slots.length <= MAX_KEPT_INDEX && JSON.stringify(f.name) === `"${f.name}"` ? KEEP[f.type] : undefined,
     });
   }
   const c = { slots, policy, known, keep: [...known] } as CompiledObject;
@@ -1083,13 +1127,15 @@ const UNCHANGED: Partial<Record<FieldType, string>> = {
   boolean: "typeof v === 'boolean'",
 };
 
+const CHANGED = 'if (t !== undefined) t.changed = true;';
+
 /**
  * `fit` for one object schema as generated straight-line code: one property read with a constant name and one coercer
  * call site per field. The generic loop reads `r[slot.name]` and calls `slot.coerce` from one place for every field,
  * which V8 can only treat as megamorphic; here each read and call sees one shape and one target, so they are inlined
  * (measured: validation about 3x faster on a 10-field row). Field names enter the code as JSON string literals only.
  */
-function compileFit(c: CompiledObject): (r: Record<string, unknown>) => Record<string, unknown> {
+function compileFit(c: CompiledObject): CompiledObject['fit'] {
   const body: string[] = ['let i = 0, v, o;', 'try {'];
   c.slots.forEach((s, k) => {
     const key = JSON.stringify(s.name);
@@ -1097,21 +1143,26 @@ function compileFit(c: CompiledObject): (r: Record<string, unknown>) => Record<s
     body.push(`i = ${k};`);
     body.push(s.special ? `v = hasOwn.call(r, ${key}) ? r[${key}] : undefined;` : `v = r[${key}];`);
     body.push(`if (v === undefined || v === null${s.emptyIsNull ? " || v === ''" : ''}) {`);
-    if (s.hasDefault) body.push(set(s.cloneDefault ? `structuredClone(S[${k}].def)` : `S[${k}].def`));
+    if (s.hasDefault) body.push(set(s.cloneDefault ? `structuredClone(S[${k}].def)` : `S[${k}].def`), CHANGED);
     else if (!s.nullable) body.push("throw new Mismatch(v === undefined ? 'missing (not nullable)' : v === null ? 'null (not nullable)' : 'empty (not nullable)');");
-    else body.push(`if (v !== null) ${set('null')}`);
+    else body.push(`if (v !== null) { ${set('null')} ${CHANGED} }`);
     if (s.coerce === undefined) body.push('}');
     else {
       body.push(s.unchanged ? `} else if (!(${s.unchanged})) {` : '} else {');
-      body.push(`o = S[${k}].coerce(v);`, `if (o !== v) ${set('o')}`, '}');
+      body.push(`o = S[${k}].coerce(v);`, `if (o !== v) ${set('o')}`);
+      // A numeric string may be written back as the received digits; any other coercion may have changed the value
+      // (nested fields in place, too), so the row no longer matches its received text.
+      if (s.keep) body.push(`if (t !== undefined) { if (o !== v && typeof v === 'string' && ${s.keep === 'int' ? 'keepInt' : 'keepFloat'}(v)) t.kept |= ${1 << k}; else t.changed = true; }`);
+      else body.push(CHANGED);
+      body.push('}');
     }
   });
   body.push('} catch (e) {', `if (e instanceof Mismatch && i < ${c.slots.length}) e.path = joinPath(S[i].name, e.path);`, 'throw e;', '}');
-  body.push(c.policy === 'keep' ? 'return r;' : 'return rest(c, r);');
-  const make = new Function('c', 'S', 'Mismatch', 'setField', 'hasOwn', 'joinPath', 'rest', `"use strict"; return function fit(r) {\n${body.join('\n')}\n};`) as (
+  body.push(c.policy === 'keep' ? 'return r;' : `const out = rest(c, r); if (out !== r) ${CHANGED} return out;`);
+  const make = new Function('c', 'S', 'Mismatch', 'setField', 'hasOwn', 'joinPath', 'rest', 'keepInt', 'keepFloat', `"use strict"; return function fit(r, t) {\n${body.join('\n')}\n};`) as (
     ...a: unknown[]
-  ) => (r: Record<string, unknown>) => Record<string, unknown>;
-  return make(c, c.slots, Mismatch, setField, Object.prototype.hasOwnProperty, joinPath, unknownFields);
+  ) => CompiledObject['fit'];
+  return make(c, c.slots, Mismatch, setField, Object.prototype.hasOwnProperty, joinPath, unknownFields, keepInt, keepFloat);
 }
 
 function setField(r: Record<string, unknown>, s: Slot, v: unknown): void {
@@ -1152,18 +1203,26 @@ export interface CompileOptions {
  * staying as it was. Throws RecordError('SCHEMA', ..., fieldPath) for a row that does not fit, and ConfigError for a
  * schema that is itself invalid. Fields with `metadata` are skipped: the runtime fills them.
  */
-export function compileSchema(spec: SchemaSpec, opts: CompileOptions = {}): (row: unknown) => Record<string, unknown> {
+/** A compiled schema: fits a row; with a trace, also says what it changed (FitTrace). */
+export interface CompiledSchema {
+  (row: unknown, trace?: FitTrace): Record<string, unknown>;
+  /** The field a bit of FitTrace.kept stands for, by bit index. */
+  readonly keptFields: readonly string[];
+}
+
+export function compileSchema(spec: SchemaSpec, opts: CompileOptions = {}): CompiledSchema {
   const allow = new Set(opts.allow ?? []);
   const c = compileObject(spec.fields, spec.primary_key ?? [], spec.unknown_fields ?? 'keep', allow);
-  return (row) => {
+  const fit = (row: unknown, trace?: FitTrace) => {
     if (!isPlainObject(row)) throw new RecordError('SCHEMA', `expected a row (an object), got ${describe(row)}`);
     try {
-      return c.fit(row);
+      return c.fit(row, trace);
     } catch (e) {
       if (e instanceof Mismatch) throw new RecordError('SCHEMA', e.reason, e.path || undefined);
       throw e;
     }
   };
+  return Object.assign(fit, { keptFields: c.slots.map((x) => x.name) });
 }
 
 // ---- inference -----------------------------------------------------------------------------------------------

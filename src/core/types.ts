@@ -15,6 +15,12 @@ export interface SluiceRecord {
   meta?: Record<string, unknown>;
   /** The original payload; kept for the dead-letter queue and byte pass-through. */
   raw?: string | Uint8Array;
+  /**
+   * Set by the runtime where the schema changed nothing in the row but numeric strings into numbers: a bit per such
+   * field (core/schema.ts FitTrace), so JSON output can write `raw` with them unquoted (formats/json.ts). 0: the schema
+   * changed nothing.
+   */
+  kept?: number;
 }
 
 /** What a source hands to the runtime. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createFormat } from './index.js';
 import { RecordError } from '../core/errors.js';
-import { jsonPassThrough, jsonPlainRows, scanJsonError } from './json.js';
+import { jsonPassThrough, jsonPlainRows, keptUnquoter, scanJsonError } from './json.js';
 import type { SluiceRecord } from '../core/types.js';
 
 function decode(payload: string | Uint8Array, options: Record<string, unknown> = {}) {
@@ -211,6 +211,40 @@ describe('json plain rows', () => {
     const e = jsonPlainRows(enc(), () => false);
     expect(e.encodeStream([{ b: Buffer.from('hi') }], true)).toBe('{"b":"aGk="}\n');
     expect(e.encode({ b: new Uint8Array([104, 105]) })).toBe('{"b":"aGk="}');
+  });
+});
+
+describe('keptUnquoter (received text with numeric strings unquoted)', () => {
+  const unquote = keptUnquoter(['e', 'p', 'q']);
+  const P = 0b010;
+  const Q = 0b100;
+
+  it('unquotes the marked fields wherever they stand, and leaves the rest of the text as received', () => {
+    const raw = '{"e":"trade","q":"0.50","p":"43249.00938070","m":true}';
+    expect(unquote(raw, P | Q)).toBe('{"e":"trade","q":0.50,"p":43249.00938070,"m":true}');
+    expect(unquote(raw, P)).toBe('{"e":"trade","q":"0.50","p":43249.00938070,"m":true}');
+    expect(unquote('{"p":"-1.5"}', P)).toBe('{"p":-1.5}');
+    expect(unquote(raw, 0)).toBe(raw);
+  });
+
+  it('gives up (the row is encoded instead) wherever the field cannot be found for certain', () => {
+    expect(unquote('{"p": "1.5"}', P)).toBeUndefined(); // other spacing
+    expect(unquote('{"x":{"p":"1.5"},"p":"1.5"}', P)).toBeUndefined(); // a nested object could hold the key
+    expect(unquote('{"p":"1.5","p":"1.5"}', P)).toBeUndefined(); // duplicate key
+    expect(unquote('{"p":"\\u0031"}', P)).toBeUndefined(); // an escape in the number
+    expect(unquote('{"a":"x\\"p":"1"}', P)).toBeUndefined(); // "p":" inside another key
+    expect(unquote('{"\\u0070":"1.5"}', P)).toBeUndefined(); // the name escaped
+  });
+
+  it('is what jsonPassThrough writes for records marked kept, and the row encoded for the others', () => {
+    const e = jsonPassThrough(enc(), () => false, false, ['e', 'p', 'q']);
+    const recs = [
+      { value: { p: 1.5 }, raw: '{"p":"1.50"}', kept: P },
+      { value: { p: 2 }, raw: '{"p":"2.0"}' },
+      { value: { p: 3 }, raw: Buffer.from('{"p": 3}'), kept: 0 },
+    ];
+    expect(e.encodeRecords!(recs, true)).toBe('{"p":1.50}\n{"p":2}\n{"p": 3}\n');
+    expect(recs.map((r) => e.encodeRecord!(r))).toEqual(['{"p":1.50}', '{"p":2}', '{"p": 3}']);
   });
 });
 

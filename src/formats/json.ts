@@ -169,19 +169,25 @@ export class JsonEncoder implements Encoder {
  * transform or routes, and rows it decoded itself). That saves a JSON.stringify per record and keeps the text as it was
  * received (the digits of large numbers, escapes, key order). Anything else is encoded as usual.
  */
-export function jsonPassThrough(enc: Encoder, exact: () => boolean, pretty = false): Encoder {
+export function jsonPassThrough(enc: Encoder, exact: () => boolean, pretty = false, keptFields?: readonly string[]): Encoder {
+  const unquote = keptFields && keptUnquoter(keptFields);
   const out: Encoder = {
     encode: (value) => enc.encode(value),
     encodeStream: (values, first) => enc.encodeStream(values, first),
     extension: enc.extension,
     encodeRecords(records, first) {
-      if (!exact()) return enc.encodeStream(records.map((r) => r.value), first);
+      const all = exact();
+      if (!all && !unquote) return enc.encodeStream(records.map((r) => r.value), first);
       let s = '';
       for (let i = 0; i < records.length; i++) {
         const r = records[i]!;
         const raw = r.raw;
-        if (!isOneLineRaw(raw)) s += stringifyJson(r.value);
-        else s += typeof raw === 'string' ? raw : utf8Of(raw);
+        let text: string | undefined;
+        if (isOneLineRaw(raw)) {
+          const t = typeof raw === 'string' ? raw : utf8Of(raw);
+          text = all ? t : r.kept !== undefined ? unquote!(t, r.kept) : undefined;
+        }
+        s += text ?? (enc.encode(r.value) as string);
         s += '\n';
       }
       return s;
@@ -192,10 +198,59 @@ export function jsonPassThrough(enc: Encoder, exact: () => boolean, pretty = fal
   if (!pretty) {
     out.encodeRecord = (r) => {
       const raw = r.raw;
-      return exact() && isOneLineRaw(raw) ? raw : enc.encode(r.value);
+      if (!isOneLineRaw(raw)) return enc.encode(r.value);
+      if (exact()) return raw;
+      const text = unquote && r.kept !== undefined ? unquote(typeof raw === 'string' ? raw : utf8Of(raw), r.kept) : undefined;
+      return text ?? enc.encode(r.value);
     };
   }
   return out;
+}
+
+/**
+ * The received text of a row whose schema changed nothing but numeric strings into numbers (`kept`: a bit per such
+ * field, by its index in `fields`; see core/schema.ts FitTrace), with those strings unquoted: `"p":"43249.00938070"`
+ * becomes `"p":43249.00938070`, the same JSON number the row holds. Undefined where that cannot be done for certain,
+ * and the row is then encoded: when the text has a nested object (a key could then be a nested one's), or a field's
+ * `"name":"` is not found exactly once right after `{` or `,` (other spacing, escapes in the name, a duplicate key),
+ * or its string holds anything but digits, `.` and `-` (an escape).
+ */
+export function keptUnquoter(fields: readonly string[]): (raw: string, kept: number) => string | undefined {
+  const patterns = fields.map((f) => `"${f}":"`);
+  const quotes: number[] = [];
+  return (raw, kept) => {
+    if (kept === 0) return raw;
+    if (raw.indexOf('{', 1) !== -1) return undefined;
+    quotes.length = 0;
+    for (let k = 0; kept !== 0; k++, kept >>>= 1) {
+      if ((kept & 1) === 0) continue;
+      const pattern = patterns[k]!;
+      const at = raw.indexOf(pattern);
+      if (at <= 0 || raw.indexOf(pattern, at + 1) !== -1) return undefined;
+      const before = raw.charCodeAt(at - 1);
+      if (before !== 123 && before !== 44) return undefined; // '{' or ','
+      const open = at + pattern.length - 1;
+      let close = open + 1;
+      for (; close < raw.length; close++) {
+        const c = raw.charCodeAt(close);
+        if (c === 34) break;
+        if ((c < 48 || c > 57) && c !== 46 && c !== 45) return undefined;
+      }
+      // In text order, so the pieces below are taken left to right.
+      let j = quotes.length;
+      quotes.push(open, close);
+      while (j > 0 && quotes[j - 2]! > open) {
+        quotes[j] = quotes[j - 2]!;
+        quotes[j + 1] = quotes[j - 1]!;
+        quotes[j - 2] = open;
+        quotes[j - 1] = close;
+        j -= 2;
+      }
+    }
+    let out = raw.slice(0, quotes[0]);
+    for (let q = 0; q < quotes.length; q++) out += raw.slice(quotes[q]! + 1, q + 1 < quotes.length ? quotes[q + 1] : raw.length);
+    return out;
+  };
 }
 
 /**
