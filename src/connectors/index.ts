@@ -4,7 +4,7 @@
 // is loaded; registry.test.ts checks that each line agrees with its spec.
 
 import type { ConnectorSpec } from '../core/spec.js';
-import { NotLoadedError } from '../core/loading.js';
+import { NotLoadedError, onDemand } from '../core/loading.js';
 
 interface RegistryLine {
   name: string;
@@ -37,20 +37,8 @@ export const REGISTRY: readonly RegistryLine[] = [
 const byName = new Map<string, RegistryLine>();
 for (const line of REGISTRY) for (const n of [line.name, ...line.aliases]) byName.set(n.toLowerCase(), line);
 
-const loaded = new Map<RegistryLine, ConnectorSpec>();
-const loading = new Map<RegistryLine, Promise<ConnectorSpec>>();
-
-function load(line: RegistryLine): Promise<ConnectorSpec> {
-  let p = loading.get(line);
-  if (!p) {
-    p = line.load().then(({ spec }) => {
-      loaded.set(line, spec);
-      return spec;
-    });
-    loading.set(line, p);
-  }
-  return p;
-}
+const specs = onDemand((line: RegistryLine) => line.load().then((m) => m.spec));
+const load = specs.load;
 
 /**
  * Loads the connectors with these names or aliases (case-insensitive; every connector when none are given). Other
@@ -74,7 +62,7 @@ export async function allConnectors(): Promise<ConnectorSpec[]> {
 export function findConnector(name: string): ConnectorSpec | undefined {
   const line = byName.get(name.toLowerCase());
   if (!line) return undefined;
-  const spec = loaded.get(line);
+  const spec = specs.get(line);
   if (!spec) throw new NotLoadedError(`connector '${line.name}'`, () => load(line));
   return spec;
 }

@@ -32,3 +32,30 @@ export async function whenLoaded<T>(step: () => T): Promise<T> {
     }
   }
 }
+
+/**
+ * Each key's module loaded at most once: `load` starts it (or returns the load under way), `get` gives what has
+ * loaded, `preset` records one that needs no loading. The connector registry and the format table keep theirs here.
+ */
+export function onDemand<K, V>(loadOne: (key: K) => Promise<V>): { load(key: K): Promise<V>; get(key: K): V | undefined; preset(key: K, value: V): void } {
+  const loaded = new Map<K, V>();
+  const loading = new Map<K, Promise<V>>();
+  return {
+    load(key) {
+      let p = loading.get(key);
+      if (!p) {
+        p = loadOne(key).then((v) => {
+          loaded.set(key, v);
+          return v;
+        });
+        loading.set(key, p);
+      }
+      return p;
+    },
+    get: (key) => loaded.get(key),
+    preset(key, value) {
+      loaded.set(key, value);
+      loading.set(key, Promise.resolve(value));
+    },
+  };
+}

@@ -12,7 +12,7 @@ import type { AvroOptions } from './avro.js';
 import type { ProtobufOptions } from './protobuf.js';
 import type { ParquetOptions } from './parquet.js';
 import type { DebeziumOptions } from './debezium.js';
-import { NotLoadedError } from '../core/loading.js';
+import { NotLoadedError, onDemand } from '../core/loading.js';
 
 export { stringifyJson } from './json.js';
 
@@ -127,25 +127,12 @@ export const FORMATS: readonly FormatLine[] = [
   },
 ];
 
-const loaded = new Map<FormatLine, FormatDefinition>();
-const loading = new Map<FormatLine, Promise<FormatDefinition>>();
-
-function load(line: FormatLine): Promise<FormatDefinition> {
-  let p = loading.get(line);
-  if (!p) {
-    p = line.load().then((impl) => {
-      const def: FormatDefinition = { ...line, ...impl };
-      loaded.set(line, def);
-      return def;
-    });
-    loading.set(line, p);
-  }
-  return p;
-}
+const definitions = onDemand((line: FormatLine) => line.load().then((impl): FormatDefinition => ({ ...line, ...impl })));
+const load = definitions.load;
 
 // JSON's module is imported above anyway; its definition is ready before any caller asks.
 const jsonLine = FORMATS.find((f) => f.name === 'json')!;
-loaded.set(jsonLine, { ...jsonLine, ...jsonImpl });
+definitions.preset(jsonLine, { ...jsonLine, ...jsonImpl });
 
 /** Loads the formats with these names or aliases (every format when none are given); other strings are ignored. */
 export async function loadFormats(names?: Iterable<string>): Promise<void> {
@@ -170,7 +157,7 @@ function lineOf(name: string): FormatLine | undefined {
 export function findFormat(name: string): FormatDefinition | undefined {
   const line = lineOf(name);
   if (!line) return undefined;
-  const def = loaded.get(line);
+  const def = definitions.get(line);
   if (!def) throw new NotLoadedError(`format '${line.name}'`, () => load(line));
   return def;
 }
