@@ -39,6 +39,14 @@ export function namesIn(doc: unknown): { connectors: Set<string>; formats: Set<s
 /** Loads what `doc` names, then runs the synchronous `compile` (again, for whatever it meets that was not loaded). */
 export async function compileWhenLoaded<T>(doc: unknown, compile: () => T): Promise<T> {
   const { connectors, formats } = namesIn(doc);
+  return loadThenCompile(connectors, formats, compile);
+}
+
+/**
+ * Loads the connectors and formats with these names (other strings are ignored), then runs the synchronous `compile`
+ * (again, for whatever it meets that was not loaded).
+ */
+export async function loadThenCompile<T>(connectors: Iterable<string>, formats: Iterable<string>, compile: () => T): Promise<T> {
   await Promise.all([loadConnectors(connectors), loadFormats(formats)]);
   return whenLoaded(compile);
 }

@@ -1,8 +1,6 @@
 // The asynchronous entry for .sql documents: loads the connectors and formats the SQL names, then compiles it.
 
-import { loadConnectors } from '../connectors/index.js';
-import { loadFormats } from '../formats/index.js';
-import { whenLoaded } from '../core/loading.js';
+import { loadThenCompile } from '../config/preload.js';
 import type { CompiledDocument } from '../config/compile.js';
 import { compileSqlText, type SqlCompileOptions } from './compile.js';
 import { tokenize } from './lexer.js';
@@ -19,6 +17,5 @@ export async function loadSqlText(text: string, file: string, o: SqlCompileOptio
   } catch {
     // A lexical error: compileSqlText reports it, with its position.
   }
-  await Promise.all([loadConnectors(strings), loadFormats(strings)]);
-  return whenLoaded(() => compileSqlText(text, file, o));
+  return loadThenCompile(strings, strings, () => compileSqlText(text, file, o));
 }
