@@ -197,9 +197,8 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; m
       return drainRequest(req.raw, Math.max(DRAIN_CAP, o.bodyLimit ?? 0)).then(send);
     }
     if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
-      // Fastify's own client errors: bad JSON, body too large, wrong content type.
-      const code = e.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'too_large' : 'bad_request';
-      void reply.status(e.statusCode).send({ error: { status: e.statusCode, code, message: scrubber.scrub(e.message ?? 'bad request') } });
+      // Fastify's own client errors: bad JSON, wrong content type (a body too large is answered above).
+      void reply.status(e.statusCode).send({ error: { status: e.statusCode, code: 'bad_request', message: scrubber.scrub(e.message ?? 'bad request') } });
       return;
     }
     log.error({ err: scrubber.scrub(errorMessage(err)) }, 'request failed');
