@@ -14,7 +14,7 @@ import { MetricSet, countingEncoder, meterOutput, newStats, type PipelineStats }
 import { RecordError, RejectedRecordsError, SluiceError, errorMessage, type RejectedRecord } from './errors.js';
 import { createFormat, findFormat, stringifyJson } from '../formats/index.js';
 import { jsonPassThrough, jsonPlainRows } from '../formats/json.js';
-import { compileSchema, type CompiledSchema, type FitTrace } from './schema.js';
+import { compileSchema, type FitTrace } from './schema.js';
 
 export interface RuntimeEnv {
   log: Logger;
@@ -817,43 +817,28 @@ export function startPipeline(def: PipelineDef, env: RuntimeEnv, opts: RunOption
         if (row && typeof row === 'object') for (const [field, m] of metaFields) row[field] = metaValue(r, m);
       }
     }
-    if (coerce) records = rowsKept ? fitKeepingText(records, coerce) : mapValues(records, coerce);
+    if (coerce) records = rowsKept ? mapValues(records, fitTraced, markKept) : mapValues(records, coerce);
     stats.records_in += records.length + badBuf.length;
     return { records, bytes };
   };
 
+  // The schema's fit with a trace, and the record marked with what JSON output may keep of its received text.
   const trace: FitTrace = { changed: false, kept: 0 };
-  /**
-   * mapValues with the schema's fit, noting on each record whether JSON output may write its received text with
-   * numeric strings unquoted (`kept`).
-   */
-  const fitKeepingText = (records: SluiceRecord[], fit: CompiledSchema): SluiceRecord[] => {
-    let bad = 0;
-    for (let i = 0; i < records.length; i++) {
-      const r = records[i]!;
-      trace.changed = false;
-      trace.kept = 0;
-      try {
-        r.value = fit(r.value, trace);
-      } catch (e) {
-        badBuf.push({ raw: r.raw ?? stringifyJson(r.value), error: e as Error, meta: r.meta });
-        records[i] = undefined as never;
-        bad++;
-        continue;
-      }
-      // Every record gets the property, so records keep one shape.
-      r.kept = trace.changed ? undefined : trace.kept;
-    }
-    return bad ? records.filter((r) => r !== undefined) : records;
-  };
+  const fitTraced = (v: unknown) => coerce!(v, trace);
+  // Every record gets the property, so records keep one shape.
+  const markKept = (r: SluiceRecord) => void (r.kept = trace.changed ? undefined : trace.kept);
 
-  /** Rewrites each record's value; a record whose rewrite throws becomes a bad record. */
-  const mapValues = (records: SluiceRecord[], fn: (v: unknown) => unknown): SluiceRecord[] => {
+  /**
+   * Rewrites each record's value; a record whose rewrite throws becomes a bad record. `after` sees each record that
+   * was rewritten, right after its rewrite.
+   */
+  const mapValues = (records: SluiceRecord[], fn: (v: unknown) => unknown, after?: (r: SluiceRecord) => void): SluiceRecord[] => {
     let bad = 0;
     for (let i = 0; i < records.length; i++) {
       const r = records[i]!;
       try {
         r.value = fn(r.value);
+        if (after) after(r);
       } catch (e) {
         badBuf.push({ raw: r.raw ?? stringifyJson(r.value), error: e as Error, meta: r.meta });
         records[i] = undefined as never;

@@ -638,8 +638,8 @@ interface CompiledObject {
 /**
  * What a fit did to one row, for JSON output that writes the received text (formats/json.ts `jsonPassThrough`):
  * `changed` when anything but the allowed coercions happened; `kept` has a bit set per field (by its index in
- * `keptFields`) whose numeric string a numeric field coerced where the text, unquoted, is the same JSON number. The
- * caller resets both before each row.
+ * `keptFields`) whose numeric string a numeric field coerced where the text, unquoted, is the same JSON number. Both
+ * are reset at the start of each fit.
  */
 export interface FitTrace {
   changed: boolean;
@@ -1215,6 +1215,10 @@ export function compileSchema(spec: SchemaSpec, opts: CompileOptions = {}): Comp
   const c = compileObject(spec.fields, spec.primary_key ?? [], spec.unknown_fields ?? 'keep', allow);
   const fit = (row: unknown, trace?: FitTrace) => {
     if (!isPlainObject(row)) throw new RecordError('SCHEMA', `expected a row (an object), got ${describe(row)}`);
+    if (trace) {
+      trace.changed = false;
+      trace.kept = 0;
+    }
     try {
       return c.fit(row, trace);
     } catch (e) {
