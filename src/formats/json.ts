@@ -2,7 +2,7 @@
 
 import { z, bool } from '../core/spec.js';
 import { RecordError } from '../core/errors.js';
-import type { Decoder, Encoder, Format } from '../core/types.js';
+import type { Decoder, Encoder, Format, SluiceRecord } from '../core/types.js';
 import { describeValue, isBlank, payloadText, toBase64, utf8Of } from './util.js';
 
 export const jsonOptions = z.strictObject({
@@ -171,6 +171,13 @@ export class JsonEncoder implements Encoder {
  */
 export function jsonPassThrough(enc: Encoder, exact: () => boolean, pretty = false, keptFields?: readonly string[]): Encoder {
   const unquote = keptFields && keptUnquoter(keptFields);
+  /** The record's received text to write for its row (`all`: every row is its text), or undefined to encode it. */
+  const received = (r: SluiceRecord, all: boolean): string | undefined => {
+    const raw = r.raw;
+    if (!isOneLineRaw(raw) || (!all && (unquote === undefined || r.kept === undefined))) return undefined;
+    const text = typeof raw === 'string' ? raw : utf8Of(raw);
+    return all ? text : unquote!(text, r.kept!);
+  };
   const out: Encoder = {
     encode: (value) => enc.encode(value),
     encodeStream: (values, first) => enc.encodeStream(values, first),
@@ -181,13 +188,7 @@ export function jsonPassThrough(enc: Encoder, exact: () => boolean, pretty = fal
       let s = '';
       for (let i = 0; i < records.length; i++) {
         const r = records[i]!;
-        const raw = r.raw;
-        let text: string | undefined;
-        if (isOneLineRaw(raw)) {
-          const t = typeof raw === 'string' ? raw : utf8Of(raw);
-          text = all ? t : r.kept !== undefined ? unquote!(t, r.kept) : undefined;
-        }
-        s += text ?? (enc.encode(r.value) as string);
+        s += received(r, all) ?? (enc.encode(r.value) as string);
         s += '\n';
       }
       return s;
@@ -198,14 +199,14 @@ export function jsonPassThrough(enc: Encoder, exact: () => boolean, pretty = fal
   if (!pretty) {
     out.encodeRecord = (r) => {
       const raw = r.raw;
-      if (!isOneLineRaw(raw)) return enc.encode(r.value);
-      if (exact()) return raw;
-      const text = unquote && r.kept !== undefined ? unquote(typeof raw === 'string' ? raw : utf8Of(raw), r.kept) : undefined;
-      return text ?? enc.encode(r.value);
+      if (exact() && isOneLineRaw(raw)) return raw;
+      return received(r, false) ?? enc.encode(r.value);
     };
   }
   return out;
 }
+
+const ascending = (a: number, b: number) => a - b;
 
 /**
  * The received text of a row whose schema changed nothing but numeric strings into numbers (`kept`: a bit per such
@@ -236,17 +237,10 @@ export function keptUnquoter(fields: readonly string[]): (raw: string, kept: num
         if (c === 34) break;
         if ((c < 48 || c > 57) && c !== 46 && c !== 45) return undefined;
       }
-      // In text order, so the pieces below are taken left to right.
-      let j = quotes.length;
       quotes.push(open, close);
-      while (j > 0 && quotes[j - 2]! > open) {
-        quotes[j] = quotes[j - 2]!;
-        quotes[j + 1] = quotes[j - 1]!;
-        quotes[j - 2] = open;
-        quotes[j - 1] = close;
-        j -= 2;
-      }
     }
+    // The fields' strings do not overlap, so their quotes in text order are still pairs: the pieces go left to right.
+    if (quotes.length > 2) quotes.sort(ascending);
     let out = raw.slice(0, quotes[0]);
     for (let q = 0; q < quotes.length; q++) out += raw.slice(quotes[q]! + 1, q + 1 < quotes.length ? quotes[q + 1] : raw.length);
     return out;
