@@ -4,8 +4,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import pg from 'pg';
 import { startPipeline } from '../../core/runtime.js';
 import { memoryStateStore } from '../../core/state.js';
 import type { EndpointInfo } from '../../core/spec.js';
@@ -19,6 +19,8 @@ const CONN = { host: '127.0.0.1', user: 'postgres', database: 'test' };
 let admin: pg.Client;
 const tables: string[] = [];
 const noEncoder = { encode: () => '', encodeStream: () => '', extension: 'json' };
+// eslint-disable-next-line @typescript-eslint/unbound-method -- re-applied with the client as `this`
+const originalQuery = pg.Client.prototype.query;
 
 beforeAll(async () => {
   await ensureService('postgres');
@@ -123,6 +125,47 @@ describe('postgres sink', () => {
     }
     const r = await admin.query(`SELECT count(*)::int AS n, sum(id)::bigint AS s FROM "${t}"`);
     expect(r.rows[0]).toEqual({ n: 10_000, s: String((9_999 * 10_000) / 2) });
+  });
+
+  it('writes the same values column-wise (one array per column) as one parameter per value; a table with an array column takes a list as an array', async () => {
+    const cols = '(id int PRIMARY KEY, big bigint, name text, v double precision, price numeric(12, 2), ok boolean, doc jsonb, raw bytea, at timestamptz, note text';
+    const wise = await table(`${cols})`);
+    // An array column: unnest() would flatten it, so this table is written one parameter per value.
+    const perValue = await table(`${cols}, tags text[])`);
+    const rows: Record<string, unknown>[] = [
+      { id: 1, big: 9_007_199_254_740_993n, name: 'quote " backslash \\ comma , braces {x} ünï', v: 1.5, price: '12.50', ok: true, doc: { a: [1, 'two'] }, raw: new Uint8Array([0, 1, 255]), at: new Date('2024-01-02T03:04:05.678Z'), note: 42 },
+      { id: 2, big: '17', name: '', v: -0.25, price: 3, ok: false, doc: '{"from":"text"}', raw: null, at: '2024-05-06T07:08:09Z', note: { k: 'v' } },
+      { id: 3, name: 'NULL', doc: [1, 2], note: null },
+      { id: 4, big: -5, name: 'line\nbreak\ttab', v: 1e300, doc: '"a JSON string"', at: null },
+    ];
+    const sql: string[] = [];
+    const spy = vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (this: pg.Client, ...args: unknown[]) {
+      const q = args[0] as string | { text?: string };
+      sql.push(typeof q === 'string' ? q : (q.text ?? ''));
+      return originalQuery.apply(this, args as never);
+    } as never);
+    try {
+      for (const [t, withTags] of [[wise, false], [perValue, true]] as const) {
+        const sink = await openSink({ table: t });
+        try {
+          await sink.write(recs(...rows.map((r) => (withTags ? { ...r, tags: ['a', 'b'] } : r))));
+        } finally {
+          await sink.close!();
+        }
+      }
+    } finally {
+      spy.mockRestore();
+    }
+    expect(sql.find((q) => q.includes(`INTO "${wise}"`))).toMatch(/SELECT \* FROM unnest\(\$1::integer\[\], \$2::bigint\[\]/);
+    expect(sql.find((q) => q.includes(`INTO "${perValue}"`))).toMatch(/VALUES \(\$1, \$2/);
+    const a = await select(wise);
+    const b = (await select(perValue)).map(({ tags, ...r }) => (expect(tags).toEqual(['a', 'b']), r));
+    expect(a).toEqual(b);
+    // The admin client reads int8 as text.
+    expect(a[0]).toMatchObject({ big: '9007199254740993', name: 'quote " backslash \\ comma , braces {x} ünï', raw: Buffer.from([0, 1, 255]), note: '42' });
+    expect(a[1]).toMatchObject({ big: '17', name: '', doc: { from: 'text' }, price: '3.00', note: '{"k":"v"}' });
+    expect(a[2]).toMatchObject({ name: 'NULL', big: null, doc: [1, 2], note: null });
+    expect(a[3]).toMatchObject({ name: 'line\nbreak\ttab', doc: 'a JSON string', at: null });
   });
 
   it('rejects a NOT NULL violation with the table and column named, writing nothing of the batch', async () => {

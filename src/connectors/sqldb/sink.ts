@@ -1,4 +1,5 @@
-// Writes batches as multi-row INSERT / upsert / DELETE statements, all of one batch in one transaction.
+// Writes batches as multi-row INSERT / upsert / DELETE statements, all of one batch in one transaction. Where the
+// dialect can (PostgreSQL), an INSERT carries one array per column instead of one parameter per value.
 
 import { SluiceError, errorMessage } from '../../core/errors.js';
 import type { EndpointInfo } from '../../core/spec.js';
@@ -22,6 +23,11 @@ export class SqlSink implements Sink {
   private seq = 0;
   /** The source position stored with the last committed batch (exactly-once). */
   private stored?: SourcePosition;
+  /**
+   * Column -> SQL type for the dialect's column-wise insert, read when the sink opens; null for a column it cannot
+   * carry (an array type: unnest() would flatten it). A column missing here is written the per-value way.
+   */
+  private columnTypes?: Map<string, string | null>;
 
   constructor(
     private readonly o: SinkOpts,
@@ -48,6 +54,11 @@ export class SqlSink implements Sink {
         const q = this.d.primaryKeyQuery(this.o.table);
         const rows = await this.client.query(q.sql, q.params);
         this.keys = rows.map((r) => String(r.column_name ?? r.COLUMN_NAME));
+      }
+      if (this.d.columnTypesQuery && this.d.arrayInsert) {
+        const q = this.d.columnTypesQuery(this.o.table);
+        const rows = await this.client.query(q.sql, q.params);
+        this.columnTypes = new Map(rows.map((r) => [String(r.column_name), r.is_array ? null : String(r.type)]));
       }
       if (this.o.mode === 'upsert' && this.keys.length === 0) {
         throw new SluiceError('CONFIG', `${this.label()}: upsert needs key columns; the table has no primary key, so set 'key_columns'`);
@@ -82,9 +93,9 @@ export class SqlSink implements Sink {
     let inTx = false;
     try {
       // A batch that fits one INSERT is atomic without a transaction: BEGIN/COMMIT would triple the round trips.
-      if (!this.o.exactly_once && records.length <= this.d.maxParams && !records.some((r) => isDelete(r.value as Row))) {
+      if (!this.o.exactly_once && !records.some((r) => isDelete(r.value as Row))) {
         const cols = this.columnsFor(records, 0, records.length);
-        if (records.length <= Math.floor(this.d.maxParams / Math.max(1, cols.length))) {
+        if (this.arrayTypes(cols) || records.length <= Math.floor(this.d.maxParams / Math.max(1, cols.length))) {
           await this.writeRun(conn, records, 0, records.length, cols);
           return;
         }
@@ -157,8 +168,21 @@ export class SqlSink implements Sink {
     }
     // One statement cannot touch the same key twice in an upsert (PostgreSQL refuses); the last write wins anyway.
     if (this.o.mode === 'upsert') rows = lastPerKey(rows, this.keys);
-    const head = `INSERT INTO ${this.table} (${cols.map((c) => this.d.ident(c)).join(', ')}) VALUES `;
     const tail = this.o.mode === 'upsert' ? this.d.upsertSuffix(this.keys, cols) : '';
+    const types = this.arrayTypes(cols);
+    if (types) {
+      const arrays: unknown[][] = new Array(cols.length);
+      for (let c = 0; c < cols.length; c++) {
+        const col = cols[c]!;
+        const a = (arrays[c] = new Array(rows.length));
+        for (let r = 0; r < rows.length; r++) a[r] = toParam(rows[r]![col]);
+      }
+      await conn.query(this.d.arrayInsert!(this.table, cols, types) + tail, arrays);
+      return;
+    }
+    const head = `INSERT INTO ${this.table} (${cols.map((c) => this.d.ident(c)).join(', ')}) VALUES `;
+    // A list for an array-typed column goes to the driver as a list (pg writes an array literal), not as JSON text.
+    const arrayCol = cols.map((c) => this.columnTypes?.get(c) === null);
     const per = Math.max(1, Math.floor(this.d.maxParams / cols.length));
     for (let s = 0; s < rows.length; s += per) {
       const e = Math.min(rows.length, s + per);
@@ -169,13 +193,27 @@ export class SqlSink implements Sink {
         const row = rows[r]!;
         let t = '(';
         for (let c = 0; c < cols.length; c++) {
-          params[n++] = toParam(row[cols[c]!]);
+          const v = row[cols[c]!];
+          params[n++] = arrayCol[c] && Array.isArray(v) ? v : toParam(v);
           t += c === 0 ? this.d.param(n) : ', ' + this.d.param(n);
         }
         tuples[r - s] = t + ')';
       }
       await conn.query(head + tuples.join(', ') + tail, params);
     }
+  }
+
+  /** The SQL types of `cols` when every one can go column-wise (`Dialect.arrayInsert`), else undefined. */
+  private arrayTypes(cols: string[]): string[] | undefined {
+    const known = this.columnTypes;
+    if (!known || cols.length === 0) return undefined;
+    const types = new Array<string>(cols.length);
+    for (let i = 0; i < cols.length; i++) {
+      const t = known.get(cols[i]!);
+      if (!t) return undefined;
+      types[i] = t;
+    }
+    return types;
   }
 
   private async deleteRun(conn: SqlConn, records: SluiceRecord[], a: number, b: number): Promise<void> {
