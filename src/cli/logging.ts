@@ -15,14 +15,18 @@ export const SECRET_KEYS = [
   'schema_registry_api_secret', 'schema_registry_password', 'credentials', 'creds', 'nkey', 'seed',
 ];
 
-export function createLogger(o: { format?: LogFormat; level: string; status?: StatusLine }): { log: Logger; flush(): Promise<void> } {
+export function createLogger(o: { format?: LogFormat; level: string; status?: StatusLine; /** Default: stderr. */ out?: { write(chunk: Buffer | string): unknown } }): {
+  log: Logger;
+  flush(): Promise<void>;
+} {
   const format = o.format ?? (process.stderr.isTTY ? 'pretty' : 'json');
   const status = o.status;
+  const out = o.out ?? process.stderr;
   // The status line is cleared before a log line and redrawn after it, so the two never interleave.
   const dest = new Writable({
     write(chunk: Buffer | string, _enc, cb) {
       status?.clear();
-      process.stderr.write(chunk);
+      out.write(chunk);
       status?.redraw();
       cb();
     },
@@ -50,9 +54,14 @@ export function scrubUrlCredentials(s: string): string {
   return s.includes('://') ? s.replace(URL_CREDENTIALS, '$1$2:***@') : s;
 }
 
-function scrubLogObject(obj: Record<string, unknown>): Record<string, unknown> {
-  for (const [k, v] of Object.entries(obj)) {
-    if (typeof v === 'string') obj[k] = scrubUrlCredentials(v);
+/** The log call's own object, or a copy with URL passwords hidden: the caller's object may be live state. */
+export function scrubLogObject(obj: Record<string, unknown>): Record<string, unknown> {
+  let out: Record<string, unknown> | undefined;
+  for (const k in obj) {
+    const v = obj[k];
+    if (typeof v !== 'string') continue;
+    const clean = scrubUrlCredentials(v);
+    if (clean !== v) (out ??= { ...obj })[k] = clean;
   }
-  return obj;
+  return out ?? obj;
 }
