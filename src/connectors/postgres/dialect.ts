@@ -2,7 +2,7 @@
 
 import type { FieldSpec } from '../../core/types.js';
 import { errorMessage } from '../../core/errors.js';
-import type { Dialect } from '../sqldb/dialect.js';
+import { qualified, type Dialect } from '../sqldb/dialect.js';
 
 export const pgDialect: Dialect = {
   name: 'postgres',
@@ -20,22 +20,24 @@ export const pgDialect: Dialect = {
     return {
       sql: `SELECT a.attname AS column_name FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
             WHERE i.indrelid = to_regclass($1) AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)`,
-      params: [regclassText(table)],
+      params: [qualified(pgDialect, table)],
     };
   },
-  // A domain's typcategory is its base type's, so a domain over an array counts as an array too.
-  columnTypesQuery(table) {
-    return {
-      sql: `SELECT a.attname AS column_name, format_type(a.atttypid, a.atttypmod) AS type, t.typcategory = 'A' AS is_array
-            FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-            WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
-      params: [regclassText(table)],
-    };
-  },
-  // unnest() of several arrays yields one row per index, NULL-padding shorter ones (all have the batch's length here).
-  arrayInsert(table, cols, types) {
-    const list = cols.map((c) => pgDialect.ident(c)).join(', ');
-    return `INSERT INTO ${table} (${list}) SELECT * FROM unnest(${types.map((t, i) => `$${i + 1}::${t}[]`).join(', ')})`;
+  columnWise: {
+    // A domain's typcategory is its base type's, so a domain over an array counts as an array too.
+    typesQuery(table) {
+      return {
+        sql: `SELECT a.attname AS column_name, format_type(a.atttypid, a.atttypmod) AS type, t.typcategory = 'A' AS is_array
+              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+              WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
+        params: [qualified(pgDialect, table)],
+      };
+    },
+    // unnest() of several arrays yields one row per index (all have the batch's length here).
+    insert(table, cols, types) {
+      const list = cols.map((c) => pgDialect.ident(c)).join(', ');
+      return `INSERT INTO ${table} (${list}) SELECT * FROM unnest(${types.map((t, i) => `$${i + 1}::${t}[]`).join(', ')})`;
+    },
   },
   describeError(e, table) {
     const pe = e as { code?: string; column?: string; table?: string; constraint?: string; detail?: string };
@@ -51,14 +53,6 @@ export const pgDialect: Dialect = {
     return { message: `${errorMessage(e)}${code ? ` (${code})` : ''}`, data: false };
   },
 };
-
-/** `schema.table` as to_regclass() reads it: each part quoted, so case and dots inside a part survive. */
-function regclassText(table: string): string {
-  return table
-    .split('.')
-    .map((p) => `"${p.replace(/"/g, '""')}"`)
-    .join('.');
-}
 
 function pgType(f: FieldSpec): string {
   switch (f.type) {

@@ -19,7 +19,7 @@ const CONN = { host: '127.0.0.1', user: 'postgres', database: 'test' };
 let admin: pg.Client;
 const tables: string[] = [];
 const noEncoder = { encode: () => '', encodeStream: () => '', extension: 'json' };
-// eslint-disable-next-line @typescript-eslint/unbound-method -- re-applied with the client as `this`
+// The real query, which the spy below calls with the client as `this`.
 const originalQuery = pg.Client.prototype.query;
 
 beforeAll(async () => {

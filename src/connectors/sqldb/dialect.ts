@@ -33,16 +33,16 @@ export interface Dialect {
   /** Primary key columns of `table` (schema-qualified names allowed). */
   primaryKeyQuery(table: string): { sql: string; params: unknown[] };
   /**
-   * Column types of `table` (rows: column_name, type, is_array), read once when the sink opens, for `arrayInsert`.
-   * Absent: the dialect has no column-wise insert.
+   * An INSERT taking one array parameter per column, whatever the row count: a 1000-row batch of 10 columns is 10
+   * parameters, not 10,000, and the server parses and plans far less (docs/benchmarks.md, file-jsonl->postgres).
+   * Absent: the dialect has none, and every INSERT carries a parameter per value.
    */
-  columnTypesQuery?(table: string): { sql: string; params: unknown[] };
-  /**
-   * `INSERT INTO table (cols) ...` taking one array parameter per column, in `cols` order, whatever the row count.
-   * A 1000-row batch of 10 columns is then 10 parameters, not 10,000, and the server parses and plans far less
-   * (docs/benchmarks.md, file-jsonl->postgres). `types` are the columns' SQL types, as `columnTypesQuery` gave them.
-   */
-  arrayInsert?(table: string, cols: string[], types: string[]): string;
+  columnWise?: {
+    /** Column types of `table` (rows: column_name, type, is_array), read once when the sink opens. */
+    typesQuery(table: string): { sql: string; params: unknown[] };
+    /** `INSERT INTO table (cols) ...` with the arrays as parameters in `cols` order; `types` as `typesQuery` gave them. */
+    insert(table: string, cols: string[], types: string[]): string;
+  };
   /** A driver error as a Sluice error naming the table and column. */
   describeError(e: unknown, table: string): { message: string; data: boolean };
 }

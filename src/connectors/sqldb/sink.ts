@@ -55,8 +55,8 @@ export class SqlSink implements Sink {
         const rows = await this.client.query(q.sql, q.params);
         this.keys = rows.map((r) => String(r.column_name ?? r.COLUMN_NAME));
       }
-      if (this.d.columnTypesQuery && this.d.arrayInsert) {
-        const q = this.d.columnTypesQuery(this.o.table);
+      if (this.d.columnWise) {
+        const q = this.d.columnWise.typesQuery(this.o.table);
         const rows = await this.client.query(q.sql, q.params);
         this.columnTypes = new Map(rows.map((r) => [String(r.column_name), r.is_array ? null : String(r.type)]));
       }
@@ -95,8 +95,9 @@ export class SqlSink implements Sink {
       // A batch that fits one INSERT is atomic without a transaction: BEGIN/COMMIT would triple the round trips.
       if (!this.o.exactly_once && !records.some((r) => isDelete(r.value as Row))) {
         const cols = this.columnsFor(records, 0, records.length);
-        if (this.arrayTypes(cols) || records.length <= Math.floor(this.d.maxParams / Math.max(1, cols.length))) {
-          await this.writeRun(conn, records, 0, records.length, cols);
+        const types = this.arrayTypes(cols);
+        if (types || records.length <= Math.floor(this.d.maxParams / Math.max(1, cols.length))) {
+          await this.writeRun(conn, records, 0, records.length, cols, types);
           return;
         }
       }
@@ -155,8 +156,14 @@ export class SqlSink implements Sink {
     return [...seen];
   }
 
-  private async writeRun(conn: SqlConn, records: SluiceRecord[], a: number, b: number, known?: string[]): Promise<void> {
-    const cols = known ?? this.columnsFor(records, a, b);
+  private async writeRun(
+    conn: SqlConn,
+    records: SluiceRecord[],
+    a: number,
+    b: number,
+    cols = this.columnsFor(records, a, b),
+    types = this.arrayTypes(cols),
+  ): Promise<void> {
     if (cols.length === 0) throw new SluiceError('SCHEMA', `${this.label()}: the rows have no columns to write`);
     let rows: Row[] = [];
     for (let i = a; i < b; i++) {
@@ -169,15 +176,14 @@ export class SqlSink implements Sink {
     // One statement cannot touch the same key twice in an upsert (PostgreSQL refuses); the last write wins anyway.
     if (this.o.mode === 'upsert') rows = lastPerKey(rows, this.keys);
     const tail = this.o.mode === 'upsert' ? this.d.upsertSuffix(this.keys, cols) : '';
-    const types = this.arrayTypes(cols);
     if (types) {
       const arrays: unknown[][] = new Array(cols.length);
       for (let c = 0; c < cols.length; c++) {
         const col = cols[c]!;
-        const a = (arrays[c] = new Array(rows.length));
-        for (let r = 0; r < rows.length; r++) a[r] = toParam(rows[r]![col]);
+        const values = (arrays[c] = new Array(rows.length));
+        for (let r = 0; r < rows.length; r++) values[r] = toParam(rows[r]![col]);
       }
-      await conn.query(this.d.arrayInsert!(this.table, cols, types) + tail, arrays);
+      await conn.query(this.d.columnWise!.insert(this.table, cols, types) + tail, arrays);
       return;
     }
     const head = `INSERT INTO ${this.table} (${cols.map((c) => this.d.ident(c)).join(', ')}) VALUES `;
@@ -203,7 +209,7 @@ export class SqlSink implements Sink {
     }
   }
 
-  /** The SQL types of `cols` when every one can go column-wise (`Dialect.arrayInsert`), else undefined. */
+  /** The SQL types of `cols` when every one can go column-wise (`Dialect.columnWise`), else undefined. */
   private arrayTypes(cols: string[]): string[] | undefined {
     const known = this.columnTypes;
     if (!known || cols.length === 0) return undefined;
